@@ -1,0 +1,622 @@
+// Package configs holds bansd's configuration: the default TOML embedded in
+// the binary, and the loader that overlays an operator's file on it.
+package configs
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed bansd.toml
+var defaultTOML []byte
+
+// DefaultTOML returns the embedded default configuration file.
+func DefaultTOML() []byte { return append([]byte(nil), defaultTOML...) }
+
+// Config is bansd's whole configuration, validated.
+type Config struct {
+	// File is where the operator's part came from ("" for defaults only).
+	File     string
+	Daemon   Daemon
+	Docker   Docker
+	Firewall Firewall
+	Ban      Ban
+	Engine   Engine
+	// Jails by name, sorted by JailNames.
+	Jails map[string]Jail
+}
+
+type Daemon struct {
+	Socket        string
+	SocketGroup   string
+	State         string
+	MetricsListen string
+	LogLevel      string
+}
+
+type Docker struct {
+	Host     string
+	Project  string
+	Services []string
+	MaxLine  int
+}
+
+type Firewall struct {
+	Table     string
+	Priority  int
+	Reconcile time.Duration
+	Batch     int
+}
+
+type Ban struct {
+	Factor        float64
+	BantimeMax    time.Duration
+	HistoryMaxAge time.Duration
+}
+
+type Engine struct {
+	IgnoreIP           []netip.Prefix
+	Subnet             netip.Prefix
+	Subnet6            netip.Prefix // zero when unset
+	RealIPFrom         []netip.Prefix
+	RatelimitExemption []netip.Prefix
+	SuccessExempt      time.Duration
+	MaxTracked         int
+	EvidenceLines      int
+}
+
+type Jail struct {
+	Name     string
+	Enabled  bool
+	Events   []string
+	FindTime time.Duration
+	MaxRetry int
+	BanTime  time.Duration
+	// Prefix4 and Prefix6 are the prefix lengths the jail counts and bans
+	// (32/128: one address). 0 means the jail ignores that family.
+	Prefix4 int
+	Prefix6 int
+	// MinAddresses > 1 makes a network jail: it bans only when that many
+	// distinct addresses of the network contributed.
+	MinAddresses int
+}
+
+// JailNames returns the jail names in a stable order.
+func (c *Config) JailNames() []string {
+	names := make([]string, 0, len(c.Jails))
+	for n := range c.Jails {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Error is a configuration error that names the file, line and key.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Key  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Err.Error())
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Default returns the embedded configuration.
+func Default() (*Config, error) { return parse("(embedded default)", nil) }
+
+// Load reads path and overlays it on the embedded default. An empty path
+// gives the default.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Default()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse overlays data (named name in errors) on the embedded default.
+func Parse(name string, data []byte) (*Config, error) { return parse(name, data) }
+
+// The raw file shapes: strings for durations and prefixes so that every
+// bad value can be reported with its key and line.
+type rawFile struct {
+	Daemon   rawDaemon          `toml:"daemon"`
+	Docker   rawDocker          `toml:"docker"`
+	Firewall rawFirewall        `toml:"firewall"`
+	Ban      rawBan             `toml:"ban"`
+	Engine   rawEngine          `toml:"engine"`
+	Jails    map[string]rawJail `toml:"jails"`
+}
+
+type rawDaemon struct {
+	Socket        *string `toml:"socket"`
+	SocketGroup   *string `toml:"socket_group"`
+	State         *string `toml:"state"`
+	MetricsListen *string `toml:"metrics_listen"`
+	LogLevel      *string `toml:"log_level"`
+}
+
+type rawDocker struct {
+	Host     *string   `toml:"host"`
+	Project  *string   `toml:"project"`
+	Services *[]string `toml:"services"`
+	MaxLine  *int      `toml:"max_line"`
+}
+
+type rawFirewall struct {
+	Table     *string `toml:"table"`
+	Priority  *int    `toml:"priority"`
+	Reconcile *string `toml:"reconcile"`
+	Batch     *int    `toml:"batch"`
+}
+
+type rawBan struct {
+	Factor        *float64 `toml:"bantime_factor"`
+	BantimeMax    *string  `toml:"bantime_max"`
+	HistoryMaxAge *string  `toml:"history_max_age"`
+}
+
+type rawEngine struct {
+	IgnoreIP           *[]string `toml:"ignoreip"`
+	Subnet             *string   `toml:"subnet"`
+	Subnet6            *string   `toml:"subnet6"`
+	RealIPFrom         *[]string `toml:"real_ip_from"`
+	RatelimitExemption *[]string `toml:"ratelimit_exemption"`
+	SuccessExempt      *string   `toml:"success_exempt"`
+	MaxTracked         *int      `toml:"max_tracked"`
+	EvidenceLines      *int      `toml:"evidence_lines"`
+}
+
+type rawJail struct {
+	Enabled      *bool     `toml:"enabled"`
+	Events       *[]string `toml:"events"`
+	FindTime     *string   `toml:"findtime"`
+	MaxRetry     *int      `toml:"maxretry"`
+	BanTime      *string   `toml:"bantime"`
+	Prefix4      *int      `toml:"prefix4"`
+	Prefix6      *int      `toml:"prefix6"`
+	MinAddresses *int      `toml:"min_addresses"`
+}
+
+// layer is one decoded file with what is needed to point at its lines.
+type layer struct {
+	name string
+	data []byte
+	raw  rawFile
+}
+
+func decodeLayer(name string, data []byte) (*layer, error) {
+	l := &layer{name: name, data: data}
+	md, err := toml.Decode(string(data), &l.raw)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, &Error{File: name, Line: perr.Position.Line, Key: perr.LastKey, Err: errors.New(perr.Message)}
+		}
+		return nil, &Error{File: name, Err: err}
+	}
+	if undec := md.Undecoded(); len(undec) > 0 {
+		k := undec[0]
+		return nil, &Error{File: name, Line: l.line(k.String()), Key: k.String(), Err: errors.New("unknown key")}
+	}
+	return l, nil
+}
+
+// line finds the line that sets the dotted key, by scanning table headers;
+// 0 when it cannot tell.
+func (l *layer) line(key string) int {
+	parts := strings.Split(key, ".")
+	leaf := parts[len(parts)-1]
+	table := strings.Join(parts[:len(parts)-1], ".")
+	current := ""
+	for i, ln := range strings.Split(string(l.data), "\n") {
+		t := strings.TrimSpace(ln)
+		if strings.HasPrefix(t, "[") {
+			h := strings.Trim(t, "[] \t")
+			if j := strings.Index(h, "#"); j >= 0 {
+				h = strings.TrimSpace(strings.Trim(h[:j], "[] \t"))
+			}
+			current = strings.ReplaceAll(h, "\"", "")
+			if current == key {
+				return i + 1
+			}
+			continue
+		}
+		if current != table {
+			continue
+		}
+		if eq := strings.Index(t, "="); eq > 0 && strings.Trim(strings.TrimSpace(t[:eq]), "\"") == leaf {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func parse(name string, data []byte) (*Config, error) {
+	def, err := decodeLayer("(embedded default)", defaultTOML)
+	if err != nil {
+		return nil, fmt.Errorf("embedded default config: %w", err)
+	}
+	layers := []*layer{def}
+	if data != nil {
+		user, err := decodeLayer(name, data)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, user)
+	}
+	c := &Config{Jails: map[string]Jail{}}
+	if data != nil {
+		c.File = name
+	}
+	for _, l := range layers {
+		if err := c.apply(l); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.check(layers[len(layers)-1]); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// apply overlays the keys a layer sets.
+func (c *Config) apply(l *layer) error {
+	r := l.raw
+	fail := func(key string, err error) error {
+		return &Error{File: l.name, Line: l.line(key), Key: key, Err: err}
+	}
+	setStr(&c.Daemon.Socket, r.Daemon.Socket)
+	setStr(&c.Daemon.SocketGroup, r.Daemon.SocketGroup)
+	setStr(&c.Daemon.State, r.Daemon.State)
+	setStr(&c.Daemon.MetricsListen, r.Daemon.MetricsListen)
+	if r.Daemon.LogLevel != nil {
+		switch *r.Daemon.LogLevel {
+		case "debug", "info", "warn", "error":
+			c.Daemon.LogLevel = *r.Daemon.LogLevel
+		default:
+			return fail("daemon.log_level", fmt.Errorf("%q is not one of debug, info, warn, error", *r.Daemon.LogLevel))
+		}
+	}
+	if m := c.Daemon.MetricsListen; r.Daemon.MetricsListen != nil && m != "" {
+		ap, err := netip.ParseAddrPort(m)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return fail("daemon.metrics_listen", fmt.Errorf("%q is not a loopback address:port", m))
+		}
+	}
+
+	setStr(&c.Docker.Host, r.Docker.Host)
+	setStr(&c.Docker.Project, r.Docker.Project)
+	if r.Docker.Services != nil {
+		c.Docker.Services = append([]string(nil), (*r.Docker.Services)...)
+	}
+	if r.Docker.MaxLine != nil {
+		if *r.Docker.MaxLine < 1024 || *r.Docker.MaxLine > 16<<20 {
+			return fail("docker.max_line", fmt.Errorf("%d is outside 1024..16777216", *r.Docker.MaxLine))
+		}
+		c.Docker.MaxLine = *r.Docker.MaxLine
+	}
+
+	setStr(&c.Firewall.Table, r.Firewall.Table)
+	if r.Firewall.Table != nil && !validName(c.Firewall.Table) {
+		return fail("firewall.table", fmt.Errorf("%q is not a valid table name", c.Firewall.Table))
+	}
+	if r.Firewall.Priority != nil {
+		if *r.Firewall.Priority < -400 || *r.Firewall.Priority > 0 {
+			return fail("firewall.priority", fmt.Errorf("%d is outside -400..0 (the ban must come before DNAT at -100 to be useful, and after defrag at -400)", *r.Firewall.Priority))
+		}
+		c.Firewall.Priority = *r.Firewall.Priority
+	}
+	if err := setDur(&c.Firewall.Reconcile, r.Firewall.Reconcile, time.Second); err != nil {
+		return fail("firewall.reconcile", err)
+	}
+	if r.Firewall.Batch != nil {
+		if *r.Firewall.Batch < 1 || *r.Firewall.Batch > 8192 {
+			return fail("firewall.batch", fmt.Errorf("%d is outside 1..8192", *r.Firewall.Batch))
+		}
+		c.Firewall.Batch = *r.Firewall.Batch
+	}
+
+	if r.Ban.Factor != nil {
+		if *r.Ban.Factor < 1 || *r.Ban.Factor > 100 {
+			return fail("ban.bantime_factor", fmt.Errorf("%g is outside 1..100", *r.Ban.Factor))
+		}
+		c.Ban.Factor = *r.Ban.Factor
+	}
+	if err := setDur(&c.Ban.BantimeMax, r.Ban.BantimeMax, time.Second); err != nil {
+		return fail("ban.bantime_max", err)
+	}
+	if err := setDur(&c.Ban.HistoryMaxAge, r.Ban.HistoryMaxAge, time.Minute); err != nil {
+		return fail("ban.history_max_age", err)
+	}
+
+	var err error
+	if r.Engine.IgnoreIP != nil {
+		if c.Engine.IgnoreIP, err = parsePrefixes(*r.Engine.IgnoreIP); err != nil {
+			return fail("engine.ignoreip", err)
+		}
+	}
+	if r.Engine.Subnet != nil {
+		p, err := ParsePrefix(*r.Engine.Subnet)
+		if err != nil || !p.Addr().Is4() {
+			return fail("engine.subnet", fmt.Errorf("%q is not an IPv4 CIDR", *r.Engine.Subnet))
+		}
+		c.Engine.Subnet = p
+	}
+	if r.Engine.Subnet6 != nil {
+		c.Engine.Subnet6 = netip.Prefix{}
+		if *r.Engine.Subnet6 != "" {
+			p, err := ParsePrefix(*r.Engine.Subnet6)
+			if err != nil || !p.Addr().Is6() {
+				return fail("engine.subnet6", fmt.Errorf("%q is not an IPv6 CIDR", *r.Engine.Subnet6))
+			}
+			c.Engine.Subnet6 = p
+		}
+	}
+	if r.Engine.RealIPFrom != nil {
+		if c.Engine.RealIPFrom, err = parsePrefixes(*r.Engine.RealIPFrom); err != nil {
+			return fail("engine.real_ip_from", err)
+		}
+	}
+	if r.Engine.RatelimitExemption != nil {
+		if c.Engine.RatelimitExemption, err = parsePrefixes(*r.Engine.RatelimitExemption); err != nil {
+			return fail("engine.ratelimit_exemption", err)
+		}
+	}
+	if err := setDur(&c.Engine.SuccessExempt, r.Engine.SuccessExempt, 0); err != nil {
+		return fail("engine.success_exempt", err)
+	}
+	if r.Engine.MaxTracked != nil {
+		if *r.Engine.MaxTracked < 100 || *r.Engine.MaxTracked > 50_000_000 {
+			return fail("engine.max_tracked", fmt.Errorf("%d is outside 100..50000000", *r.Engine.MaxTracked))
+		}
+		c.Engine.MaxTracked = *r.Engine.MaxTracked
+	}
+	if r.Engine.EvidenceLines != nil {
+		if *r.Engine.EvidenceLines < 0 || *r.Engine.EvidenceLines > 100 {
+			return fail("engine.evidence_lines", fmt.Errorf("%d is outside 0..100", *r.Engine.EvidenceLines))
+		}
+		c.Engine.EvidenceLines = *r.Engine.EvidenceLines
+	}
+
+	for name, rj := range r.Jails {
+		key := "jails." + name
+		if !validName(name) {
+			return fail(key, fmt.Errorf("jail name %q: use letters, digits, - and _", name))
+		}
+		j, ok := c.Jails[name]
+		if !ok {
+			j = Jail{Name: name, Enabled: true, Prefix4: 32, Prefix6: 128, MinAddresses: 1}
+		}
+		if rj.Enabled != nil {
+			j.Enabled = *rj.Enabled
+		}
+		if rj.Events != nil {
+			j.Events = append([]string(nil), (*rj.Events)...)
+			for _, e := range j.Events {
+				if !validEvents[e] {
+					return fail(key+".events", fmt.Errorf("unknown event %q (known: %s)", e, strings.Join(EventNames, ", ")))
+				}
+			}
+		}
+		if err := setDur(&j.FindTime, rj.FindTime, time.Second); err != nil {
+			return fail(key+".findtime", err)
+		}
+		if err := setDur(&j.BanTime, rj.BanTime, time.Second); err != nil {
+			return fail(key+".bantime", err)
+		}
+		if rj.MaxRetry != nil {
+			if *rj.MaxRetry < 1 || *rj.MaxRetry > 1_000_000 {
+				return fail(key+".maxretry", fmt.Errorf("%d is outside 1..1000000", *rj.MaxRetry))
+			}
+			j.MaxRetry = *rj.MaxRetry
+		}
+		if rj.Prefix4 != nil {
+			if *rj.Prefix4 < 0 || *rj.Prefix4 > 32 || (*rj.Prefix4 > 0 && *rj.Prefix4 < 8) {
+				return fail(key+".prefix4", fmt.Errorf("%d is not 0 (off) or 8..32", *rj.Prefix4))
+			}
+			j.Prefix4 = *rj.Prefix4
+		}
+		if rj.Prefix6 != nil {
+			if *rj.Prefix6 < 0 || *rj.Prefix6 > 128 || (*rj.Prefix6 > 0 && *rj.Prefix6 < 16) {
+				return fail(key+".prefix6", fmt.Errorf("%d is not 0 (off) or 16..128", *rj.Prefix6))
+			}
+			j.Prefix6 = *rj.Prefix6
+		}
+		if rj.MinAddresses != nil {
+			if *rj.MinAddresses < 1 || *rj.MinAddresses > 10000 {
+				return fail(key+".min_addresses", fmt.Errorf("%d is outside 1..10000", *rj.MinAddresses))
+			}
+			j.MinAddresses = *rj.MinAddresses
+		}
+		c.Jails[name] = j
+	}
+	return nil
+}
+
+// check validates what only the merged result can show.
+func (c *Config) check(l *layer) error {
+	for _, name := range c.JailNames() {
+		j := c.Jails[name]
+		key := "jails." + name
+		fail := func(k string, err error) error {
+			return &Error{File: l.name, Line: l.line(k), Key: k, Err: err}
+		}
+		if !j.Enabled {
+			continue
+		}
+		if len(j.Events) == 0 {
+			return fail(key+".events", errors.New("an enabled jail needs at least one event"))
+		}
+		if j.FindTime <= 0 || j.BanTime <= 0 || j.MaxRetry <= 0 {
+			return fail(key, errors.New("an enabled jail needs findtime, bantime and maxretry"))
+		}
+		if j.Prefix4 == 0 && j.Prefix6 == 0 {
+			return fail(key, errors.New("prefix4 and prefix6 are both 0: the jail would match nothing"))
+		}
+		if c.Ban.BantimeMax > 0 && j.BanTime > c.Ban.BantimeMax {
+			return fail(key+".bantime", fmt.Errorf("%s is longer than ban.bantime_max %s", j.BanTime, c.Ban.BantimeMax))
+		}
+	}
+	return nil
+}
+
+// EventNames are the event kinds a jail may count.
+var EventNames = []string{"auth-failure", "unknown-user", "port25-auth", "rate-limited", "token-invalid", "relay-denied", "user-unknown", "scan"}
+
+var validEvents = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range EventNames {
+		m[n] = true
+	}
+	return m
+}()
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func setStr(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func setDur(dst *time.Duration, v *string, min time.Duration) error {
+	if v == nil {
+		return nil
+	}
+	d, err := ParseDuration(*v)
+	if err != nil {
+		return err
+	}
+	if d < min {
+		return fmt.Errorf("%q is shorter than %s", *v, min)
+	}
+	*dst = d
+	return nil
+}
+
+// ParseDuration accepts Go durations plus the units d (24h) and w (7d),
+// alone or combined ("1w2d", "1d12h").
+func ParseDuration(s string) (time.Duration, error) {
+	in := strings.TrimSpace(s)
+	if in == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	var total time.Duration
+	rest := in
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		if i == 0 {
+			return 0, fmt.Errorf("bad duration %q (examples: \"90s\", \"10m\", \"1h30m\", \"1d\", \"1w\")", s)
+		}
+		j := i
+		for j < len(rest) && !(rest[j] >= '0' && rest[j] <= '9' || rest[j] == '.') {
+			j++
+		}
+		num, unit := rest[:i], rest[i:j]
+		rest = rest[j:]
+		var mult time.Duration
+		switch unit {
+		case "d":
+			mult = 24 * time.Hour
+		case "w":
+			mult = 7 * 24 * time.Hour
+		default:
+			d, err := time.ParseDuration(num + unit)
+			if err != nil {
+				return 0, fmt.Errorf("bad duration %q (examples: \"90s\", \"10m\", \"1h30m\", \"1d\", \"1w\")", s)
+			}
+			total += d
+			continue
+		}
+		f, err := strconv.ParseFloat(num, 64)
+		if err != nil || f*float64(mult) > float64(1<<62) {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		total += time.Duration(f * float64(mult))
+	}
+	if total < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return total, nil
+}
+
+// ParsePrefix accepts a CIDR or a bare address (taken as /32 or /128),
+// unmaps IPv4-mapped IPv6 and returns the masked prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad CIDR %q", s)
+		}
+		a := p.Addr()
+		bits := p.Bits()
+		if a.Is4In6() {
+			if bits < 96 {
+				return netip.Prefix{}, fmt.Errorf("bad CIDR %q: IPv4-mapped with a prefix shorter than /96", s)
+			}
+			a, bits = a.Unmap(), bits-96
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("bad CIDR %q: zones are not allowed", s)
+		}
+		return netip.PrefixFrom(a, bits).Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("bad address %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func parsePrefixes(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		p, err := ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
