@@ -218,13 +218,32 @@ func decodeLayer(name string, data []byte) (*layer, error) {
 		if errors.As(err, &perr) {
 			return nil, &Error{File: name, Line: perr.Position.Line, Key: perr.LastKey, Err: errors.New(perr.Message)}
 		}
-		return nil, &Error{File: name, Err: err}
+		return nil, typeError(name, err)
 	}
 	if undec := md.Undecoded(); len(undec) > 0 {
 		k := undec[0]
 		return nil, &Error{File: name, Line: l.line(k.String()), Key: k.String(), Err: errors.New("unknown key")}
 	}
 	return l, nil
+}
+
+// typeError turns the toml package's plain-text type errors
+// ("toml: line 2 (last key "a.b"): incompatible types: ...") into an Error.
+func typeError(file string, err error) error {
+	msg := err.Error()
+	rest, ok := strings.CutPrefix(msg, "toml: line ")
+	if !ok {
+		return &Error{File: file, Err: err}
+	}
+	num, rest, _ := strings.Cut(rest, " ")
+	line, _ := strconv.Atoi(num)
+	key := ""
+	if r, ok := strings.CutPrefix(rest, "(last key \""); ok {
+		if k, tail, ok := strings.Cut(r, "\"): "); ok {
+			key, rest = k, tail
+		}
+	}
+	return &Error{File: file, Line: line, Key: key, Err: errors.New(strings.TrimPrefix(rest, ": "))}
 }
 
 // line finds the line that sets the dotted key, by scanning table headers;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bansd's tests, benchmarks and demo use.
+# Idempotent: does nothing when everything is there.
+set -euo pipefail
+pkgs=(docker.io docker-compose nftables iptables iproute2 busybox-static fail2ban openssl
+      nginx-light libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
+      dovecot-submissiond dovecot-managesieved)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packages' own services (dockerd, nginx, dovecot)
+  # from starting in the host namespace.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
