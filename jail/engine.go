@@ -1,0 +1,771 @@
+package jail
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/sources"
+)
+
+// Options are the Engine's outputs and clock.
+type Options struct {
+	// OnDecision is called synchronously from Process (after the engine's
+	// lock is released); it may block, which slows Process down.
+	OnDecision func(Decision)
+	// OnAlarm is called like OnDecision, at most once a minute (log time)
+	// per address; Alarm.Count says how many events it stands for.
+	OnAlarm func(Alarm)
+	// Now is used when an event has no time at all. Default time.Now.
+	Now func() time.Time
+	// Logger receives the engine's rare notices. Default: discard.
+	Logger *slog.Logger
+}
+
+// Engine turns log lines into ban decisions: it parses them, counts the
+// events per jail and key in sliding windows of log time, and decides when
+// a key reaches its jail's maxretry. It is safe for concurrent use.
+type Engine struct {
+	mu     sync.Mutex
+	opt    Options
+	now    func() time.Time
+	seed   maphash.Seed
+	parser *Parser
+
+	cfg    *configs.Config
+	jails  []*jailRT
+	byKind [kindCount][]uint16
+	tr     *tracker
+	live   Protected
+	prot   *protectSet
+	exempt *exemptions
+	alarms *alarmLimiter
+
+	// adminLogins latches once admin has logged a "Login attempt" line
+	// (Mailu 2024.06+): from then on front's auth failures are the same
+	// attempts seen a second time.
+	adminLogins bool
+	// adminLimiter latches once admin has logged a limiter line: front's
+	// rate-limit failures (Mailu 2.0 nginx) are then the same attempts.
+	adminLimiter bool
+	// latest is the newest log time seen, for Why's exemption state.
+	latest int64
+
+	st counters
+}
+
+type counters struct {
+	lines, matched                                          uint64
+	events                                                  [kindCount]uint64
+	deduped, exempted, protected, frontSkipped, tooOld, ref uint64
+	alarmEvents, alarms                                     uint64
+}
+
+// jailRT is one enabled jail, ready for counting.
+type jailRT struct {
+	cfg       configs.Jail
+	find      int64
+	decisions uint64
+}
+
+// Stats are the engine's counters since NewEngine.
+type Stats struct {
+	Lines, Matched uint64
+	// Events counts matched events by kind name.
+	Events map[string]uint64
+	// Decisions counts decisions by jail name.
+	Decisions map[string]uint64
+	// Alarms is how many alarms were delivered; AlarmEvents how many events
+	// came from a gateway or Docker-network "client".
+	Alarms, AlarmEvents uint64
+	// Tracked is how many windows (addresses and networks) are held now;
+	// Evicted how many were dropped to stay within engine.max_tracked.
+	Tracked int
+	Evicted uint64
+	// Exemptions is how many addresses are exempt after a successful login.
+	Exemptions int
+	// Why events were not counted.
+	Deduplicated, Exempted, Protected, FrontSkipped, TooOld uint64
+	// Refused counts network decisions dropped because the network holds
+	// a protected address.
+	Refused uint64
+	// AdminLogins is true once admin's per-attempt lines were seen (Mailu
+	// 2024.06+): front's auth failures are then not counted.
+	AdminLogins bool
+	Parser      ParserStats
+}
+
+// WindowState is one jail's view of an address, for `bansctl why`.
+type WindowState struct {
+	Jail string
+	// Key is the address or network the jail counts for the address.
+	Key          netip.Prefix
+	Count        int
+	MaxRetry     int
+	FindTime     time.Duration
+	First, Last  time.Time
+	Addresses    int // distinct addresses seen (network jails)
+	MinAddresses int
+	// ExemptUntil is set while the address is exempt after a successful login.
+	ExemptUntil time.Time
+}
+
+// NewEngine builds an engine for cfg's enabled jails.
+func NewEngine(cfg *configs.Config, opt Options) (*Engine, error) {
+	if cfg == nil {
+		return nil, errors.New("new engine: nil config")
+	}
+	jails, byKind, err := buildJails(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new engine: %w", err)
+	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{
+		opt:    opt,
+		now:    now,
+		seed:   maphash.MakeSeed(),
+		parser: NewParser(ParserOptions{Now: now}),
+		cfg:    cfg,
+		jails:  jails,
+		byKind: byKind,
+		tr:     newTracker(maxTracked(cfg)),
+		exempt: newExemptions(maxTracked(cfg)),
+		alarms: newAlarmLimiter(),
+	}
+	e.prot = buildProtect(cfg, e.live)
+	return e, nil
+}
+
+func maxTracked(cfg *configs.Config) int {
+	if cfg.Engine.MaxTracked > 0 {
+		return cfg.Engine.MaxTracked
+	}
+	return 200000
+}
+
+func buildJails(cfg *configs.Config) ([]*jailRT, [kindCount][]uint16, error) {
+	var byKind [kindCount][]uint16
+	var jails []*jailRT
+	for _, name := range cfg.JailNames() {
+		j := cfg.Jails[name]
+		if !j.Enabled {
+			continue
+		}
+		if j.Name == "" {
+			j.Name = name
+		}
+		if len(jails) >= 1<<16 {
+			return nil, byKind, errors.New("too many jails")
+		}
+		if j.FindTime <= 0 || j.MaxRetry <= 0 {
+			return nil, byKind, fmt.Errorf("jail %s: findtime and maxretry must be positive", name)
+		}
+		idx := uint16(len(jails))
+		for _, ev := range j.Events {
+			k, ok := ParseKind(ev)
+			if !ok {
+				return nil, byKind, fmt.Errorf("jail %s: unknown event %q", name, ev)
+			}
+			if !slices.Contains(byKind[k], idx) {
+				byKind[k] = append(byKind[k], idx)
+			}
+		}
+		if j.MinAddresses < 1 {
+			j.MinAddresses = 1
+		}
+		jails = append(jails, &jailRT{cfg: j, find: int64(j.FindTime)})
+	}
+	return jails, byKind, nil
+}
+
+// pending holds what one Process call has to deliver once unlocked.
+type pending struct {
+	decs   []Decision
+	alarms []Alarm
+}
+
+func (e *Engine) deliver(p *pending) {
+	if e.opt.OnAlarm != nil {
+		for _, a := range p.alarms {
+			e.opt.OnAlarm(a)
+		}
+	}
+	if e.opt.OnDecision != nil {
+		for _, d := range p.decs {
+			e.opt.OnDecision(d)
+		}
+	}
+}
+
+// Process parses one line and counts its event; it reports whether the
+// line carried a signal.
+func (e *Engine) Process(l sources.Line) (matched bool) {
+	var out pending
+	e.mu.Lock()
+	e.st.lines++
+	ev, ok := e.parser.Parse(l)
+	if ok {
+		e.st.matched++
+		e.processEvent(ev, &out)
+	}
+	e.mu.Unlock()
+	if out.decs != nil || out.alarms != nil {
+		e.deliver(&out)
+	}
+	return ok
+}
+
+func (e *Engine) processEvent(ev Event, out *pending) {
+	if ev.Kind == KindNone || ev.Kind >= kindCount || !ev.Addr.IsValid() {
+		return
+	}
+	e.st.events[ev.Kind]++
+	t := ev.Time
+	if t.IsZero() {
+		t = e.now()
+	}
+	tn := t.UnixNano()
+	if tn > e.latest {
+		e.latest = tn
+	}
+	a := ev.Addr.Unmap()
+	if r, ok := e.prot.match(a); ok {
+		e.st.protected++
+		if alarmWorthy(r, ev) {
+			e.st.alarmEvents++
+			if al, ok := e.alarms.hit(a, tn, t, ev.Line); ok {
+				e.st.alarms++
+				out.alarms = append(out.alarms, al)
+			}
+		}
+		return
+	}
+	ab := toBits(a)
+	if ev.Origin == OriginAdmin && ev.Port > 0 {
+		// Only "Login attempt for: USER/PROTO/PORT" lines carry a mail
+		// port; Mailu 2.0's SSO lines ("Login failed for") do not.
+		switch ev.Kind {
+		case KindAuthFailure, KindUnknownUser, KindAuthSuccess:
+			e.latchLogins()
+		}
+	}
+	switch ev.Kind {
+	case KindAuthSuccess:
+		if d := e.cfg.Engine.SuccessExempt; d > 0 {
+			e.exempt.add(ab, tn, tn+int64(d))
+		}
+		return
+	case KindRelayClient, KindMisconfigured:
+		// Alarm input only; never an attempt.
+		return
+	}
+	switch ev.Origin {
+	case OriginAdmin:
+		if ev.Kind == KindRateLimited {
+			e.adminLimiter = true
+		}
+	case OriginNginx, OriginDovecot:
+		switch ev.Kind {
+		case KindAuthFailure, KindUnknownUser:
+			if e.adminLogins {
+				e.st.frontSkipped++
+				return
+			}
+		case KindRateLimited:
+			if e.adminLogins || e.adminLimiter {
+				e.st.frontSkipped++
+				return
+			}
+		}
+	}
+	if e.exempt.has(ab, tn) {
+		e.st.exempted++
+		return
+	}
+	idxs := e.byKind[ev.Kind]
+	if len(idxs) == 0 {
+		return
+	}
+	n := int32(min(max(ev.Count, 1), 1<<20))
+	fp := e.fingerprint(ev, ab)
+	ah := ab.hash()
+	keep := e.cfg.Engine.EvidenceLines
+	line, copied := "", false
+	for _, ji := range idxs {
+		j := e.jails[ji]
+		k, ok := ab.key(ji, j.cfg.Prefix4, j.cfg.Prefix6)
+		if !ok {
+			continue
+		}
+		w := e.tr.get(k)
+		res, sum := w.add(tn, n, fp, ah, j.find, j.cfg.MaxRetry, j.cfg.MinAddresses)
+		switch res {
+		case tooOld:
+			e.st.tooOld++
+			if len(w.ent) == 0 {
+				e.tr.removeKey(k)
+			}
+			continue
+		case deduped:
+			e.st.deduped++
+			continue
+		}
+		w.kinds |= 1 << ev.Kind
+		if ev.Port > 0 && ev.Port < 1<<16 {
+			w.port = uint16(ev.Port)
+		}
+		if keep > 0 {
+			if !copied {
+				line, copied = evidenceCopy(ev.Line), true
+			}
+			w.remember(line, keep)
+		}
+		if res == reached {
+			e.decide(j, w, t, sum, out)
+		}
+	}
+}
+
+func (e *Engine) latchLogins() {
+	if !e.adminLogins {
+		e.adminLogins = true
+		e.opt.Logger.Info("admin logs every credential check (Mailu 2024.06 or later): front's auth failures are no longer counted, each attempt is counted once from admin")
+	}
+}
+
+// fingerprint identifies retries of the same credentials from the same
+// address (Mailu's dedup): a stale password on several devices counts once.
+func (e *Engine) fingerprint(ev Event, ab addrBits) uint64 {
+	var h maphash.Hash
+	switch {
+	case ev.Kind == KindAuthFailure && ev.PassHash != "":
+		h.SetSeed(e.seed)
+		h.WriteByte(1)
+		h.WriteString(ev.User)
+		h.WriteByte(0)
+		h.WriteString(ev.PassHash)
+	case ev.Kind == KindUnknownUser:
+		h.SetSeed(e.seed)
+		h.WriteByte(2)
+		h.WriteString(ev.User)
+	default:
+		return 0
+	}
+	fp := h.Sum64() ^ ab.hash()*0xff51afd7ed558ccd
+	if fp == 0 {
+		fp = 1
+	}
+	return fp
+}
+
+func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending) {
+	target := w.key.prefix()
+	if target.Bits() < target.Addr().BitLen() {
+		if r, ok := e.prot.overlaps(target); ok {
+			e.st.ref++
+			e.opt.Logger.Warn("network not banned: it holds a protected address", "jail", j.cfg.Name, "network", target, "rule", r.name)
+			e.tr.removeKey(w.key)
+			return
+		}
+	}
+	d := Decision{
+		Target:   target,
+		Jail:     j.cfg.Name,
+		Duration: j.cfg.BanTime,
+		Reason:   reason(j, w, sum, target),
+		Time:     t,
+		Events:   sum,
+		Evidence: w.evidence(),
+	}
+	j.decisions++
+	e.tr.removeKey(w.key)
+	out.decs = append(out.decs, d)
+}
+
+var kindNouns = [kindCount]string{
+	KindAuthFailure:  "failed logins",
+	KindUnknownUser:  "logins for unknown users",
+	KindPort25Auth:   "AUTH attempts on port 25",
+	KindRateLimited:  "attempts refused by Mailu's rate limiter",
+	KindTokenInvalid: "invalid API tokens",
+	KindRelayDenied:  "relay attempts",
+	KindUserUnknown:  "unknown recipients",
+	KindScan:         "connections without login",
+}
+
+var portNames = map[uint16]string{
+	25: "smtp", 465: "submission", 587: "submission", 143: "imap", 993: "imap",
+	110: "pop3", 995: "pop3", 4190: "sieve", 80: "http", 443: "https",
+}
+
+// reason reads like "10 failed logins in 1h (auth-failure) on imap/993".
+func reason(j *jailRT, w *window, sum int, target netip.Prefix) string {
+	var kinds []string
+	noun := "attempts"
+	for k := Kind(1); k < kindCount; k++ {
+		if w.kinds&(1<<k) != 0 {
+			kinds = append(kinds, k.String())
+			if len(kinds) == 1 && kindNouns[k] != "" {
+				noun = kindNouns[k]
+			} else {
+				noun = "attempts"
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s in %s (%s)", sum, noun, shortDuration(j.cfg.FindTime), strings.Join(kinds, ", "))
+	if w.port != 0 {
+		if name, ok := portNames[w.port]; ok {
+			fmt.Fprintf(&b, " on %s/%d", name, w.port)
+		} else {
+			fmt.Fprintf(&b, " on port %d", w.port)
+		}
+	}
+	if j.cfg.MinAddresses > 1 {
+		fmt.Fprintf(&b, " from %d addresses of %s", w.distinct(w.newest-j.find), target)
+	}
+	return b.String()
+}
+
+// shortDuration prints 1h rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// alarmWorthy: the "client" is where docker-proxy or a mis-set proxy
+// connects from. Postfix's client= is only alarming for a gateway: internal
+// senders (admin, webmail) legitimately sit inside Docker networks.
+func alarmWorthy(r *protectRule, ev Event) bool {
+	if r.alarm == alarmNone {
+		return false
+	}
+	switch ev.Port {
+	case 10143, 10025, 14190:
+		// webmail's own listeners on front
+		return false
+	}
+	if ev.Kind == KindRelayClient {
+		return r.alarm == alarmGateway
+	}
+	return true
+}
+
+// SetProtected replaces the never-ban inputs learnt live.
+func (e *Engine) SetProtected(p Protected) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.live = p
+	e.prot = buildProtect(e.cfg, p)
+}
+
+// IsProtected says which never-ban rule covers a, if any.
+func (e *Engine) IsProtected(a netip.Addr) (rule string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.prot.match(a.Unmap())
+	if !ok {
+		return "", false
+	}
+	return r.name, true
+}
+
+// ProtectedOverlap says which never-ban rule a network ban of p would
+// cover, if any (for refusing manual network bans).
+func (e *Engine) ProtectedOverlap(p netip.Prefix) (rule string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.prot.overlaps(p)
+	if !ok {
+		return "", false
+	}
+	return r.name, true
+}
+
+// Forget drops the windows of every address and network inside target
+// (after an unban, so that the next attempt does not ban again at once).
+func (e *Engine) Forget(target netip.Prefix) {
+	target = target.Masked()
+	if target.Addr().Is4In6() {
+		target = netip.PrefixFrom(target.Addr().Unmap(), max(target.Bits()-96, 0))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var drop []wkey
+	e.tr.each(func(_ int32, w *window) {
+		p := w.key.prefix()
+		if p.Bits() >= target.Bits() && target.Contains(p.Addr()) {
+			drop = append(drop, w.key)
+		}
+	})
+	for _, k := range drop {
+		e.tr.removeKey(k)
+	}
+}
+
+// Why returns every jail's window for a, and its exemption.
+func (e *Engine) Why(a netip.Addr) []WindowState {
+	a = a.Unmap()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ab := toBits(a)
+	var until time.Time
+	if ex, ok := e.exempt.m[toExemptKey(ab)]; ok && ex.until > e.latest {
+		until = time.Unix(0, ex.until).UTC()
+	}
+	var out []WindowState
+	for i, j := range e.jails {
+		k, ok := ab.key(uint16(i), j.cfg.Prefix4, j.cfg.Prefix6)
+		if !ok {
+			continue
+		}
+		w := e.tr.lookup(k)
+		if w == nil {
+			continue
+		}
+		sum, first := w.count(j.find)
+		ws := WindowState{
+			Jail: j.cfg.Name, Key: k.prefix(), Count: sum, MaxRetry: j.cfg.MaxRetry,
+			FindTime: j.cfg.FindTime, Last: time.Unix(0, w.newest).UTC(),
+			MinAddresses: j.cfg.MinAddresses, ExemptUntil: until,
+		}
+		if first != 0 {
+			ws.First = time.Unix(0, first).UTC()
+		}
+		if j.cfg.MinAddresses > 1 {
+			ws.Addresses = w.distinct(w.newest - j.find)
+		}
+		out = append(out, ws)
+	}
+	if len(out) == 0 && !until.IsZero() {
+		out = append(out, WindowState{Key: netip.PrefixFrom(a, a.BitLen()), ExemptUntil: until})
+	}
+	return out
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := Stats{
+		Lines: e.st.lines, Matched: e.st.matched,
+		Events:    map[string]uint64{},
+		Decisions: map[string]uint64{},
+		Alarms:    e.st.alarms, AlarmEvents: e.st.alarmEvents,
+		Tracked: e.tr.len(), Evicted: e.tr.evicted,
+		Exemptions:   len(e.exempt.m),
+		Deduplicated: e.st.deduped, Exempted: e.st.exempted, Protected: e.st.protected,
+		FrontSkipped: e.st.frontSkipped, TooOld: e.st.tooOld, Refused: e.st.ref,
+		AdminLogins: e.adminLogins,
+		Parser:      e.parser.Stats(),
+	}
+	for k := Kind(1); k < kindCount; k++ {
+		s.Events[k.String()] = e.st.events[k]
+	}
+	for _, j := range e.jails {
+		s.Decisions[j.cfg.Name] = j.decisions
+	}
+	return s
+}
+
+// FlushAlarms delivers an alarm for every address whose events were held
+// back by the once-a-minute limit since its last alarm (at the end of a
+// replay, or periodically).
+func (e *Engine) FlushAlarms() {
+	e.mu.Lock()
+	out := pending{alarms: e.alarms.flush()}
+	e.st.alarms += uint64(len(out.alarms))
+	e.mu.Unlock()
+	e.deliver(&out)
+}
+
+// Reload switches to cfg. Jails whose settings did not change keep their
+// windows; the others start empty.
+func (e *Engine) Reload(cfg *configs.Config) error {
+	if cfg == nil {
+		return errors.New("reload engine: nil config")
+	}
+	jails, byKind, err := buildJails(cfg)
+	if err != nil {
+		return fmt.Errorf("reload engine: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	remap := map[uint16]uint16{}
+	for ni, nj := range jails {
+		for oi, oj := range e.jails {
+			if sameJail(oj.cfg, nj.cfg) {
+				remap[uint16(oi)] = uint16(ni)
+				nj.decisions = oj.decisions
+			}
+		}
+	}
+	e.tr.rekey(func(k wkey) (wkey, bool) {
+		nj, ok := remap[k.jail]
+		k.jail = nj
+		return k, ok
+	})
+	e.tr.max = maxTracked(cfg)
+	for e.tr.len() > e.tr.max {
+		e.tr.remove(e.tr.tail)
+		e.tr.evicted++
+	}
+	e.exempt.max = maxTracked(cfg)
+	e.cfg, e.jails, e.byKind = cfg, jails, byKind
+	e.prot = buildProtect(cfg, e.live)
+	return nil
+}
+
+func sameJail(a, b configs.Jail) bool {
+	return a.Name == b.Name && slices.Equal(a.Events, b.Events) && a.FindTime == b.FindTime &&
+		a.MaxRetry == b.MaxRetry && a.BanTime == b.BanTime && a.Prefix4 == b.Prefix4 &&
+		a.Prefix6 == b.Prefix6 && a.MinAddresses == b.MinAddresses
+}
+
+// exemptions are the addresses that logged in successfully, bounded: when
+// full, the earliest added goes first.
+type exemptions struct {
+	m    map[exemptKey]exemption
+	fifo []exemptRef
+	head int
+	seq  uint64
+	max  int
+}
+
+type exemption struct {
+	since, until int64
+	seq          uint64
+}
+
+type exemptRef struct {
+	a   exemptKey
+	seq uint64
+}
+
+// exemptKey is an address as two words (IPv4 in its IPv4-mapped form), a
+// plain-memory key that hashes fast.
+type exemptKey [2]uint64
+
+func toExemptKey(ab addrBits) exemptKey {
+	if !ab.v6 {
+		return exemptKey{0, 0xffff<<32 | ab.lo}
+	}
+	return exemptKey{ab.hi, ab.lo}
+}
+
+func newExemptions(max int) *exemptions {
+	return &exemptions{m: map[exemptKey]exemption{}, max: max}
+}
+
+func (x *exemptions) add(ab addrBits, since, until int64) {
+	a := toExemptKey(ab)
+	if ex, ok := x.m[a]; ok {
+		ex.since = min(ex.since, since)
+		ex.until = max(ex.until, until)
+		x.m[a] = ex
+		return
+	}
+	for len(x.m) >= x.max && x.head < len(x.fifo) {
+		r := x.fifo[x.head]
+		x.head++
+		if ex, ok := x.m[r.a]; ok && ex.seq == r.seq {
+			delete(x.m, r.a)
+		}
+	}
+	if x.head > len(x.fifo)/2 {
+		x.fifo = append(x.fifo[:0], x.fifo[x.head:]...)
+		x.head = 0
+	}
+	x.seq++
+	x.m[a] = exemption{since: since, until: until, seq: x.seq}
+	x.fifo = append(x.fifo, exemptRef{a: a, seq: x.seq})
+}
+
+func (x *exemptions) has(ab addrBits, tn int64) bool {
+	if len(x.m) == 0 {
+		return false
+	}
+	a := toExemptKey(ab)
+	ex, ok := x.m[a]
+	if !ok {
+		return false
+	}
+	if tn >= ex.until {
+		if tn-ex.until > int64(time.Hour) {
+			// Long past: forget it (a later out-of-order line is rare).
+			delete(x.m, a)
+		}
+		return false
+	}
+	return tn >= ex.since
+}
+
+// alarmLimiter lets one alarm per address per minute (log time) through,
+// counting the rest.
+type alarmLimiter struct {
+	m map[netip.Addr]alarmState
+}
+
+type alarmState struct {
+	last    int64 // log time of the last delivered alarm
+	seen    int64 // log time of the latest event
+	pending int   // events since the last delivered alarm
+}
+
+// maxAlarmAddrs bounds the limiter; a whole /16 Docker network of fake
+// clients cannot grow it further.
+const maxAlarmAddrs = 4096
+
+func newAlarmLimiter() *alarmLimiter { return &alarmLimiter{m: map[netip.Addr]alarmState{}} }
+
+func (l *alarmLimiter) hit(a netip.Addr, tn int64, t time.Time, line string) (Alarm, bool) {
+	s, ok := l.m[a]
+	if !ok && len(l.m) >= maxAlarmAddrs {
+		clear(l.m)
+	}
+	s.pending++
+	if tn > s.seen {
+		s.seen = tn
+	}
+	if ok && tn-s.last < int64(time.Minute) {
+		l.m[a] = s
+		return Alarm{}, false
+	}
+	al := Alarm{Kind: "gateway-client", Addr: a, Time: t, Count: s.pending, Hint: gatewayHint, Line: evidenceCopy(line)}
+	s.last, s.pending = tn, 0
+	l.m[a] = s
+	return al, true
+}
+
+func (l *alarmLimiter) flush() []Alarm {
+	var out []Alarm
+	for a, s := range l.m {
+		if s.pending > 0 {
+			out = append(out, Alarm{Kind: "gateway-client", Addr: a, Time: time.Unix(0, s.seen).UTC(), Count: s.pending, Hint: gatewayHint})
+			s.pending = 0
+			l.m[a] = s
+		}
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Addr.Less(out[k].Addr) })
+	return out
+}

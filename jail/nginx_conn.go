@@ -1,0 +1,76 @@
+package jail
+
+import (
+	"net/netip"
+	"time"
+)
+
+// connTable remembers, for the last N nginx connections, which client each
+// *CONNID was opened for. It is direct-mapped on CONNID: nginx draws CONNIDs
+// from one counter shared by all workers, so the slot a new connection takes
+// holds the connection opened N CONNIDs earlier, i.e. the oldest. Its size
+// is fixed at creation: no line can make it grow.
+type connTable struct {
+	slots []connEntry
+}
+
+type connEntry struct {
+	id     uint64
+	worker uint64 // PID<<32 | TID
+	addr   netip.Addr
+	opened int64 // log time of the connected line, Unix ns (0 if unknown)
+	flags  uint8
+}
+
+const (
+	connUsed uint8 = 1 << iota
+	connPoisoned
+	connCounted
+	connHasTS
+)
+
+// connReuseAfter: a "connected" line for a CONNID already in the table
+// poisons it, unless the first one is older than this. Only a restarted
+// nginx (its counter starts again at 1) reuses a CONNID, and then long after.
+const connReuseAfter = 10 * time.Minute
+
+func newConnTable(n int) connTable {
+	return connTable{slots: make([]connEntry, n)}
+}
+
+func (t *connTable) slot(id uint64) *connEntry {
+	return &t.slots[id%uint64(len(t.slots))]
+}
+
+// open records a "connected" line. It returns false when the CONNID was
+// already open (the connection is then poisoned).
+func (t *connTable) open(id, worker uint64, addr netip.Addr, hasTS bool, opened int64) bool {
+	e := t.slot(id)
+	if e.flags&connUsed != 0 && e.id == id {
+		if opened == 0 || e.opened == 0 || opened-e.opened < int64(connReuseAfter) {
+			e.flags |= connPoisoned
+			return false
+		}
+	}
+	f := connUsed
+	if hasTS {
+		f |= connHasTS
+	}
+	*e = connEntry{id: id, worker: worker, addr: addr, opened: opened, flags: f}
+	return true
+}
+
+// lookup returns the entry for id, or nil if it was never opened or was
+// evicted.
+func (t *connTable) lookup(id uint64) *connEntry {
+	e := t.slot(id)
+	if e.flags&connUsed == 0 || e.id != id {
+		return nil
+	}
+	return e
+}
+
+// reset forgets every connection (a new nginx container).
+func (t *connTable) reset() {
+	clear(t.slots)
+}

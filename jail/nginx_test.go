@@ -1,0 +1,316 @@
+package jail
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/bansd/bansd/sources"
+)
+
+// frontFeed drives a Parser with front lines at controlled Docker times.
+type frontFeed struct {
+	t      *testing.T
+	p      *Parser
+	events []Event
+}
+
+func newFrontFeed(t *testing.T) *frontFeed {
+	return &frontFeed{t: t, p: NewParser(ParserOptions{})}
+}
+
+// at feeds lines with Docker time base+off.
+func (f *frontFeed) at(off time.Duration, lines ...string) {
+	for _, l := range lines {
+		if ev, ok := f.p.Parse(sources.Line{Service: "front", Container: "c1", Time: feedBase.Add(off), Text: l}); ok {
+			f.events = append(f.events, ev)
+		}
+	}
+}
+
+// docker feeds what Docker makes of one write: split at LF (and CR, as
+// Mailu 2024.06's Python pipe does), all in the same microsecond.
+func (f *frontFeed) docker(off time.Duration, write string) {
+	for i, l := range strings.FieldsFunc(write, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		f.at(off+time.Duration(i)*time.Microsecond, l)
+	}
+}
+
+func (f *frontFeed) expect(addrs ...string) {
+	f.t.Helper()
+	var got []string
+	for _, ev := range f.events {
+		got = append(got, ev.Addr.String())
+	}
+	if strings.Join(got, " ") != strings.Join(addrs, " ") {
+		f.t.Fatalf("events for %v, want %v", got, addrs)
+	}
+}
+
+func (f *frontFeed) forged(reason string, n uint64) {
+	f.t.Helper()
+	if got := f.p.Stats().Forged[reason]; got != n {
+		f.t.Fatalf("Forged[%s] = %d, want %d (all: %v)", reason, got, n, f.p.Stats().Forged)
+	}
+}
+
+var feedBase = time.Date(2026, 1, 1, 0, 0, 0, 100e6, time.UTC)
+
+const ts = "2026/01/01 00:00:00 "
+
+func connected(worker string, id int, addr string) string {
+	if strings.Contains(addr, ":") {
+		addr = "[" + addr + "]"
+	}
+	return fmt.Sprintf("%s[info] %s: *%d client %s:40000 connected to 0.0.0.0:25", ts, worker, id, addr)
+}
+
+func failed(worker string, id int, addr, login string) string {
+	return fmt.Sprintf(`%s[info] %s: *%d client login failed: "AUTH not supported" while in http auth state, client: %s, server: 0.0.0.0:25, login: "%s"`, ts, worker, id, addr, login)
+}
+
+func TestNginxCorroboration(t *testing.T) {
+	const real, victim = "203.0.113.66", "198.51.100.1"
+	t.Run("counted once on its own connection", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.at(time.Second, failed("23#23", 100, real, "a"))
+		f.at(2*time.Second, failed("23#23", 100, real, "a"))
+		f.expect(real)
+		f.forged(ForgeRepeat, 1)
+	})
+	t.Run("never opened", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(time.Second, failed("23#23", 101, victim, "a"))
+		f.expect()
+		f.forged(ForgeUnopened, 1)
+	})
+	t.Run("opened for another address", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.at(time.Second, failed("23#23", 100, victim, "a"))
+		f.expect()
+		f.forged(ForgeOtherAddress, 1)
+	})
+	t.Run("connected twice: poisoned", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, victim))
+		f.at(time.Second, connected("23#23", 100, victim))
+		f.at(2*time.Second, failed("23#23", 100, victim, "a"))
+		f.expect()
+		f.forged(ForgePoisoned, 2)
+	})
+	t.Run("other worker", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, victim))
+		f.at(time.Second, failed("9#9", 100, victim, "a"))
+		f.expect()
+		f.forged(ForgeWorker, 1)
+	})
+	t.Run("own time far from Docker's", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, victim))
+		f.at(10*time.Second, failed("23#23", 100, victim, "a"))
+		f.expect()
+		f.forged(ForgeTime, 1)
+	})
+	t.Run("container in another time zone", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(-2*time.Hour, connected("23#23", 100, real))
+		f.at(-2*time.Hour+time.Second, failed("23#23", 100, real, "a"))
+		f.expect(real)
+	})
+	t.Run("timestamp-less copy of a timestamped connection", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, victim))
+		f.at(time.Second, strings.TrimPrefix(failed("23#23", 100, victim, "a"), ts))
+		f.expect()
+		f.forged(ForgeFormat, 1)
+	})
+	t.Run("nginx restarted: CONNID reused much later", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, victim))
+		late := ts[:11] + "00:20:00 "
+		f.at(20*time.Minute, strings.Replace(connected("23#23", 100, real), ts, late, 1))
+		f.at(20*time.Minute+time.Second, strings.Replace(failed("23#23", 100, real, "a"), ts, late, 1))
+		f.expect(real)
+	})
+	t.Run("front container recreated", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, victim))
+		f.p.Parse(sources.Line{Service: "front", Container: "c2", Time: feedBase.Add(time.Second), Text: failed("23#23", 100, victim, "a")})
+		f.expect()
+		f.forged(ForgeUnopened, 1)
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, "2001:db8::66"))
+		f.at(time.Second, failed("23#23", 100, "2001:db8::66", "a"))
+		f.expect("2001:db8::66")
+	})
+}
+
+// TestNginxForgedLines writes whole nginx (and Dovecot) lines through a line
+// feed in the username, as in mailu-logs.md §7.
+func TestNginxForgedLines(t *testing.T) {
+	const real, victim = "203.0.113.66", "198.51.100.1"
+	forgedConn := connected("23#23", 200, victim)
+	forgedFail := failed("23#23", 200, victim, "x")
+	forgedDovecot := `Jan 01 00:00:00 imap-login: Info: Disconnected: Connection closed (auth failed, 5 attempts in 10 secs): user=<x>, method=PLAIN, rip=198.51.100.1, rport=1, lip=192.168.203.5, lport=993, TLS`
+	forgedAdminLike := `[2026-01-01 00:00:00,100] INFO in nginx: Login attempt for: a/imap/993 from: 198.51.100.1/1: failed: badauth: 123456`
+	cases := []struct {
+		name, user string
+	}{
+		{"LF, quote left open", "x\n" + forgedConn + "\n" + forgedFail + "\nend"},
+		{"LF, attacker closes the quote", `x"` + "\n" + forgedConn + "\n" + forgedFail[:len(forgedFail)-1]},
+		{"CR split (2024.06 Python pipe)", "cr\r" + forgedConn + "\r" + forgedFail + "\rpart2 client: 8.8.8.8"},
+		{"padding before the forged lines", "x\n" + strings.Repeat("pad\n", 100) + forgedConn + "\n" + forgedFail},
+		{"forged Dovecot failure", `x"` + "\n" + forgedDovecot + "\n" + "y"},
+		{"forged Dovecot failure, open quote", "x\n" + forgedDovecot},
+		{"forged line without own timestamp", "x\n" + strings.TrimPrefix(forgedConn, ts) + "\n" + strings.TrimPrefix(forgedFail, ts)},
+		{"injected client: field", "client: 8.8.8.8, server: 0.0.0.0:25"},
+		{"admin-looking line in front", "x\n" + forgedAdminLike},
+		{"STARTTLS marker in username", "a using starttls, server: 0.0.0.0:25, login: \"b\nclient: 8.8.8.8"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFrontFeed(t)
+			f.at(0, connected("23#23", 100, real))
+			f.docker(time.Second, failed("23#23", 100, real, c.user))
+			// 2.0 repeats the login field on later lines of the session.
+			f.docker(time.Second+200*time.Millisecond, `2026/01/01 00:00:01 [crit] 23#23: *100 SSL_shutdown() failed while in http auth state, client: `+real+`, server: 0.0.0.0:25, login: "`+c.user+`"`)
+			// The forged connection is never completed by a real line,
+			// and the attacker's second try on it comes later.
+			f.at(5*time.Second, strings.Replace(forgedFail, ts, "2026/01/01 00:00:05 ", 1))
+			f.expect(real)
+		})
+	}
+	t.Run("burst ends: unrelated real connection counts", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.docker(time.Second, failed("23#23", 100, real, "x\n"+forgedConn))
+		f.at(2*time.Second, connected("23#23", 101, "203.0.113.67"))
+		f.at(2*time.Second+time.Millisecond, failed("23#23", 101, "203.0.113.67", "y"))
+		f.at(3*time.Second, `Jan 01 00:00:03 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=203.0.113.68, rport=1, lip=192.168.203.5, lport=993, TLS`)
+		f.expect(real, "203.0.113.67", "203.0.113.68")
+		f.forged(ForgeBurst, 1)
+	})
+	t.Run("other nginx lines with a login field open a burst", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.docker(time.Second, `2026/01/01 00:00:00 [info] 23#23: *100 client closed connection while in http auth state, client: `+real+`, server: 0.0.0.0:25, login: "x"`+"\n"+forgedDovecot)
+		f.expect()
+		f.forged(ForgeBurst, 1)
+	})
+	t.Run("HTTP access lines do not keep a burst open", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.docker(time.Second, failed("23#23", 100, real, "x"))
+		for i := range 40 {
+			f.at(time.Second+time.Duration(i)*3*time.Millisecond, `198.51.100.9 - - [01/Jan/2026:00:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "-"`)
+		}
+		f.at(time.Second+60*time.Millisecond, `Jan 01 00:00:01 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=203.0.113.68, rport=1, lip=192.168.203.5, lport=993, TLS`)
+		f.expect(real, "203.0.113.68")
+	})
+	t.Run("continuation lines keep a burst open", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.docker(time.Second, failed("23#23", 100, real, "x"))
+		for i := range 40 {
+			f.at(time.Second+time.Duration(i)*3*time.Millisecond, "padding")
+		}
+		f.at(time.Second+60*time.Millisecond, `Jan 01 00:00:01 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=198.51.100.1, rport=1, lip=192.168.203.5, lport=993, TLS`)
+		f.expect(real)
+		f.forged(ForgeBurst, 1)
+	})
+	t.Run("no Docker time: burst counted in lines", func(t *testing.T) {
+		p := NewParser(ParserOptions{})
+		var got []string
+		feed := func(s string) {
+			for _, l := range strings.Split(s, "\n") {
+				if ev, ok := p.Parse(sources.Line{Service: "front", Text: l}); ok {
+					got = append(got, ev.Addr.String())
+				}
+			}
+		}
+		feed(connected("23#23", 100, real))
+		feed(failed("23#23", 100, real, "x\n"+forgedConn+"\n"+forgedFail))
+		if strings.Join(got, " ") != real {
+			t.Fatalf("events %v, want only %s", got, real)
+		}
+	})
+}
+
+func TestNginxHugeAndOddLines(t *testing.T) {
+	const real = "203.0.113.66"
+	huge := strings.Repeat("client: 8.8.8.8, ", 1<<20/17)
+	for name, user := range map[string]string{
+		"1 MiB username":  huge,
+		"invalid UTF-8":   "\xff\xfe client: 8.8.8.8 \xc3",
+		"U+FFFD":          "\uFFFD\uFFFD client: 8.8.8.8",
+		"quotes":          `"""`,
+		"NUL and escapes": "\x00\x1b[31m\t",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFrontFeed(t)
+			f.at(0, connected("23#23", 100, real))
+			f.at(time.Second, failed("23#23", 100, real, user))
+			f.expect(real)
+			if u := f.events[0].User; len(u) > maxUserLen {
+				t.Fatalf("User is %d bytes", len(u))
+			}
+		})
+	}
+	p := NewParser(ParserOptions{})
+	big := strings.Repeat("\xff2026/01/01 00:00:00 [info] 1#1: *1 client", 1<<20/40)
+	for _, svc := range []string{"front", "admin", "smtp", "antispam"} {
+		if ev, ok := p.Parse(sources.Line{Service: svc, Time: feedBase, Text: big}); ok {
+			t.Fatalf("%s: garbage gave %+v", svc, ev)
+		}
+	}
+}
+
+// TestConnTableBounded opens ten million distinct connections.
+func TestConnTableBounded(t *testing.T) {
+	const maxConns = 1 << 16
+	p := NewParser(ParserOptions{MaxConnections: maxConns})
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapAlloc
+	buf := append(make([]byte, 0, 128), ts+"[info] 23#23: *"...)
+	line := sources.Line{Service: "front", Container: "c", Time: feedBase}
+	const n = 10_000_000
+	for id := 1; id <= n; id++ {
+		b := strconv.AppendInt(buf, int64(id), 10)
+		b = append(b, " client 203.0.113."...)
+		b = strconv.AppendInt(b, int64(id%250+1), 10)
+		b = append(b, ":1 connected to 0.0.0.0:25"...)
+		// No copy: the parser keeps nothing of a "connected" line's text,
+		// and this keeps the test about the parser's memory, fast.
+		line.Text = unsafe.String(&b[0], len(b))
+		p.Parse(line)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if len(p.conns.slots) != maxConns {
+		t.Fatalf("table has %d slots, want %d", len(p.conns.slots), maxConns)
+	}
+	if grown := int64(ms.HeapAlloc) - int64(before); grown > 1<<20 {
+		t.Fatalf("heap grew by %d bytes over %d connections", grown, n)
+	}
+	// The oldest are gone, the newest are there.
+	if _, ok := p.Parse(sources.Line{Service: "front", Container: "c", Time: feedBase, Text: failed("23#23", 1, "203.0.113.2", "a")}); ok {
+		t.Fatal("evicted connection still counted")
+	}
+	if _, ok := p.Parse(sources.Line{Service: "front", Container: "c", Time: feedBase.Add(time.Second), Text: failed("23#23", n, fmt.Sprintf("203.0.113.%d", n%250+1), "a")}); !ok {
+		t.Fatal("newest connection not counted")
+	}
+	if got := p.Stats().Forged[ForgeUnopened]; got != 1 {
+		t.Fatalf("unopened = %d, want 1", got)
+	}
+}

@@ -1,0 +1,275 @@
+package jail
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/bansd/bansd/sources"
+)
+
+// The matchers (mailu-logs.md §1.9) are hand-written scanners: each service
+// has a literal prefilter that throws out benign lines without allocating,
+// then anchored parsing. Attacker text (usernames, addresses, HELO) sits in
+// the middle of lines, so every trusted field is taken from the side the
+// attacker cannot reach: nginx "client:" from the left, Dovecot "rip=" and
+// admin "from:" from the right end.
+
+// Limits that keep one event bounded whatever the attacker writes.
+const (
+	// maxEventCount caps Dovecot's "(auth failed, N attempts" N: Dovecot
+	// allows a handful of attempts per connection, never thousands.
+	maxEventCount = 100
+	// maxUserLen caps Event.User (an e-mail address is at most 254 bytes):
+	// the engine keys maps on it.
+	maxUserLen = 320
+	// defaultMaxConnections is ParserOptions.MaxConnections' default.
+	defaultMaxConnections = 65536
+	// maxMaxConnections caps it (about 230 MB of table) so that a typo in
+	// a configuration cannot ask for gigabytes.
+	maxMaxConnections = 1 << 22
+)
+
+// Parser turns log lines into Events. It is stateful (nginx connection
+// tracking, year context), bounded in memory, and not safe for concurrent use.
+type Parser struct {
+	now func() time.Time
+
+	conns          connTable
+	frontContainer string
+	frontBurst     burst
+	adminBurst     burst
+
+	lines   uint64
+	matched uint64
+	forged  [forgeReasonCount]uint64
+}
+
+// ParserOptions configures NewParser. The zero value is valid.
+type ParserOptions struct {
+	// MaxConnections bounds the nginx connection table (default 65536); oldest evicted.
+	// The table is allocated whole (about 56 bytes a connection) and capped at 1<<22.
+	MaxConnections int
+	// Now supplies the year for year-less timestamps when a line has no Docker time (default time.Now).
+	Now func() time.Time
+}
+
+// ParserStats are the Parser's counters since NewParser.
+type ParserStats struct {
+	// Lines is every line given to Parse.
+	Lines uint64
+	// Matched is every line that produced an Event.
+	Matched uint64
+	// Forged counts lines that would have produced an Event but were judged
+	// written by an attacker (through a line feed in an nginx username), by
+	// reason: the Forge* constants. Every reason is present, zero or not.
+	Forged map[string]uint64
+}
+
+// Reasons a line is judged forged (keys of ParserStats.Forged).
+const (
+	// ForgeUnopened: the nginx *CONNID was never opened by a "connected"
+	// line (or was evicted from the bounded table).
+	ForgeUnopened = "unopened"
+	// ForgeOtherAddress: the *CONNID was opened for another client address.
+	ForgeOtherAddress = "other-address"
+	// ForgePoisoned: the *CONNID's "connected" line was seen twice; a
+	// duplicated "connected" line is counted here too.
+	ForgePoisoned = "poisoned"
+	// ForgeRepeat: a second counted failure on one *CONNID (nginx closes the
+	// connection after a failed AUTH).
+	ForgeRepeat = "repeat"
+	// ForgeWorker: the PID#TID differs from the one on the connection's
+	// "connected" line (so it is not a worker seen on that connected line).
+	ForgeWorker = "worker"
+	// ForgeFormat: the line has its own timestamp and its "connected" line
+	// had none, or the reverse.
+	ForgeFormat = "format"
+	// ForgeTime: the line's own timestamp is more than 2 s away from
+	// Docker's (modulo a whole time-zone offset).
+	ForgeTime = "time"
+	// ForgeBurst: the line arrived in the same burst as a line split inside
+	// an attacker-controlled field (nginx login, admin limiter username).
+	ForgeBurst = "burst"
+)
+
+type forgeReason uint8
+
+const (
+	forgeUnopened forgeReason = iota
+	forgeOtherAddress
+	forgePoisoned
+	forgeRepeat
+	forgeWorker
+	forgeFormat
+	forgeTime
+	forgeBurst
+	forgeReasonCount
+)
+
+var forgeNames = [forgeReasonCount]string{
+	forgeUnopened:     ForgeUnopened,
+	forgeOtherAddress: ForgeOtherAddress,
+	forgePoisoned:     ForgePoisoned,
+	forgeRepeat:       ForgeRepeat,
+	forgeWorker:       ForgeWorker,
+	forgeFormat:       ForgeFormat,
+	forgeTime:         ForgeTime,
+	forgeBurst:        ForgeBurst,
+}
+
+// NewParser returns a Parser with its connection table allocated.
+func NewParser(opt ParserOptions) *Parser {
+	n := opt.MaxConnections
+	if n <= 0 {
+		n = defaultMaxConnections
+	}
+	n = min(n, maxMaxConnections)
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Parser{now: now, conns: newConnTable(n)}
+}
+
+// Stats returns a copy of the counters.
+func (p *Parser) Stats() ParserStats {
+	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount)}
+	for i, n := range p.forged {
+		s.Forged[forgeNames[i]] = n
+	}
+	return s
+}
+
+func (p *Parser) reject(r forgeReason) {
+	p.forged[r]++
+}
+
+// lineTime is what a matcher found about the line's own timestamp.
+type lineTime struct {
+	t  time.Time
+	ok bool
+}
+
+// Parse returns the line's event and true, or false when the line carries no
+// signal (or was judged forged).
+func (p *Parser) Parse(l sources.Line) (Event, bool) {
+	p.lines++
+	var (
+		ev  Event
+		own lineTime
+		ok  bool
+	)
+	switch l.Service {
+	case "front":
+		ev, own, ok = p.parseFront(l)
+	case "admin":
+		ev, own, ok = p.parseAdmin(l)
+	case "smtp":
+		ev, own, ok = p.parsePostfix(l)
+	case "antispam":
+		ev, own, ok = p.parseRspamd(l)
+	}
+	if !ok {
+		return Event{}, false
+	}
+	switch {
+	case !l.Time.IsZero():
+		ev.Time = l.Time
+	case own.ok:
+		ev.Time = own.t
+	default:
+		ev.Time = p.now()
+	}
+	if ev.Count < 1 {
+		ev.Count = 1
+	}
+	if len(ev.User) > maxUserLen {
+		ev.User = ev.User[:maxUserLen]
+	}
+	ev.Line = l.Text
+	p.matched++
+	return ev, true
+}
+
+// yearRef is the time year-less timestamps are placed near.
+func (p *Parser) yearRef(l sources.Line) time.Time {
+	if !l.Time.IsZero() {
+		return l.Time
+	}
+	return p.now()
+}
+
+// parseAddr accepts a bare IPv4 or IPv6 address as a client: no zone, not
+// unspecified, IPv4-mapped addresses unmapped.
+func parseAddr(s string) (netip.Addr, bool) {
+	if len(s) == 0 || len(s) > 45 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	a = a.Unmap()
+	if a.IsUnspecified() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// addrEnd returns the length of the address-looking prefix of s: hex
+// digits, '.' and ':'.
+func addrEnd(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '.' || c == ':') {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// digits returns the length of the leading run of ASCII digits of s.
+func digits(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// atoiBounded parses a non-empty run of ASCII digits; false if anything else
+// or if the value exceeds max.
+func atoiBounded(s string, max uint64) (uint64, bool) {
+	if len(s) == 0 || len(s) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (max-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// portOf returns the port at the end of "host:port" ("0.0.0.0:25",
+// "[::]:25"), or 0.
+func portOf(s string) int {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return 0
+	}
+	n, ok := atoiBounded(s[i+1:], 65535)
+	if !ok {
+		return 0
+	}
+	return int(n)
+}
