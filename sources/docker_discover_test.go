@@ -1,0 +1,59 @@
+package sources
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+func TestDiscover(t *testing.T) {
+	c := func(project, service, state string, oneoff bool) container.Summary {
+		l := map[string]string{labelProject: project, labelService: service}
+		if oneoff {
+			l[labelOneoff] = "True"
+		}
+		return container.Summary{Labels: l, State: state}
+	}
+	tests := []struct {
+		name string
+		cs   []container.Summary
+		want string
+	}{
+		{"none", nil, ""},
+		{"front alone is not Mailu", []container.Summary{c("web", "front", "running", false), c("web", "db", "running", false)}, ""},
+		{"front and admin", []container.Summary{c("web", "front", "running", false), c("mail", "front", "exited", false), c("mail", "admin", "exited", false)}, "mail"},
+		{"one-off admin does not count", []container.Summary{c("x", "front", "running", false), c("x", "admin", "running", true)}, ""},
+		{"running front wins", []container.Summary{
+			c("a", "front", "exited", false), c("a", "admin", "running", false),
+			c("b", "front", "running", false), c("b", "admin", "running", false)}, "b"},
+		{"then the first name", []container.Summary{
+			c("z", "front", "running", false), c("z", "admin", "running", false),
+			c("m", "front", "running", false), c("m", "admin", "running", false)}, "m"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &Docker{log: slog.New(slog.DiscardHandler)}
+			if got := d.discover(tc.cs); got != tc.want {
+				t.Fatalf("discover = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMailuPrefixes(t *testing.T) {
+	m := MailuInfo{Env: map[string]string{"REAL_IP_FROM": "192.0.2.1, 198.51.100.0/24,bogus 2001:db8::/32", "SUBNET": "192.168.203.7/24"}}
+	tests := []struct {
+		key, want string
+	}{
+		{"REAL_IP_FROM", "[192.0.2.1/32 198.51.100.0/24 2001:db8::/32]"},
+		{"SUBNET", "[192.168.203.0/24]"},
+		{"SUBNET6", "[]"},
+	}
+	for _, tc := range tests {
+		if got := fmt.Sprint(m.Prefixes(tc.key)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.key, got, tc.want)
+		}
+	}
+}

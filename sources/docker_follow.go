@@ -1,0 +1,262 @@
+package sources
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+)
+
+// follower reads one service's container logs, one container at a time,
+// in order.
+type follower struct {
+	d   *Docker
+	svc *service
+	out chan<- Line
+
+	// pos is how far the delivered lines reach in the current container.
+	pos position
+	// stored is the cursor from the store while its skip is not yet done.
+	stored *Cursor
+	loaded bool // the store was asked
+	seen   bool // some container was already followed in this run
+}
+
+// end is how a log stream ended.
+type end int
+
+const (
+	endStopped end = iota // the container is not running: its log was read to the end
+	endRunning            // the stream ended but the container still runs
+)
+
+func (f *follower) run(ctx context.Context) {
+	var bo backoff
+	var last target
+	for {
+		t, err := f.d.waitTarget(ctx, f.svc, last)
+		if err != nil {
+			return
+		}
+		last = t
+		if t.id == "" {
+			f.svc.set(func(s *service) { s.state, s.container = StateWaiting, "" })
+			continue
+		}
+		began := time.Now()
+		how, err := f.attach(ctx, t.id)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > backoffMax {
+			// A stream that lasted is a success: start the backoff over.
+			bo.reset()
+		}
+		if err != nil {
+			f.d.log.Warn("log stream broken, retrying", "service", f.svc.name, "container", short(t.id), "err", err)
+			f.svc.set(func(s *service) { s.state, s.lastErr = StateReconnecting, err.Error(); s.reconnects++ })
+			if bo.wait(ctx) != nil {
+				return
+			}
+			last = target{} // try the current target again
+			continue
+		}
+		switch how {
+		case endStopped:
+			bo.reset()
+			f.svc.set(func(s *service) { s.state = StateStopped })
+			// wait for a change from last: a new container, or a start
+		case endRunning:
+			if bo.wait(ctx) != nil {
+				return
+			}
+			last = target{}
+		}
+	}
+}
+
+// attach follows container id until its log stream ends.
+func (f *follower) attach(ctx context.Context, id string) (end, error) {
+	cli, s := f.d.cli, f.svc
+	insp, err := cli.ContainerInspect(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		// Removed before we came: wait for the next target.
+		return endStopped, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect %s: %w", short(id), err)
+	}
+	since, skip, rebuild, err := f.resumePoint(id)
+	if err != nil {
+		return 0, err
+	}
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true}
+	if since > 0 {
+		opts.Since = strconv.FormatInt(since, 10)
+	}
+	rc, err := cli.ContainerLogs(ctx, id, opts)
+	if err != nil {
+		return 0, fmt.Errorf("logs %s: %w", short(id), err)
+	}
+	defer rc.Close()
+	tty := insp.Config != nil && insp.Config.Tty
+	f.d.log.Debug("attached", "service", s.name, "container", short(id), "since", since, "skip", skip, "tty", tty)
+	s.set(func(s *service) { s.state, s.container = StateAttached, id })
+
+	dm := newDemux(rc, tty, f.d.opt.MaxLine+64)
+	asm := assembler{max: f.d.opt.MaxLine}
+	tracking := f.d.opt.Cursors != nil
+	var sendErr error
+	emit := func(a assembled) {
+		if sendErr != nil {
+			return
+		}
+		l := Line{Service: s.name, Container: id, Time: a.time, Text: a.text}
+		if tracking {
+			if sendErr = send(ctx, s.room, struct{}{}); sendErr != nil {
+				return
+			}
+			s.mu.Lock()
+			s.pending = append(s.pending, pendingLine{container: id, floor: f.pos.floor, time: a.time, runs: a.runs})
+			s.mu.Unlock()
+		}
+		if sendErr = send(ctx, f.out, l); sendErr != nil {
+			return
+		}
+		f.pos.add(a.runs)
+		now := f.d.now()
+		s.mu.Lock()
+		s.lines++
+		if a.cut {
+			s.truncated++
+		}
+		s.lastLine, s.lag = a.time, now.Sub(a.time)
+		s.mu.Unlock()
+	}
+	for {
+		m, err := dm.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read log of %s: %w", short(id), err)
+		}
+		if m.stream == streamSystem {
+			msg := string(m.text)
+			f.d.log.Warn("docker could not read the log", "service", s.name, "container", short(id), "err", msg)
+			s.set(func(s *service) { s.lastErr = msg })
+			continue
+		}
+		if skip > 0 {
+			skip--
+			if rebuild != nil {
+				rebuild.add([]secRun{{m.time.Unix(), 1}})
+				if skip == 0 {
+					f.resumed(*rebuild)
+				}
+			}
+			continue
+		}
+		asm.add(m, emit)
+		if sendErr != nil {
+			return 0, sendErr
+		}
+	}
+	// The stream ended cleanly: the container stopped, or the engine is
+	// going away.
+	insp, err = cli.ContainerInspect(ctx, id)
+	switch {
+	case cerrdefs.IsNotFound(err):
+	case err != nil:
+		return 0, fmt.Errorf("inspect %s: %w", short(id), err)
+	case insp.State != nil && insp.State.Running:
+		return endRunning, nil
+	}
+	if skip > 0 {
+		return endStopped, nil
+	}
+	// A stopped container never finishes its last, unterminated line.
+	asm.drain(emit)
+	return endStopped, sendErr
+}
+
+// resumePoint decides where to start reading container id: since (unix
+// seconds, 0: from its start) and how many messages to skip. rebuild is
+// non-nil when skipping from a stored cursor, to rebuild the position.
+func (f *follower) resumePoint(id string) (since int64, skip int, rebuild *position, err error) {
+	if f.stored != nil && f.stored.ContainerID == id {
+		since = max(f.stored.Time.Unix(), 0)
+		p := &position{container: id, floor: since}
+		if f.stored.Count <= 0 {
+			f.resumed(*p)
+			return since, 0, nil, nil
+		}
+		return since, f.stored.Count, p, nil
+	}
+	if f.pos.container == id {
+		since, skip = f.pos.resume()
+		return since, skip, nil, nil
+	}
+	var c Cursor
+	var found bool
+	if !f.loaded && f.d.opt.Cursors != nil {
+		key := f.d.project() + "/" + f.svc.name
+		c, found, err = f.d.opt.Cursors.Cursor(key)
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("load cursor %s: %w", key, err)
+		}
+	}
+	f.loaded = true
+	switch {
+	case found && c.ContainerID == id:
+		f.stored = &c
+		return f.resumePoint(id)
+	case found || f.seen:
+		// A container created since the cursor (or since the last one in
+		// this run): all of it is new.
+		since = 0
+	default:
+		since = f.d.now().Add(-f.d.opt.Backlog).Unix()
+	}
+	f.seen, f.stored = true, nil
+	f.pos = position{container: id, floor: since}
+	return since, 0, nil, nil
+}
+
+// resumed takes the position rebuilt by skipping a stored cursor's
+// messages as the read and the processed position.
+func (f *follower) resumed(p position) {
+	f.stored, f.pos, f.seen = nil, p, true
+	f.svc.set(func(s *service) {
+		if s.done.container != p.container {
+			s.done = p
+		}
+	})
+}
+
+// send blocks until ch takes v or ctx ends; the first try skips the
+// select, which costs more than the rest of a line's handling.
+func send[T any](ctx context.Context, ch chan<- T, v T) error {
+	select {
+	case ch <- v:
+		return nil
+	default:
+	}
+	select {
+	case ch <- v:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
