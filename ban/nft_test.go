@@ -1,0 +1,269 @@
+package ban
+
+import (
+	"errors"
+	"net/netip"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/bansd/bansd/internal/netnstest"
+)
+
+func TestEnsureIdempotentKeepsElements(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	fw := newNFT(t, ns, cfg)
+	// A counter that already counted: ensure must not reset it.
+	ns.Run(t, "nft", "add", "table", "inet", "bansd")
+	ns.Run(t, "nft", "add", "counter", "inet", "bansd", "drop_v4_32", "{ packets 5 bytes 300 }")
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	els := []Element{{pfx("192.0.2.1/32"), time.Hour}, {pfx("198.51.100.0/24"), time.Hour}, {pfx("2001:db8::1/128"), time.Hour}, {pfx("2001:db8:1:2::/64"), time.Hour}, {pfx("2001:db8:3::/48"), time.Hour}}
+	if err := fw.Add(els); err != nil {
+		t.Fatal(err)
+	}
+	before := ns.Run(t, "nft", "list", "table", "inet", "bansd")
+	t.Logf("after the first ensure:\n%s", before)
+	for range 2 {
+		// A fresh NFT (another run of bansd) and the same one again.
+		for _, f := range []*NFT{fw, newNFT(t, ns, cfg)} {
+			if err := f.Ensure(DefaultClasses()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := kernel(t, fw)
+	for _, e := range els {
+		if _, ok := got[e.Target]; !ok {
+			t.Errorf("%s lost by a second ensure", e.Target)
+		}
+	}
+	h, err := fw.Check()
+	if err != nil || !h.OK {
+		t.Fatalf("Check = %+v, %v", h, err)
+	}
+	st, err := fw.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Counters["v4_32"]; c.Packets != 5 || c.Bytes != 300 {
+		t.Errorf("counter drop_v4_32 = %+v after ensures, want 5 packets, 300 bytes", c)
+	}
+	if !st.Present || st.Hook != "prerouting" || st.Priority != -310 || st.Policy != "accept" || st.Rules != len(DefaultClasses()) {
+		t.Errorf("status = %+v, want prerouting -310 accept with %d rules", st, len(DefaultClasses()))
+	}
+	after := ns.Run(t, "nft", "list", "table", "inet", "bansd")
+	if expires.ReplaceAllString(after, "") != expires.ReplaceAllString(before, "") {
+		t.Errorf("ruleset changed by a repeated ensure:\n%s\nwant\n%s", after, before)
+	}
+	for _, want := range []string{
+		"type filter hook prerouting priority raw - 10; policy accept;",
+		`ip saddr & 255.255.255.0 == @v4_24 counter name "drop_v4_24" drop`,
+		`ip6 saddr & ffff:ffff:ffff:ffff:: == @v6_64 counter name "drop_v6_64" drop`,
+		`ip saddr @v4_32 counter name "drop_v4_32" drop`,
+		"flags timeout",
+		"counter drop_v6_48 {",
+	} {
+		if !strings.Contains(after, want) {
+			t.Errorf("ruleset lacks %q", want)
+		}
+	}
+}
+
+// expires is the part of `nft list` output that changes as time passes.
+var expires = regexp.MustCompile(`expires [0-9hmsd]+`)
+
+func TestAddListAllClasses(t *testing.T) {
+	ns := netnstest.New(t)
+	fw := newNFT(t, ns, testConfig(t))
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	els := []Element{
+		{pfx("192.0.2.7/32"), time.Hour},
+		{pfx("198.51.100.0/24"), 2 * time.Hour},
+		{pfx("2001:db8::7/128"), time.Hour},
+		{pfx("2001:db8:a:b::/64"), time.Hour},
+		{pfx("2001:db8:c::/48"), time.Hour},
+		// A class no jail uses by default: its set, counter and rule are
+		// created in the same transaction.
+		{pfx("203.0.113.0/25"), time.Hour},
+		{pfx("2001:db8:ff00::/40"), time.Hour},
+	}
+	if err := fw.Add(els); err != nil {
+		t.Fatal(err)
+	}
+	got := kernel(t, fw)
+	if len(got) != len(els) {
+		t.Errorf("kernel holds %d elements, want %d: %v", len(got), len(els), got)
+	}
+	for _, e := range els {
+		rem, ok := got[e.Target]
+		if !ok {
+			t.Errorf("%s missing", e.Target)
+			continue
+		}
+		if rem > e.Timeout || rem < e.Timeout-5*time.Second {
+			t.Errorf("%s: %s left, want about %s", e.Target, rem, e.Timeout)
+		}
+	}
+	if h, err := fw.Check(); err != nil || !h.OK {
+		t.Errorf("Check after a new class = %+v, %v", h, err)
+	}
+	out := ns.Run(t, "nft", "list", "chain", "inet", "bansd", "prerouting")
+	if !strings.Contains(out, `ip saddr & 255.255.255.128 == @v4_25 counter name "drop_v4_25" drop`) {
+		t.Errorf("no masked rule for the new class:\n%s", out)
+	}
+}
+
+func TestElementExpires(t *testing.T) {
+	ns := netnstest.New(t)
+	fw := newNFT(t, ns, testConfig(t))
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	short, long := pfx("192.0.2.2/32"), pfx("2001:db8::2/128")
+	// 1 ms is clamped to the 1 s minimum: never 0, which would be permanent.
+	if err := fw.Add([]Element{{short, 2 * time.Second}, {long, time.Hour}, {pfx("192.0.2.3/32"), time.Millisecond}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kernel(t, fw)[short]; !ok {
+		t.Fatal("2 s ban not in the kernel")
+	}
+	waitFor(t, 5*time.Second, "the 2 s and 1 ms bans to expire", func() bool {
+		got := kernel(t, fw)
+		_, a := got[short]
+		_, b := got[pfx("192.0.2.3/32")]
+		return !a && !b
+	})
+	if _, ok := kernel(t, fw)[long]; !ok {
+		t.Error("the 1 h ban expired too")
+	}
+}
+
+func TestRefreshTimeout(t *testing.T) {
+	for _, mode := range []struct {
+		name    string
+		deleted bool
+	}{{"re-add", false}, {"delete+add", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			ns := netnstest.New(t)
+			fw := newNFT(t, ns, testConfig(t), WithDeleteRefresh(mode.deleted))
+			if err := fw.Ensure(DefaultClasses()); err != nil {
+				t.Fatal(err)
+			}
+			a, n := pfx("192.0.2.9/32"), pfx("2001:db8:9::/64")
+			if err := fw.Add([]Element{{a, 3 * time.Second}, {n, 3 * time.Second}}); err != nil {
+				t.Fatal(err)
+			}
+			// Extend, with a new element in the same transaction.
+			if err := fw.Add([]Element{{a, time.Hour}, {n, time.Hour}, {pfx("192.0.2.10/32"), time.Hour}}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(4 * time.Second)
+			got := kernel(t, fw)
+			for _, p := range []string{"192.0.2.9/32", "2001:db8:9::/64", "192.0.2.10/32"} {
+				if rem := got[pfx(p)]; rem < 50*time.Minute {
+					t.Errorf("%s: %s left after the refresh to 1 h", p, rem)
+				}
+			}
+		})
+	}
+}
+
+func TestRemoveIsIdempotent(t *testing.T) {
+	ns := netnstest.New(t)
+	fw := newNFT(t, ns, testConfig(t))
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	keep, gone := pfx("192.0.2.20/32"), pfx("192.0.2.21/32")
+	if err := fw.Add([]Element{{keep, time.Hour}, {gone, time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	// A missing element (and one of a class with no set) next to a present
+	// one: a plain delete would abort the transaction with ENOENT.
+	if err := fw.Remove([]netip.Prefix{gone, pfx("192.0.2.22/32"), pfx("2001:db8::/56")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Remove([]netip.Prefix{gone}); err != nil {
+		t.Fatal("second unban:", err)
+	}
+	got := kernel(t, fw)
+	if _, ok := got[gone]; ok {
+		t.Error("unbanned element still there")
+	}
+	if _, ok := got[keep]; !ok {
+		t.Error("unrelated element removed")
+	}
+}
+
+// TestDefaultSocketBuffer emulates a distribution's default wmem_max: one
+// transaction of 20,000 elements is too big for it, the chunked add is not.
+func TestDefaultSocketBuffer(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	small := WithSockOptions(func(c *netlink.Conn) error { return c.SetWriteBuffer(212992) })
+	fw := newNFT(t, ns, cfg, small)
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	els := make([]Element, 20_000)
+	for i := range els {
+		els[i] = Element{v4(i), time.Hour}
+	}
+	err := fw.Add(els)
+	if err == nil || !errors.Is(err, unix.EMSGSIZE) {
+		t.Fatalf("one 20,000-element transaction with a 212992-byte buffer: %v; the emulation is not effective", err)
+	}
+
+	cfg.Firewall.Batch = 8192 // above the 5000 cap on purpose
+	m := startManager(t, Options{Firewall: fw, Store: openStore(t, ""), Config: cfg})
+	rs := make([]Request, len(els))
+	for i := range rs {
+		rs[i] = Request{Target: v4(i), Jail: "bulk", Duration: time.Hour, Manual: true}
+	}
+	n, err := m.BanMany(t.Context(), rs)
+	if err != nil || n != len(rs) {
+		t.Fatalf("BanMany = %d, %v", n, err)
+	}
+	if got := len(kernel(t, fw)); got != len(rs) {
+		t.Errorf("kernel holds %d elements, want %d", got, len(rs))
+	}
+}
+
+// TestPriorityChange: a chain left with another priority (the operator
+// changed firewall.priority) is replaced, and the elements stay.
+func TestPriorityChange(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	old := newNFT(t, ns, cfg)
+	if err := old.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Add([]Element{{pfx("192.0.2.60/32"), time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Firewall.Priority = -300
+	fw := newNFT(t, ns, cfg)
+	if h, err := fw.Check(); err != nil || h.OK {
+		t.Fatalf("Check with another priority = %+v, %v; want a problem", h, err)
+	}
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := fw.Status()
+	if err != nil || st.Priority != -300 || st.Rules != len(DefaultClasses()) {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	if _, ok := kernel(t, fw)[pfx("192.0.2.60/32")]; !ok {
+		t.Error("element lost when the chain was replaced")
+	}
+}
