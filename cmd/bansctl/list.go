@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bansd/bansd/control"
+)
+
+func newListCmd(g *globals) *cobra.Command {
+	var jail string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List active bans",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl := g.client()
+			if g.json {
+				// The daemon already streams the exact contract shape.
+				bw := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
+				if err := cl.BansRaw(cmd.Context(), jail, bw); err != nil {
+					return err
+				}
+				return bw.Flush()
+			}
+			l, err := cl.Bans(cmd.Context(), jail)
+			if err != nil {
+				return err
+			}
+			if len(l.Bans) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no active bans")
+				return nil
+			}
+			return printBans(cmd.OutOrStdout(), l.Bans, time.Now())
+		},
+	}
+	c.Flags().StringVar(&jail, "jail", "", "only the bans of this jail")
+	return c
+}
+
+func printBans(w io.Writer, bans []control.Ban, now time.Time) error {
+	t := &table{rows: make([][]string, 0, len(bans)+1)}
+	t.add("TARGET", "JAIL", "REASON", "SINCE", "REMAINING", "LEVEL", "MANUAL")
+	for _, b := range bans {
+		manual := "no"
+		if b.Manual {
+			manual = "yes"
+		}
+		t.add(b.Target.String(), b.Jail, cut(clean(b.Reason), 48), stamp(b.Since), human(b.Until.Sub(now)), strconv.Itoa(b.Level), manual)
+	}
+	return t.write(w)
+}

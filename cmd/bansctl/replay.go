@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/sources"
+)
+
+func newReplayCmd() *cobra.Command {
+	var cfgPath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "replay [--config FILE] [--json] SERVICE=FILE [SERVICE=FILE ...]",
+		Short: "Run the jail engine over saved container logs and report what it would ban",
+		Long: `replay runs bansd's real jail engine over container logs saved with
+'docker logs -t' (or without timestamps), for example:
+
+  docker logs -t mailu-front-1 > front.log 2>&1
+  docker logs -t mailu-admin-1 > admin.log 2>&1
+  bansctl replay front=front.log admin=admin.log
+
+Lines of all files are merged in time order (Docker's timestamp, else the
+line's own), so admin and front are judged together as bansd does live.
+FILE "-" is standard input. Nothing is banned: replay only reports.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			inputs, err := parseReplayArgs(args)
+			if err != nil {
+				return err
+			}
+			cfg, err := configs.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			rep, err := replay(cmd.Context(), cfg, inputs, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return printReplay(cmd.OutOrStdout(), rep)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "bansd configuration file (default: the built-in configuration)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+type replayInput struct {
+	service, path string
+}
+
+func parseReplayArgs(args []string) ([]replayInput, error) {
+	var out []replayInput
+	stdin := false
+	for _, a := range args {
+		svc, path, ok := strings.Cut(a, "=")
+		if !ok || svc == "" || path == "" {
+			return nil, usagef("%q: want SERVICE=FILE, e.g. front=front.log", a)
+		}
+		if strings.ContainsAny(svc, " /\t") {
+			return nil, usagef("%q: bad service name %q", a, svc)
+		}
+		if path == "-" {
+			if stdin {
+				return nil, usagef("standard input (-) given twice")
+			}
+			stdin = true
+		}
+		out = append(out, replayInput{service: svc, path: path})
+	}
+	return out, nil
+}
+
+// replayReport is replay's result; its JSON is the --json output.
+type replayReport struct {
+	Lines   uint64        `json:"lines"`
+	Matched uint64        `json:"matched"`
+	Seconds float64       `json:"seconds"`
+	Bans    []replayBan   `json:"bans"`
+	Alarms  []replayAlarm `json:"alarms"`
+
+	jails map[string]uint64
+	cut   int64
+}
+
+type replayBan struct {
+	Target string `json:"target"`
+	Jail   string `json:"jail"`
+	Events int    `json:"events"`
+	First  string `json:"first"`
+	Reason string `json:"reason"`
+}
+
+type replayAlarm struct {
+	Kind    string `json:"kind"`
+	Address string `json:"address"`
+	Count   int    `json:"count"`
+	Hint    string `json:"hint"`
+}
+
+// replayBatch is how many lines a reader hands over at once: one channel
+// operation per line would cost more than the engine.
+const replayBatch = 4096
+
+type stampedLine struct {
+	l sources.Line
+	t int64 // merge key: unix ns
+}
+
+type replayStream struct {
+	ch chan []stampedLine
+	// free returns consumed batches to the reader, so a long replay does
+	// not allocate (and collect) a batch per 4096 lines.
+	free  chan []stampedLine
+	buf   []stampedLine
+	pos   int
+	done  bool
+	err   error
+	cut   int64
+	close func() error
+	path  string
+}
+
+func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdin io.Reader) (*replayReport, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streams := make([]*replayStream, 0, len(inputs))
+	defer func() {
+		for _, s := range streams {
+			_ = s.close()
+		}
+	}()
+	var readers []io.Reader
+	for _, in := range inputs {
+		s := &replayStream{ch: make(chan []stampedLine, 4), free: make(chan []stampedLine, 8), path: in.path, close: func() error { return nil }}
+		if in.path == "-" {
+			readers = append(readers, stdin)
+		} else {
+			f, err := os.Open(in.path)
+			if err != nil {
+				return nil, fmt.Errorf("replay %s: %w", in.service, err)
+			}
+			if st, err := f.Stat(); err == nil && st.IsDir() {
+				f.Close()
+				return nil, fmt.Errorf("replay %s: %s is a directory", in.service, in.path)
+			}
+			s.close = f.Close
+			readers = append(readers, f)
+		}
+		streams = append(streams, s)
+	}
+
+	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}}
+	banned := map[string]bool{}
+	type alarmKey struct{ kind, addr string }
+	alarms := map[alarmKey]*replayAlarm{}
+	// The callbacks run on this goroutine, inside eng.Process and FlushAlarms.
+	eng, err := jail.NewEngine(cfg, jail.Options{
+		OnDecision: func(d jail.Decision) {
+			t := d.Target.String()
+			if banned[t] {
+				return
+			}
+			banned[t] = true
+			rep.Bans = append(rep.Bans, replayBan{Target: t, Jail: d.Jail, Events: d.Events, First: d.Time.UTC().Format(time.RFC3339), Reason: d.Reason})
+		},
+		OnAlarm: func(a jail.Alarm) {
+			k := alarmKey{a.Kind, a.Addr.String()}
+			if x, ok := alarms[k]; ok {
+				x.Count += a.Count
+				return
+			}
+			alarms[k] = &replayAlarm{Kind: a.Kind, Address: k.addr, Count: a.Count, Hint: a.Hint}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(s.ch)
+			s.cut, s.err = readStream(ctx, readers[i], inputs[i].service, cfg.Docker.MaxLine, start, s.ch, s.free)
+		}()
+	}
+	// k-way merge by line time; ties keep the order of the arguments. k is
+	// small, so a linear scan beats a heap.
+	for {
+		best := -1
+		var bestT int64
+		for i, s := range streams {
+			if s.pos == len(s.buf) {
+				if s.done {
+					continue
+				}
+				if s.buf != nil {
+					select {
+					case s.free <- s.buf[:0]:
+					default:
+					}
+					s.buf, s.pos = nil, 0
+				}
+				b, ok := <-s.ch
+				if !ok {
+					s.done = true
+					continue
+				}
+				s.buf, s.pos = b, 0
+			}
+			if t := s.buf[s.pos].t; best < 0 || t < bestT {
+				best, bestT = i, t
+			}
+		}
+		if best < 0 {
+			break
+		}
+		s := streams[best]
+		eng.Process(s.buf[s.pos].l)
+		s.pos++
+	}
+	wg.Wait()
+	for i, s := range streams {
+		if s.err != nil {
+			return nil, fmt.Errorf("replay %s=%s: %w", inputs[i].service, s.path, s.err)
+		}
+		rep.cut += s.cut
+	}
+	eng.FlushAlarms()
+	rep.Seconds = time.Since(start).Seconds()
+	st := eng.Stats()
+	rep.Lines, rep.Matched, rep.jails = st.Lines, st.Matched, st.Decisions
+	for _, a := range alarms {
+		rep.Alarms = append(rep.Alarms, *a)
+	}
+	sort.Slice(rep.Alarms, func(i, j int) bool {
+		if rep.Alarms[i].Count != rep.Alarms[j].Count {
+			return rep.Alarms[i].Count > rep.Alarms[j].Count
+		}
+		return rep.Alarms[i].Address < rep.Alarms[j].Address
+	})
+	return rep, nil
+}
+
+// readStream reads one file into batches stamped with their merge time:
+// Docker's timestamp, else the line's own, else the previous line's (so a
+// line without any time keeps its place in its file).
+func readStream(ctx context.Context, r io.Reader, service string, maxLine int, ref time.Time, ch chan<- []stampedLine, free <-chan []stampedLine) (int64, error) {
+	batch := make([]stampedLine, 0, replayBatch)
+	var last int64
+	counts, err := sources.ReadFileCounted(ctx, r, service, maxLine, func(l sources.Line) error {
+		if t, ok := jail.LineTime(l, ref); ok {
+			last = t.UnixNano()
+		}
+		batch = append(batch, stampedLine{l: l, t: last})
+		if len(batch) == replayBatch {
+			select {
+			case ch <- batch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case batch = <-free:
+			default:
+				batch = make([]stampedLine, 0, replayBatch)
+			}
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		select {
+		case ch <- batch:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	return counts.Cut, err
+}
+
+func printReplay(w io.Writer, rep *replayReport) error {
+	rate := 0.0
+	if rep.Seconds > 0 {
+		rate = float64(rep.Lines) / rep.Seconds
+	}
+	fmt.Fprintf(w, "Replayed %d lines (%d matched) in %.2fs: %.0f lines/s\n", rep.Lines, rep.Matched, rep.Seconds, rate)
+	if rep.cut > 0 {
+		fmt.Fprintf(w, "%d lines longer than docker.max_line were cut\n", rep.cut)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nJAIL\tDECISIONS")
+	names := make([]string, 0, len(rep.jails))
+	for n := range rep.jails {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t%d\n", n, rep.jails[n])
+	}
+	fmt.Fprintf(tw, "\nBANS (%d targets, first ban each)\n", len(rep.Bans))
+	if len(rep.Bans) > 0 {
+		fmt.Fprintln(tw, "TARGET\tJAIL\tEVENTS\tFIRST\tREASON")
+		for _, b := range rep.Bans {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", b.Target, b.Jail, b.Events, b.First, b.Reason)
+		}
+	}
+	fmt.Fprintf(tw, "\nALARMS (%d addresses)\n", len(rep.Alarms))
+	if len(rep.Alarms) > 0 {
+		fmt.Fprintln(tw, "KIND\tADDRESS\tCOUNT")
+		for _, a := range rep.Alarms {
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", a.Kind, a.Address, a.Count)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Alarms) > 0 {
+		_, err := fmt.Fprintf(w, "\nWhy the alarms matter: %s\n", rep.Alarms[0].Hint)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bansd/bansd/control"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show sources, jails, the firewall, alarms and the config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+}
+
+func printStatus(w io.Writer, st control.Status) error {
+	now := time.Now()
+	fmt.Fprintf(w, "bansd %s, pid %d, up %s\n", st.Version, st.PID, human(now.Sub(st.Started)))
+	file := st.Config.File
+	if file == "" {
+		file = "(embedded default)"
+	}
+	fmt.Fprintf(w, "config: %s, loaded %s\n", file, stamp(st.Config.LoadedAt))
+	if r := st.Config.LastReload; r != nil {
+		if r.OK {
+			fmt.Fprintf(w, "last reload: ok at %s\n", stamp(r.Time))
+		} else {
+			fmt.Fprintf(w, "last reload: REFUSED at %s: %s (the previous config keeps running)\n", stamp(r.Time), clean(r.Error))
+		}
+	}
+
+	fmt.Fprintf(w, "\nDocker: %s", st.Docker.State)
+	if st.Docker.Project != "" {
+		fmt.Fprintf(w, ", project %s", st.Docker.Project)
+	}
+	if st.Docker.Error != "" {
+		fmt.Fprintf(w, " (%s)", clean(st.Docker.Error))
+	}
+	fmt.Fprintln(w)
+	if len(st.Sources) > 0 {
+		t := &table{}
+		t.add("SERVICE", "STATE", "LINES", "LAG", "RECONNECTS", "LAST ERROR")
+		for _, s := range st.Sources {
+			lastErr := "-"
+			if s.LastError != "" {
+				lastErr = cut(clean(s.LastError), 60)
+			}
+			t.add(s.Service, s.State, strconv.FormatUint(s.Lines, 10), human(time.Duration(s.LagSeconds*float64(time.Second))), strconv.FormatUint(s.Reconnects, 10), lastErr)
+		}
+		if err := t.write(w); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintln(w, "\nJails:")
+	t := &table{}
+	t.add("JAIL", "ENABLED", "EVENTS", "DECISIONS", "ACTIVE BANS")
+	for _, j := range st.Jails {
+		t.add(j.Name, strconv.FormatBool(j.Enabled), strconv.FormatUint(j.Events, 10), strconv.FormatUint(j.Decisions, 10), strconv.Itoa(j.ActiveBans))
+	}
+	if err := t.write(w); err != nil {
+		return err
+	}
+
+	fw := st.Firewall
+	fmt.Fprintf(w, "\nFirewall: table %s ", fw.Table)
+	if fw.Present {
+		fmt.Fprintf(w, "present, hook %s priority %d, %d elements, dropped %d packets (%d bytes)\n", fw.Hook, fw.Priority, fw.Elements, fw.DroppedPackets, fw.DroppedBytes)
+	} else {
+		fmt.Fprintln(w, "MISSING")
+	}
+	if fw.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", clean(fw.Error))
+	}
+
+	if len(st.Alarms) == 0 {
+		fmt.Fprintln(w, "\nAlarms: none")
+		return nil
+	}
+	fmt.Fprintln(w, "\nAlarms:")
+	for _, a := range st.Alarms {
+		fmt.Fprintf(w, "  %s %s: %d time(s), last %s\n", a.Kind, a.Addr, a.Count, stamp(a.Last))
+		if a.Line != "" {
+			fmt.Fprintf(w, "    line: %s\n", cut(clean(a.Line), 200))
+		}
+		if a.Fix != "" {
+			fmt.Fprintf(w, "    fix:  %s\n", a.Fix)
+		}
+	}
+	return nil
+}
+
+func newWhyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "why ADDRESS",
+		Short: "Explain an address: its ban and evidence, window counts, history, or what protects it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := netip.ParseAddr(args[0])
+			if err != nil {
+				return usagef("bad address %q", args[0])
+			}
+			why, err := g.client().Why(cmd.Context(), a.Unmap())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(cmd.OutOrStdout(), why)
+			}
+			printWhy(cmd.OutOrStdout(), why)
+			return nil
+		},
+	}
+}
+
+func printWhy(w io.Writer, why control.Why) {
+	now := time.Now()
+	fmt.Fprintf(w, "%s\n", why.Addr)
+	if why.Protected != "" {
+		fmt.Fprintf(w, "  never banned: %s\n", why.Protected)
+	}
+	if len(why.Bans) == 0 {
+		fmt.Fprintln(w, "  not banned")
+	}
+	for _, b := range why.Bans {
+		how := "by jail " + b.Jail
+		if b.Manual {
+			how = "manually"
+		}
+		fmt.Fprintf(w, "  BANNED %s %s, level %d, since %s, %s left\n", b.Target, how, b.Level, stamp(b.Since), human(b.Until.Sub(now)))
+		if b.Reason != "" {
+			fmt.Fprintf(w, "    reason: %s\n", clean(b.Reason))
+		}
+		for _, e := range b.Evidence {
+			fmt.Fprintf(w, "    | %s\n", clean(e))
+		}
+	}
+	if len(why.Windows) > 0 {
+		fmt.Fprintln(w, "  counting:")
+		for _, win := range why.Windows {
+			fmt.Fprintf(w, "    %-16s %-22s %d/%d in %s", win.Jail, win.Target, win.Count, win.MaxRetry, win.FindTime)
+			if win.Addresses > 0 {
+				fmt.Fprintf(w, " from %d address(es)", win.Addresses)
+			}
+			fmt.Fprintln(w)
+		}
+	} else {
+		fmt.Fprintln(w, "  no recent events")
+	}
+	if why.Offences > 0 {
+		fmt.Fprintf(w, "  history: %d offence(s), last ban %s\n", why.Offences, stamp(why.LastBan))
+	}
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/control"
+)
+
+func newUnbanCmd(g *globals) *cobra.Command {
+	var (
+		jail     string
+		all, yes bool
+	)
+	c := &cobra.Command{
+		Use:   "unban TARGET... | --jail J | --all --yes",
+		Short: "Lift bans (kernel and store) and forget the targets' counts",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			modes := 0
+			for _, on := range []bool{len(args) > 0, jail != "", all} {
+				if on {
+					modes++
+				}
+			}
+			if modes != 1 {
+				return usagef("give targets, --jail or --all (exactly one)")
+			}
+			if all && !yes {
+				return usagef("--all lifts every ban: add --yes to confirm")
+			}
+			req := control.UnbanRequest{Jail: jail, All: all}
+			for _, a := range args {
+				p, err := configs.ParsePrefix(a)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				req.Targets = append(req.Targets, p)
+			}
+			res, err := g.client().Unban(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unbanned %d target(s)\n", res.Unbanned)
+			if len(args) > 0 && res.Unbanned < len(args) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d target(s) had no ban\n", len(args)-res.Unbanned)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&jail, "jail", "", "lift every ban of this jail")
+	c.Flags().BoolVar(&all, "all", false, "lift every ban")
+	c.Flags().BoolVar(&yes, "yes", false, "confirm --all")
+	return c
+}

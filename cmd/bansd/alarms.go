@@ -1,0 +1,104 @@
+package main
+
+import (
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/jail"
+)
+
+const (
+	// maxAlarms is how many distinct (kind, address) alarms status keeps;
+	// the least recent are dropped, so crafted lines cannot grow memory.
+	maxAlarms = 32
+	// alarmLogEvery limits the log to one line per alarm and period.
+	alarmLogEvery = time.Minute
+)
+
+// alarmFix is what the operator should do about each alarm kind.
+var alarmFix = map[string]string{
+	"gateway-client": `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network; run "bansctl doctor".`,
+}
+
+const defaultFix = `a never-ban address appears as a client: the real client address is being lost; run "bansctl doctor".`
+
+type alarmKey struct {
+	kind string
+	addr netip.Addr
+}
+
+type alarmEntry struct {
+	control.AlarmStatus
+	logged     time.Time
+	suppressed int
+}
+
+// alarmBook keeps the recent alarms for status and rate-limits their log.
+type alarmBook struct {
+	mu  sync.Mutex
+	log *slog.Logger
+	m   map[alarmKey]*alarmEntry
+}
+
+func newAlarmBook(log *slog.Logger) *alarmBook {
+	return &alarmBook{log: log, m: map[alarmKey]*alarmEntry{}}
+}
+
+func (b *alarmBook) add(a jail.Alarm, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := alarmKey{a.Kind, a.Addr}
+	e, ok := b.m[k]
+	if !ok {
+		if len(b.m) >= maxAlarms {
+			b.evictOldest()
+		}
+		fix := alarmFix[a.Kind]
+		if fix == "" {
+			fix = defaultFix
+		}
+		if a.Hint != "" {
+			fix = a.Hint + " " + fix
+		}
+		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: a.Addr.String(), First: a.Time, Fix: fix}}
+		b.m[k] = e
+	}
+	n := max(a.Count, 1)
+	e.Count += n
+	e.Last = a.Time
+	e.Line = a.Line
+	if !e.logged.IsZero() && now.Sub(e.logged) < alarmLogEvery {
+		e.suppressed += n
+		return
+	}
+	b.log.Warn("alarm: "+a.Kind, "addr", a.Addr, "count", e.Count, "suppressed", e.suppressed, "hint", a.Hint, "line", a.Line)
+	e.logged, e.suppressed = now, 0
+}
+
+func (b *alarmBook) evictOldest() {
+	var oldest alarmKey
+	var t time.Time
+	first := true
+	for k, e := range b.m {
+		if first || e.Last.Before(t) {
+			oldest, t, first = k, e.Last, false
+		}
+	}
+	delete(b.m, oldest)
+}
+
+// list returns the alarms, most recent first.
+func (b *alarmBook) list() []control.AlarmStatus {
+	b.mu.Lock()
+	out := make([]control.AlarmStatus, 0, len(b.m))
+	for _, e := range b.m {
+		out = append(out, e.AlarmStatus)
+	}
+	b.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Last.After(out[j].Last) })
+	return out
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"sort"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/sources"
+	"github.com/bansd/bansd/store"
+)
+
+func windowsToAPI(ws []jail.WindowState) []control.WindowStatus {
+	out := make([]control.WindowStatus, 0, len(ws))
+	for _, w := range ws {
+		ws := control.WindowStatus{Jail: w.Jail, Target: w.Key, Count: w.Count, MaxRetry: w.MaxRetry, FindTime: w.FindTime.String()}
+		if w.MinAddresses > 1 {
+			ws.Addresses = w.Addresses
+		}
+		out = append(out, ws)
+	}
+	return out
+}
+
+// jailStatus reports every configured jail; a jail's events are those of
+// the kinds it counts.
+func (d *daemon) jailStatus(cfg *configs.Config, active map[string]int) []control.JailStatus {
+	st := d.engine.Stats()
+	out := make([]control.JailStatus, 0, len(cfg.Jails)+1)
+	for _, name := range cfg.JailNames() {
+		j := cfg.Jails[name]
+		js := control.JailStatus{Name: name, Enabled: j.Enabled, Decisions: st.Decisions[name], ActiveBans: active[name]}
+		for _, k := range j.Events {
+			js.Events += st.Events[k]
+		}
+		out = append(out, js)
+	}
+	// Manual bans, and bans of jails a reload removed.
+	extra := make([]string, 0, 1)
+	for name := range active {
+		if _, ok := cfg.Jails[name]; !ok {
+			extra = append(extra, name)
+		}
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		out = append(out, control.JailStatus{Name: name, Enabled: name == "manual", ActiveBans: active[name]})
+	}
+	return out
+}
+
+func (d *daemon) engineEvents() map[string]uint64 {
+	return d.engine.Stats().Events
+}
+
+// cursorStore adapts the store's cursors to the Docker source's.
+type cursorStore struct{ db *store.DB }
+
+func (c cursorStore) Cursor(key string) (sources.Cursor, bool, error) {
+	cur, ok, err := c.db.Cursor(key)
+	return sources.Cursor(cur), ok, err
+}
+
+func (c cursorStore) PutCursors(cs map[string]sources.Cursor) error {
+	out := make(map[string]store.Cursor, len(cs))
+	for k, v := range cs {
+		out[k] = store.Cursor(v)
+	}
+	return c.db.PutCursors(out)
+}
+
+// protectedFromMailu turns what Docker told us into never-ban inputs:
+// every Docker network and gateway, and Mailu's own trusted settings.
+func protectedFromMailu(info sources.MailuInfo) jail.Protected {
+	var p jail.Protected
+	for _, n := range info.Networks {
+		p.Networks = append(p.Networks, n.Subnets...)
+		p.Gateways = append(p.Gateways, n.Gateways...)
+	}
+	for _, s := range info.Prefixes("SUBNET") {
+		if s.Addr().Is4() && !p.Subnet.IsValid() {
+			p.Subnet = s
+		}
+	}
+	for _, s := range info.Prefixes("SUBNET6") {
+		if s.Addr().Is6() && !p.Subnet6.IsValid() {
+			p.Subnet6 = s
+		}
+	}
+	p.RealIPFrom = info.Prefixes("REAL_IP_FROM")
+	p.RatelimitExemption = info.Prefixes("AUTH_RATELIMIT_EXEMPTION")
+	return p
+}
+
+// sourceStatus summarises the Docker source for status.
+func (d *daemon) sourceStatus() (control.DockerStatus, []control.SourceStatus) {
+	st := d.docker.Status()
+	info := d.docker.Mailu()
+	ds := control.DockerStatus{Project: info.Project}
+	out := make([]control.SourceStatus, 0, len(st))
+	reconnecting := false
+	for _, s := range st {
+		out = append(out, control.SourceStatus{
+			Service: s.Service, Container: s.Container, State: s.State, Lines: s.Lines,
+			LagSeconds: s.Lag.Seconds(), Reconnects: uint64(s.Reconnects), LastError: s.LastError, LastLine: s.LastLine,
+		})
+		if s.State == sources.StateReconnecting {
+			reconnecting = true
+		}
+		if ds.Error == "" {
+			ds.Error = s.LastError
+		}
+	}
+	switch {
+	case info.ServerVersion == "":
+		// The engine never answered: the source retries with backoff.
+		ds.State = "waiting for dockerd at " + d.dockerHost + " (retrying)"
+	case reconnecting:
+		ds.State = "reconnecting to dockerd (retrying)"
+	case info.Project == "":
+		ds.State = "waiting for the Mailu project"
+	default:
+		ds.State = "following"
+	}
+	return ds, out
+}
+
+func (d *daemon) sourceStates() []sourceSample {
+	st := d.docker.Status()
+	out := make([]sourceSample, 0, len(st))
+	for _, s := range st {
+		out = append(out, sourceSample{service: s.Service, state: s.State, lag: s.Lag.Seconds(), reconnects: uint64(s.Reconnects)})
+	}
+	return out
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/internal/dockertest"
+)
+
+// TestPipelineRealDocker: a real dockerd runs a Mailu-like front whose
+// log holds port-25 AUTH attempts from 203.0.113.9 and from the Mailu
+// network's gateway. bansd follows it, bans the bot in the kernel, raises
+// the gateway alarm instead of banning the gateway, and after a restart
+// resumes at its cursor instead of reading the log again.
+func TestPipelineRealDocker(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{})
+	img := e.ImportBusybox(t)
+	e.Docker(t, "network", "create", "--subnet", "192.0.2.160/28", "--gateway", "192.0.2.161",
+		"--label", "com.docker.compose.project=mailu", "mailu_default")
+	// Each attempt is nginx's "connected" then failure line, stamped by
+	// the container's clock, 1.1 s apart: the engine distrusts lines that
+	// follow attacker text within a second (a split line could forge them).
+	const script = `n=100
+for a in 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 192.0.2.161; do
+  n=$((n+1)); ts=$(date -u '+%Y/%m/%d %H:%M:%S')
+  echo "$ts [info] 23#23: *$n client $a:4$n connected to 0.0.0.0:25"
+  echo "$ts [info] 23#23: *$n client login failed: \"AUTH not supported\" while in http auth state, client: $a, server: 0.0.0.0:25, login: \"bot$n\""
+  sleep 1.1
+done
+exec sleep 600`
+	run := func(svc string, cmd ...string) {
+		e.Docker(t, append([]string{"run", "-d", "--name", "mailu-" + svc + "-1", "--network", "mailu_default",
+			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service=" + svc,
+			"-e", "SUBNET=192.0.2.160/28", img}, cmd...)...)
+	}
+	run("front", "sh", "-c", script)
+	run("admin", "sleep", "600")
+
+	in := startWith(t, e.Host())
+	c := control.NewClient(in.socket)
+	var st control.Status
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := c.Bans(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = mustStatus(t, c)
+		if len(l.Bans) > 0 && len(st.Alarms) > 0 {
+			if len(l.Bans) != 1 || l.Bans[0].Target.String() != "203.0.113.9/32" || l.Bans[0].Jail != "smtp-auth-bots" {
+				t.Fatalf("bans = %+v", l.Bans)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ban and alarm after 30 s: bans %+v, status %+v", l.Bans, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if k := in.kernel(t, "v4_32"); !strings.Contains(k, "203.0.113.9") || strings.Contains(k, "192.0.2.161") {
+		t.Errorf("kernel set:\n%s", k)
+	}
+	if a := st.Alarms[0]; a.Kind != "gateway-client" || a.Addr != "192.0.2.161" || !strings.Contains(a.Fix, "userland-proxy") {
+		t.Errorf("alarm = %+v", a)
+	}
+	if st.Docker.Project != "mailu" || st.Docker.State != "following" {
+		t.Errorf("docker status = %+v", st.Docker)
+	}
+	out := in.mustCtl(t, 0, "why", "203.0.113.9")
+	if !strings.Contains(out, "by jail smtp-auth-bots") || !strings.Contains(out, "AUTH not supported") {
+		t.Errorf("why shows no jail or evidence:\n%s", out)
+	}
+	if out := in.mustCtl(t, 0, "why", "192.0.2.161"); !strings.Contains(out, "never banned") {
+		t.Errorf("why gateway:\n%s", out)
+	}
+	m := scrape(t, c)
+	for _, re := range []string{
+		`bansd_lines_total\{service="front"\} 12`,
+		`bansd_decisions_total\{jail="smtp-auth-bots"\} 1`,
+		`bansd_alarms_total\{kind="gateway-client"\} [1-9]`,
+		`bansd_ban_latency_seconds_count 1`,
+		`bansd_events_total\{kind="port25-auth"\} [1-9]`,
+		`bansd_source_state\{service="front",state="attached"\} 1`,
+		`bansd_bans_active\{jail="smtp-auth-bots"\} 1`,
+	} {
+		if !regexp.MustCompile(re).MatchString(m) {
+			t.Errorf("metrics lack %s", re)
+		}
+	}
+
+	// Restart: the cursor saved at SIGTERM means no line is read again.
+	in.stop(t)
+	in.run(t)
+	time.Sleep(2 * time.Second)
+	st = mustStatus(t, c)
+	for _, s := range st.Sources {
+		if s.Service == "front" && (s.State != "attached" || s.Lines != 0) {
+			t.Errorf("front after restart: %+v (want attached, no line re-read)", s)
+		}
+	}
+	if l, _ := c.Bans(context.Background(), ""); len(l.Bans) != 1 {
+		t.Errorf("bans after restart: %+v", l.Bans)
+	}
+}
+
+func mustStatus(t *testing.T, c *control.Client) control.Status {
+	t.Helper()
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func scrape(t *testing.T, c *control.Client) string {
+	t.Helper()
+	var b strings.Builder
+	if err := c.Metrics(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}

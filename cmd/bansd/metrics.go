@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bansd/bansd/sources"
+)
+
+// metrics are bansd's Prometheus metrics, in a registry of their own.
+// Counters the pipeline bumps live here; gauges that mirror state (bans,
+// sources, kernel counters) are read at scrape time through gauges.
+type metrics struct {
+	reg        *prometheus.Registry
+	lines      *prometheus.CounterVec
+	decisions  *prometheus.CounterVec
+	alarms     *prometheus.CounterVec
+	banLatency prometheus.Histogram
+	nftFlush   prometheus.Histogram
+}
+
+// scrapeState is what the scrape-time collector reads from the daemon.
+type scrapeState interface {
+	engineEvents() map[string]uint64
+	activeBans() map[string]int
+	sourceStates() []sourceSample
+	kernelCounters(ctx context.Context) []setCounter
+}
+
+type sourceSample struct {
+	service    string
+	state      string
+	lag        float64
+	reconnects uint64
+}
+
+type setCounter struct {
+	set            string
+	packets, bytes uint64
+}
+
+// sourceStates are the values of bansd_source_state's state label; the
+// current one is 1, the others 0, so alerts can match on any of them.
+var sourceStates = []string{sources.StateWaiting, sources.StateAttached, sources.StateStopped, sources.StateReconnecting}
+
+func newMetrics(st scrapeState) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bansd_lines_total", Help: "Log lines read, by Mailu service.",
+		}, []string{"service"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bansd_decisions_total", Help: "Ban decisions taken, by jail.",
+		}, []string{"jail"}),
+		alarms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bansd_alarms_total", Help: "Alarms raised (a protected address seen as a client), by kind.",
+		}, []string{"kind"}),
+		banLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bansd_ban_latency_seconds",
+			Help:    "From the log time of the deciding event to the element being in the kernel.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		nftFlush: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bansd_nft_flush_seconds",
+			Help:    "Duration of one nftables transaction (ban batch).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	m.reg.MustRegister(m.lines, m.decisions, m.alarms, m.banLatency, m.nftFlush,
+		&stateCollector{st: st},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var (
+	descEvents     = prometheus.NewDesc("bansd_events_total", "Events recognised in log lines, by kind.", []string{"kind"}, nil)
+	descBansActive = prometheus.NewDesc("bansd_bans_active", "Active bans, by jail.", []string{"jail"}, nil)
+	descSrcState   = prometheus.NewDesc("bansd_source_state", "1 for the state each followed service is in.", []string{"service", "state"}, nil)
+	descSrcLag     = prometheus.NewDesc("bansd_source_lag_seconds", "Age of the last line read from each service when it was read.", []string{"service"}, nil)
+	descSrcReconn  = prometheus.NewDesc("bansd_source_reconnects_total", "Reconnections to each service's log stream.", []string{"service"}, nil)
+	descDropPkts   = prometheus.NewDesc("bansd_dropped_packets_total", "Packets dropped by each ban set (kernel counters).", []string{"set"}, nil)
+	descDropBytes  = prometheus.NewDesc("bansd_dropped_bytes_total", "Bytes dropped by each ban set (kernel counters).", []string{"set"}, nil)
+)
+
+// stateCollector reads state at scrape time so the numbers are never stale.
+type stateCollector struct{ st scrapeState }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descEvents, descBansActive, descSrcState, descSrcLag, descSrcReconn, descDropPkts, descDropBytes} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	for kind, n := range c.st.engineEvents() {
+		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(n), kind)
+	}
+	for jail, n := range c.st.activeBans() {
+		ch <- prometheus.MustNewConstMetric(descBansActive, prometheus.GaugeValue, float64(n), jail)
+	}
+	for _, s := range c.st.sourceStates() {
+		known := false
+		for _, state := range sourceStates {
+			v := 0.0
+			if state == s.state {
+				v, known = 1, true
+			}
+			ch <- prometheus.MustNewConstMetric(descSrcState, prometheus.GaugeValue, v, s.service, state)
+		}
+		if !known && s.state != "" {
+			ch <- prometheus.MustNewConstMetric(descSrcState, prometheus.GaugeValue, 1, s.service, s.state)
+		}
+		ch <- prometheus.MustNewConstMetric(descSrcLag, prometheus.GaugeValue, s.lag, s.service)
+		ch <- prometheus.MustNewConstMetric(descSrcReconn, prometheus.CounterValue, float64(s.reconnects), s.service)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, sc := range c.st.kernelCounters(ctx) {
+		ch <- prometheus.MustNewConstMetric(descDropPkts, prometheus.CounterValue, float64(sc.packets), sc.set)
+		ch <- prometheus.MustNewConstMetric(descDropBytes, prometheus.CounterValue, float64(sc.bytes), sc.set)
+	}
+}

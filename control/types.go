@@ -1,0 +1,193 @@
+// Package control is bansd's control API: HTTP+JSON over a unix socket. It
+// holds the wire types, the server (routing, peer-credential check) and the
+// client bansctl uses. The daemon supplies the behaviour through Backend.
+package control
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// APIVersion is the path prefix of every endpoint.
+const APIVersion = "/v1"
+
+// DefaultSocket is where bansd listens when the config does not say.
+const DefaultSocket = "/run/bansd/bansd.sock"
+
+// Ban is one active ban as the API shows it. The JSON shape is a contract
+// with scripts: {"target","jail","reason","since","until","level","manual"}.
+type Ban struct {
+	Target   netip.Prefix `json:"target"`
+	Jail     string       `json:"jail"`
+	Reason   string       `json:"reason"`
+	Since    time.Time    `json:"since"`
+	Until    time.Time    `json:"until"`
+	Level    int          `json:"level"`
+	Manual   bool         `json:"manual"`
+	Evidence []string     `json:"evidence,omitempty"`
+}
+
+// BanList is the body of GET /v1/bans.
+type BanList struct {
+	Bans []Ban `json:"bans"`
+}
+
+// BanRequest is the body of POST /v1/bans.
+type BanRequest struct {
+	Targets []netip.Prefix `json:"targets"`
+	// Duration in Go/config syntax ("1h", "1w"); empty: the daemon's default.
+	Duration string `json:"duration,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Force bans targets that a never-ban rule protects.
+	Force bool `json:"force,omitempty"`
+}
+
+// BanResult is the answer to POST /v1/bans.
+type BanResult struct {
+	Banned int `json:"banned"`
+}
+
+// UnbanRequest is the body of DELETE /v1/bans: exactly one of Targets,
+// Jail or All.
+type UnbanRequest struct {
+	Targets []netip.Prefix `json:"targets,omitempty"`
+	Jail    string         `json:"jail,omitempty"`
+	All     bool           `json:"all,omitempty"`
+}
+
+// UnbanResult is the answer to DELETE /v1/bans.
+type UnbanResult struct {
+	Unbanned int `json:"unbanned"`
+}
+
+// Status is the answer to GET /v1/status.
+type Status struct {
+	Version  string         `json:"version"`
+	PID      int            `json:"pid"`
+	Started  time.Time      `json:"started"`
+	Config   ConfigStatus   `json:"config"`
+	Docker   DockerStatus   `json:"docker"`
+	Sources  []SourceStatus `json:"sources"`
+	Jails    []JailStatus   `json:"jails"`
+	Firewall FirewallStatus `json:"firewall"`
+	Alarms   []AlarmStatus  `json:"alarms"`
+}
+
+// ConfigStatus says which config runs and how the last reload went.
+type ConfigStatus struct {
+	File     string    `json:"file"` // "" for the embedded default
+	LoadedAt time.Time `json:"loaded_at"`
+	// LastReload is nil until the first SIGHUP or POST /v1/reload.
+	LastReload *ReloadResult `json:"last_reload,omitempty"`
+}
+
+// ReloadResult is the outcome of one reload, also the answer to POST /v1/reload.
+type ReloadResult struct {
+	Time  time.Time `json:"time"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+}
+
+// DockerStatus is the Docker source as a whole.
+type DockerStatus struct {
+	State   string `json:"state"` // e.g. "connected", "waiting"
+	Project string `json:"project,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// SourceStatus is one followed Mailu service.
+type SourceStatus struct {
+	Service    string    `json:"service"`
+	Container  string    `json:"container,omitempty"`
+	State      string    `json:"state"`
+	Lines      uint64    `json:"lines"`
+	LagSeconds float64   `json:"lag_seconds"`
+	Reconnects uint64    `json:"reconnects"`
+	LastError  string    `json:"last_error,omitempty"`
+	LastLine   time.Time `json:"last_line,omitzero"`
+}
+
+// JailStatus is one jail's counters.
+type JailStatus struct {
+	Name       string `json:"name"`
+	Enabled    bool   `json:"enabled"`
+	Events     uint64 `json:"events"`
+	Decisions  uint64 `json:"decisions"`
+	ActiveBans int    `json:"active_bans"`
+}
+
+// FirewallStatus is what the kernel holds.
+type FirewallStatus struct {
+	Table          string `json:"table"`
+	Present        bool   `json:"present"`
+	Hook           string `json:"hook,omitempty"`
+	Priority       int    `json:"priority"`
+	Elements       int    `json:"elements"`
+	DroppedPackets uint64 `json:"dropped_packets"`
+	DroppedBytes   uint64 `json:"dropped_bytes"`
+	Error          string `json:"error,omitempty"`
+}
+
+// AlarmStatus is one alarm kind and address, with how often it fired.
+type AlarmStatus struct {
+	Kind  string    `json:"kind"`
+	Addr  string    `json:"addr"`
+	Count int       `json:"count"`
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	// Fix says what the operator should change.
+	Fix  string `json:"fix"`
+	Line string `json:"line,omitempty"`
+}
+
+// Why is the answer to GET /v1/why?addr=A.
+type Why struct {
+	Addr netip.Addr `json:"addr"`
+	// Protected names the never-ban rule covering Addr, "" when none does.
+	Protected string `json:"protected,omitempty"`
+	// Bans are the active bans whose target contains Addr, with evidence.
+	Bans     []Ban          `json:"bans"`
+	Windows  []WindowStatus `json:"windows"`
+	Offences int            `json:"offences"`
+	LastBan  time.Time      `json:"last_ban,omitzero"`
+}
+
+// WindowStatus is one jail's sliding-window count for a target.
+type WindowStatus struct {
+	Jail     string       `json:"jail"`
+	Target   netip.Prefix `json:"target"`
+	Count    int          `json:"count"`
+	MaxRetry int          `json:"maxretry"`
+	FindTime string       `json:"findtime"`
+	// Addresses is the number of distinct addresses (network jails).
+	Addresses int `json:"addresses,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+	// Details lists per-target problems (e.g. protected targets).
+	Details []string `json:"details,omitempty"`
+}
+
+// Backend is what the daemon provides to the API. Methods return an
+// *HTTPError for client mistakes; any other error is a 500.
+type Backend interface {
+	// Bans returns the active bans, of one jail when jail != "".
+	Bans(jail string) []Ban
+	Ban(ctx context.Context, req BanRequest) (BanResult, error)
+	Unban(ctx context.Context, req UnbanRequest) (UnbanResult, error)
+	Status(ctx context.Context) Status
+	Why(ctx context.Context, addr netip.Addr) (Why, error)
+	Reload(ctx context.Context) ReloadResult
+}
+
+// HTTPError is an error with the HTTP status the server answers with.
+type HTTPError struct {
+	Code    int
+	Message string
+	Details []string
+}
+
+func (e *HTTPError) Error() string { return e.Message }

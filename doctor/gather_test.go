@@ -1,0 +1,211 @@
+package doctor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/bansd/bansd/internal/dockertest"
+)
+
+// fakeProc builds a procfs-shaped tree: self's netns and processes with
+// a comm, a netns and a command line.
+func fakeProc(t *testing.T, self string, procs map[string][3]string) string {
+	t.Helper()
+	root := t.TempDir()
+	mk := func(pid, ns string) string {
+		dir := filepath.Join(root, pid)
+		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(ns, filepath.Join(dir, "ns", "net")); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	mk("self", self)
+	for pid, p := range procs {
+		dir := mk(pid, p[1])
+		os.WriteFile(filepath.Join(dir, "comm"), []byte(p[0]+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "cmdline"), []byte(p[2]), 0o644)
+	}
+	return root
+}
+
+func TestGatherProxy(t *testing.T) {
+	const here, there = "net:[4026531840]", "net:[4026532999]"
+	dir := t.TempDir()
+	noKey := filepath.Join(dir, "nokey.json")
+	os.WriteFile(noKey, []byte(`{"log-level":"warn"}`), 0o644)
+	off := filepath.Join(dir, "off.json")
+	os.WriteFile(off, []byte(`{"userland-proxy": false}`), 0o644)
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"userland-proxy": `), 0o644)
+	missing := filepath.Join(dir, "missing.json")
+
+	cases := []struct {
+		name       string
+		procs      map[string][3]string
+		daemonJSON string
+		published  bool
+		want       ProxyFacts
+	}{
+		{"docker-proxy in our netns", map[string][3]string{
+			"10": {"docker-proxy", here, "/usr/bin/docker-proxy\x00-proto\x00tcp"},
+			"11": {"docker-proxy", here, ""},
+			"12": {"dockerd", here, "dockerd\x00--userland-proxy=false"},
+		}, off, true, ProxyFacts{Known: true, On: true, How: "2 docker-proxy processes", Processes: 2}},
+		{"docker-proxy of another netns only, dockerd flag here", map[string][3]string{
+			"10": {"docker-proxy", there, ""},
+			"12": {"dockerd", here, "dockerd\x00--userland-proxy\x00false"},
+		}, missing, true, ProxyFacts{Known: true, On: false, How: "dockerd --userland-proxy=false"}},
+		{"daemon.json off", map[string][3]string{"12": {"dockerd", here, "dockerd\x00-H\x00fd://"}}, off, true,
+			ProxyFacts{Known: true, On: false, How: off}},
+		{"daemon.json without the key: Docker's default, on", nil, noKey, false, ProxyFacts{Known: true, On: true, How: noKey}},
+		{"no evidence, ports published, no proxy process", nil, missing, true, ProxyFacts{Known: true, On: false, How: "no docker-proxy process for the published ports"}},
+		{"no evidence at all", nil, missing, false, ProxyFacts{}},
+		{"broken daemon.json", nil, bad, false, ProxyFacts{}},
+		{"other processes ignored", map[string][3]string{"13": {"docker-proxyX", here, ""}, "14": {"sshd", here, "--userland-proxy=true"}}, missing, false, ProxyFacts{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := fakeProc(t, here, tc.procs)
+			got := gatherProxy(Options{Proc: proc, DaemonJSON: tc.daemonJSON}, tc.published)
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// frontLines: two with the gateway as client; one where it is only in the
+// attacker's login text.
+var frontLines = []string{
+	"2026/01/01 10:00:00 [info] 9#9: *1 client 192.0.2.161:40000 connected to 0.0.0.0:25",
+	"2026/01/01 10:00:01 [error] 9#9: *2 auth failed, client: 192.0.2.161, server: 0.0.0.0:587, login: \"a\"",
+	"2026/01/01 10:00:02 [error] 9#9: *3 auth failed, client: 203.0.113.5, server: 0.0.0.0:587, login: \"client: 192.0.2.161, x\"",
+}
+
+func TestNginxClient(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{frontLines[0], "192.0.2.161"},
+		{frontLines[1], "192.0.2.161"},
+		{frontLines[2], "203.0.113.5"},
+		{"2026/01/01 10:00:00 [info] 9#9: *1 client [::ffff:192.0.2.7]:1 connected to 0.0.0.0:25", ""},
+		{"2026/01/01 10:00:00 [info] 9#9: *1 client ::ffff:192.0.2.7:40000 connected to 0.0.0.0:25", "192.0.2.7"},
+		{"x: *1 client 192.0.2.161:40000 connected to 0.0.0.0:25", ""},
+		{"no client here", ""},
+		{"trailing, client: 192.0.2.1", ""},
+	} {
+		a, ok := nginxClient(tc.line)
+		got := ""
+		if ok {
+			got = a.String()
+		}
+		if got != tc.want {
+			t.Errorf("nginxClient(%q) = %q, want %q", tc.line, got, tc.want)
+		}
+	}
+}
+
+// TestDoctorRealDocker runs `bansctl doctor --json` inside the network
+// namespace of a real dockerd that runs a Mailu-like front, once with the
+// userland proxy and once without, and checks what it gathered.
+func TestDoctorRealDocker(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bansctl")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/bansd/bansd/cmd/bansctl").CombinedOutput(); err != nil {
+		t.Fatalf("build bansctl: %v\n%s", err, out)
+	}
+	for _, proxy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("userland-proxy=%v", proxy), func(t *testing.T) {
+			e := dockertest.Start(t, dockertest.Options{UserlandProxy: proxy})
+			img := e.ImportBusybox(t)
+			e.Docker(t, "network", "create", "--subnet", "192.0.2.160/28", "--gateway", "192.0.2.161",
+				"--label", "com.docker.compose.project=mailu", "mailu_default")
+			compose := func(svc string, extra ...string) []string {
+				return append([]string{"run", "-d", "--name", "mailu-" + svc + "-1", "--network", "mailu_default",
+					"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service=" + svc}, extra...)
+			}
+			e.Docker(t, append(compose("front", "-e", "SUBNET=192.0.2.160/28", "-e", "AUTH_RATELIMIT_IP=10/hour", "-p", "2525:25", img),
+				"sh", "-c", "echo '"+strings.Join(frontLines, "\n")+"'; exec sleep 600")...)
+			e.Docker(t, append(compose("admin", "-e", "AUTH_RATELIMIT_USER=50/day", img), "sleep", "600")...)
+
+			cmd := exec.Command("nsenter", "--net=/run/netns/"+e.NetNS, bin, "doctor", "--json",
+				"--docker-host", e.Host(), "--socket", filepath.Join(t.TempDir(), "none.sock"))
+			out, err := cmd.Output()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("doctor: %v (want exit 1: no bansd table in this namespace)\n%s", err, out)
+			}
+			var rep struct {
+				Results []Result `json:"results"`
+				Facts   Facts    `json:"facts"`
+			}
+			if err := json.Unmarshal(out, &rep); err != nil {
+				t.Fatalf("doctor --json: %v\n%s", err, out)
+			}
+			f := rep.Facts
+			if !f.Docker.Reachable || f.Docker.APIVersion == "" {
+				t.Errorf("docker facts: %+v", f.Docker)
+			}
+			if f.Mailu == nil {
+				t.Fatalf("Mailu project not found: %s", out)
+			}
+			m := f.Mailu
+			if m.Project != "mailu" || !slices.Equal(m.Services, []string{"admin", "front"}) {
+				t.Errorf("project %q services %v", m.Project, m.Services)
+			}
+			if m.Env["SUBNET"] != "192.0.2.160/28" || m.Env["AUTH_RATELIMIT_IP"] != "10/hour" || m.Env["AUTH_RATELIMIT_USER"] != "50/day" {
+				t.Errorf("env %v", m.Env)
+			}
+			published := false
+			for _, p := range m.Ports {
+				if p.Service == "front" && p.HostPort == "2525" && p.ContainerPort == "25/tcp" && p.AllAddresses() {
+					published = true
+				}
+			}
+			if !published {
+				t.Errorf("front's 2525 on all addresses not found: %+v", m.Ports)
+			}
+			var net *NetworkFacts
+			for i := range m.Networks {
+				if m.Networks[i].Name == "mailu_default" {
+					net = &m.Networks[i]
+				}
+			}
+			if net == nil || len(net.Gateways) != 1 || net.Gateways[0].String() != "192.0.2.161" || net.Subnets[0].String() != "192.0.2.160/28" {
+				t.Errorf("networks %+v", m.Networks)
+			}
+			if m.GatewayClientLines != 2 {
+				t.Errorf("gateway client lines = %d (%q), want 1", m.GatewayClientLines, m.GatewayClientSample)
+			}
+			if !f.Proxy.Known || f.Proxy.On != proxy || (proxy && f.Proxy.Processes == 0) {
+				t.Errorf("proxy facts %+v, want on=%v", f.Proxy, proxy)
+			}
+			if f.NFT.Present || f.NFT.Err != "" {
+				t.Errorf("nftables facts %+v: no bansd table in a fresh namespace", f.NFT)
+			}
+			v := verdicts(rep.Results)
+			for check, want := range map[string]Verdict{"dockerd": Pass, "mailu": Pass, "nftables": Fail, "subnet": Fail, "bansd": Warn} {
+				if v[check].Verdict != want {
+					t.Errorf("%s = %s (%s), want %s", check, v[check].Verdict, v[check].Message, want)
+				}
+			}
+			if proxy && v["userland-proxy"].Verdict == Pass {
+				t.Errorf("userland proxy on with ports on all addresses passes: %+v", v["userland-proxy"])
+			}
+			if !proxy && v["userland-proxy"].Verdict != Pass {
+				t.Errorf("userland proxy off: %+v", v["userland-proxy"])
+			}
+			if !strings.Contains(v["subnet"].Fix, "userland-proxy") {
+				t.Errorf("subnet fix: %q", v["subnet"].Fix)
+			}
+		})
+	}
+}
