@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make bench: every performance target of bansd, measured here, as root.
+# Each section prints its own numbers; baselines (fail2ban-regex, docker
+# logs) run in the same command so that the ratios compare like with like.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "make bench needs root (network namespaces, nftables, dockerd)" >&2; exit 1; }
+bash scripts/deps.sh
+
+section() { printf '\n######## %s\n' "$*"; }
+gobench() { go test -count=1 -run '^$' "$@" 2>&1 | grep -Ev '^(goos|goarch|pkg|cpu|PASS)'; }
+
+section "jail engine in memory (parser + windows), lines/s"
+gobench -bench '^Benchmark(EngineProcess|ParserOnly|MillionDistinct)$' -benchtime 2s ./jail
+
+section "bansctl replay vs fail2ban-regex; peak RSS with 1M distinct attackers"
+bash bench/replay.sh
+
+section "ban manager: restore 100k, apply 100k, decision-to-kernel latency"
+gobench -bench . -benchtime 3x ./ban
+
+section "control API: bansctl list with 100k bans, ban --from-file 100k"
+gobench -bench . -benchtime 1x ./cmd/bansd
+
+section "Docker source vs docker logs of the same container"
+gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources
+
+section "end to end: failed attempt to first dropped packet, real Docker log path"
+gobench -bench . -benchtime 1x -timeout 20m ./integration

@@ -1,0 +1,262 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/integration/mailclient"
+	"github.com/bansd/bansd/internal/dockertest"
+)
+
+// Scenario 2: what UFW and Fail2Ban's default action do, a DROP in the
+// INPUT chain, does not stop a client of a published port (Docker DNATs it
+// through FORWARD); bansd's ban does.
+func TestInputChainDropIsNotEnough(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{})
+	startStack(t, e, "2024.06")
+	legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
+	attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 0)
+	waitReady(t, legit)
+	startBansd(t, e, testJails)
+	bot := attacker.addrs[0]
+
+	e.Exec(t, "iptables", "-I", "INPUT", "-s", bot.String(), "-j", "DROP")
+	for i := 1; i <= 2; i++ {
+		if i > 1 {
+			time.Sleep(internetRTT)
+		}
+		if r := attacker.login(bot, mailclient.SMTP, fmt.Sprintf("bot%d@example.com", i), "x"); r.Outcome != mailclient.Failure {
+			t.Fatalf("with the INPUT DROP, attempt %d should still reach front and fail: %+v", i, r)
+		}
+	}
+	if n := inputDrops(t, e, bot); n != 0 {
+		t.Errorf("INPUT rule for %s matched %d packets; Docker's DNAT should route them through FORWARD", bot, n)
+	}
+	time.Sleep(internetRTT)
+	if r := attacker.login(bot, mailclient.SMTP, "bot3@example.com", "x"); r.Outcome != mailclient.Failure {
+		t.Fatalf("attempt 3: %+v", r)
+	}
+	waitDropped(t, attacker, bot, 25)
+	for _, port := range publishedPorts {
+		if r := attacker.probe(bot, port, 500*time.Millisecond); r.Outcome != mailclient.Timeout {
+			t.Errorf("banned %s reached port %d: %+v", bot, port, r)
+		}
+	}
+	if r := legit.login(legit.addrs[0], mailclient.IMAPS, legitUser, legitPass); r.Outcome != mailclient.Success {
+		t.Errorf("legitimate login: %+v", r)
+	}
+}
+
+// inputDrops is the packet count of the INPUT rule dropping src.
+func inputDrops(t testing.TB, e *dockertest.Engine, src netip.Addr) int {
+	t.Helper()
+	out := e.Exec(t, "iptables", "-L", "INPUT", "-n", "-v", "-x")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 8 && f[2] == "DROP" && f[7] == src.String() {
+			n, err := strconv.Atoi(f[0])
+			if err != nil {
+				t.Fatalf("iptables counters: %q", l)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no INPUT rule for %s:\n%s", src, out)
+	return 0
+}
+
+// Scenario 6: usernames that carry another address where the parsers look
+// for the client (`client: X`, `rip=X`, `from: X/`), and line feeds or
+// carriage returns that make nginx write whole lines naming X. Several
+// attacker addresses, each below every threshold, together forge more
+// than enough to ban X: X must never be counted, only the attacker banned.
+func TestInjectedUsernamesNeverBanOthers(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{})
+	// Mailu's own limiter would refuse the attempts before admin logs the
+	// injected usernames: raise it out of the way.
+	s := startStack(t, e, "2024.06", "AUTH_RATELIMIT_IP=10000/hour")
+	legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
+	attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 4)
+	waitReady(t, legit)
+	b := startBansd(t, e, testJails)
+	victim := legit.addrs[0]
+	x := victim.String()
+
+	now := func() string { return time.Now().UTC().Format("2006/01/02 15:04:05") }
+	nginxForged := func(sep string) string {
+		return "u" + sep + now() + ` [info] 13#13: *9 client login failed: "AUTH not supported" while in http auth state, client: ` + x + `, server: 0.0.0.0:25, login: "v`
+	}
+	smtpUsers := [][]string{ // two per source: below maxretry 3
+		{`a", client: ` + x + `, server: 0.0.0.0:25, login: "b`, nginxForged("\n")},
+		{nginxForged("\r"), nginxForged("\n") + "\n" + nginxForged("\n")},
+		{`c client: ` + x + ` using starttls, server: 0.0.0.0:25`, nginxForged("\n")},
+		{nginxForged("\n"), `d", client: ` + x + `, server: [::]:25, login: "e`},
+	}
+	imapUsers := []string{ // four unknown users per source: below maxretry 5
+		`p rip=` + x + `, rport=1, lip=192.168.203.5, lport=143`,
+		`q (auth failed, 99 attempts in 1 secs): user=<r, method=PLAIN, rip=` + x + `, rport=2, lip=192.168.203.5, lport=993`,
+		`s from: ` + x + `/40000: failed: badauth: 0a1b2c`,
+		"t\nMar 01 00:00:00 imap-login: Info: Disconnected: Aborted login (auth failed, 9 attempts in 1 secs): user=<w>, method=PLAIN, rip=" + x + ", rport=3, lip=192.168.203.5, lport=143",
+	}
+	var wg sync.WaitGroup
+	for i, src := range attacker.addrs[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k, u := range smtpUsers[i] {
+				if k > 0 {
+					time.Sleep(internetRTT)
+				}
+				if r := attacker.login(src, mailclient.SMTP, u, "x"); r.Outcome != mailclient.Failure {
+					t.Errorf("%s port 25 AUTH %q: %+v", src, u, r)
+				}
+			}
+			for _, u := range imapUsers {
+				if r := attacker.login(src, mailclient.IMAP, u, "x"); r.Outcome != mailclient.Failure {
+					t.Errorf("%s IMAP %q: %+v", src, u, r)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	// The forgeries reached the logs as an attacker wants them.
+	front := s.logs(t, "front")
+	for _, re := range []string{
+		`(?m)^\S+ \d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[info\] 13#13: \*9 client login failed: "AUTH not supported" while in http auth state, client: ` + regexp.QuoteMeta(x) + `, server: 0\.0\.0\.0:25, login: "v`,
+		`rip=198\.51\.100\.1[0-3], rport=\d+, lip=`,
+	} {
+		if !regexp.MustCompile(re).MatchString(front) {
+			t.Fatalf("front log lacks %s; the injection did not happen as planned:\n%s", re, front)
+		}
+	}
+	if !strings.Contains(s.logs(t, "admin"), "from: "+x+"/40000: failed: badauth: 0a1b2c'/imap/143 from: 198.51.100.") {
+		t.Fatalf("admin log lacks the injected from:")
+	}
+
+	// One attacker now crosses smtp-auth-bots' threshold with plain
+	// attempts (a daemon may set the split lines aside; these must count).
+	bot := attacker.addrs[1]
+	for i := 1; i <= 3; i++ {
+		time.Sleep(internetRTT)
+		r := attacker.login(bot, mailclient.SMTP, fmt.Sprintf("plain-bot%d@example.com", i), "x")
+		if r.Outcome == mailclient.Timeout {
+			t.Logf("%s banned after %d plain attempts", bot, i-1)
+			break
+		}
+		if r.Outcome != mailclient.Failure {
+			t.Fatalf("plain attempt %d: %+v", i, r)
+		}
+	}
+	waitDropped(t, attacker, bot, 25)
+
+	// How much of the injecting attempts still counted for their senders.
+	for _, src := range attacker.addrs[2:] {
+		for _, win := range whyOf(t, b, src).Windows {
+			t.Logf("%s: jail %s counts %d/%d", src, win.Jail, win.Count, win.MaxRetry)
+		}
+	}
+
+	var list control.BanList
+	out, err := b.ctl("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("bansctl list: %v: %s", err, out)
+	}
+	for _, ban := range list.Bans {
+		if ban.Target.Contains(victim) {
+			t.Errorf("victim %s banned: %+v", victim, ban)
+		}
+		if !ban.Target.IsSingleIP() || !attackerAddr(attacker, ban.Target.Addr()) {
+			t.Errorf("ban of %s: want only attacker addresses", ban.Target)
+		}
+	}
+	if len(list.Bans) == 0 {
+		t.Errorf("no ban at all: %s", out)
+	}
+	w := whyOf(t, b, victim)
+	if len(w.Bans) != 0 || slices.ContainsFunc(w.Windows, func(s control.WindowStatus) bool { return s.Count > 0 }) {
+		t.Errorf("victim %s counted: %+v", victim, w)
+	}
+	if r := legit.login(victim, mailclient.IMAPS, legitUser, legitPass); r.Outcome != mailclient.Success {
+		t.Errorf("victim cannot log in: %+v", r)
+	}
+}
+
+func attackerAddr(p *peer, a netip.Addr) bool {
+	for _, b := range p.addrs {
+		if a == b {
+			return true
+		}
+	}
+	return false
+}
+
+// With Docker's userland proxy and an IPv4-only Mailu network, an IPv6
+// client reaches front from the bridge gateway, inside Mailu's SUBNET.
+// A brute force over IPv6 must raise an alarm, not ban the gateway (that
+// would cut every IPv6 client, and nothing of the attacker); IPv4 clients
+// keep their real addresses and their bans.
+func TestUserlandProxyGatewayAlarm(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{UserlandProxy: true})
+	s := startStack(t, e, "2024.06")
+	legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
+	attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 0)
+	waitReady(t, legit)
+	b := startBansd(t, e, testJails)
+
+	for i := 1; i <= 4; i++ {
+		time.Sleep(internetRTT)
+		if r := attacker.login(attacker.addr6, mailclient.SMTP, fmt.Sprintf("bot%d@example.com", i), "x"); r.Outcome != mailclient.Failure {
+			t.Fatalf("IPv6 port 25 AUTH %d: %+v", i, r)
+		}
+	}
+	front := regexp.MustCompile(`client: (192\.168\.203\.1) using starttls, server: 0\.0\.0\.0:25, login: "bot4@example\.com"`)
+	if log := s.logs(t, "front"); !front.MatchString(log) {
+		t.Fatalf("front does not see the IPv6 client as the gateway 192.168.203.1:\n%s", log)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st control.Status
+		out, err := b.ctl("status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("bansctl status: %v: %s", err, out)
+		}
+		if slices.ContainsFunc(st.Alarms, func(a control.AlarmStatus) bool { return a.Addr == "192.168.203.1" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alarm for the gateway 192.168.203.1 after 10s: %+v", st.Alarms)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if w := whyOf(t, b, netip.MustParseAddr("192.168.203.1")); len(w.Bans) != 0 {
+		t.Errorf("gateway banned: %+v", w.Bans)
+	}
+	if r := legit.login(legit.addr6, mailclient.IMAPS, legitUser, legitPass); r.Outcome != mailclient.Success {
+		t.Errorf("IPv6 legitimate client after the attack: %+v", r)
+	}
+	// The same bot over IPv4 is seen, and banned, as itself.
+	bot := attacker.addrs[0]
+	for i := 1; i <= 3; i++ {
+		time.Sleep(internetRTT)
+		if r := attacker.login(bot, mailclient.SMTP, fmt.Sprintf("bot%d@example.com", i), "x"); r.Outcome != mailclient.Failure {
+			t.Fatalf("IPv4 port 25 AUTH %d: %+v", i, r)
+		}
+	}
+	waitDropped(t, attacker, bot, 25)
+}
