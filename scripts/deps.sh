@@ -3,8 +3,8 @@
 # Idempotent: does nothing when everything is there.
 set -euo pipefail
 pkgs=(docker.io docker-compose nftables iptables iproute2 busybox-static fail2ban openssl
-      nginx-light libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
-      dovecot-submissiond dovecot-managesieved)
+      nginx libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
+      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -77,7 +77,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	}
 	d.metrics.alarms.WithLabelValues("gateway-client")
 	var err error
-	d.engine, err = jail.NewEngine(cfg, jail.Options{OnDecision: d.onDecision, OnAlarm: d.onAlarm})
+	d.engine, err = jail.NewEngine(cfg, jail.Options{OnDecision: d.onDecision, OnAlarm: d.onAlarm, Logger: log.With("part", "jail")})
 	if err != nil {
 		return nil, fmt.Errorf("jail engine: %w", err)
 	}
