@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -259,4 +261,21 @@ func TestUserlandProxyGatewayAlarm(t *testing.T) {
 		}
 	}
 	waitDropped(t, attacker, bot, 25)
+}
+
+func TestReproDoctorTmp(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{UserlandProxy: true})
+	startStack(t, e, "2024.06")
+	b := startBansd(t, e, testJails)
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+e.NetNS, bins.bansctl, "doctor", "--socket", b.socket)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.Host())
+	out, err := cmd.CombinedOutput()
+	t.Logf("%v\n%s", err, out)
+	cmd = exec.Command("nsenter", "--net=/run/netns/"+e.NetNS, bins.bansctl, "doctor", "--json", "--socket", b.socket)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.Host())
+	out, err = cmd.Output()
+	t.Logf("%v\n%s", err, out)
+	t.Log(e.Exec(t, "nft", "list", "table", "inet", "bansd"))
+	t.Log(e.Docker(t, "network", "inspect", "mailu_default"))
+	t.Fail()
 }
