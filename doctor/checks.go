@@ -8,6 +8,7 @@ package doctor
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -115,8 +116,9 @@ type NFTFacts struct {
 }
 
 type ChainFacts struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Hook is the hook as nft names it, or its number when unknown.
 	Hook     string `json:"hook"`
 	Priority int    `json:"priority"`
 	Rules    int    `json:"rules"`
@@ -182,10 +184,11 @@ func checkOpenRelay(f Facts) Result {
 		r.Verdict, r.Message = Warn, "not checked: no Mailu project"
 		return r
 	}
+	// Docker lists a port bound on all addresses twice (0.0.0.0 and ::).
 	var all []string
 	for _, p := range f.Mailu.Ports {
-		if p.AllAddresses() {
-			all = append(all, p.Service+":"+p.HostPort)
+		if s := p.Service + ":" + p.HostPort; p.AllAddresses() && !slices.Contains(all, s) {
+			all = append(all, s)
 		}
 	}
 	mailu6 := false
@@ -242,8 +245,16 @@ func checkTable(f Facts) Result {
 		r.Message = fmt.Sprintf("table inet %s, chain %s: filter hook prerouting priority %d, %d rules (before conntrack and Docker's DNAT)", n.Table, c.Name, c.Priority, c.Rules)
 		return r
 	}
+	seen := "no base chain"
+	if len(n.Chains) > 0 {
+		var cs []string
+		for _, c := range n.Chains {
+			cs = append(cs, fmt.Sprintf("%s (%s hook %s priority %d)", c.Name, c.Type, c.Hook, c.Priority))
+		}
+		seen = "base chains " + strings.Join(cs, ", ")
+	}
 	r.Verdict = Fail
-	r.Message = "table inet " + n.Table + " has no filter chain on the prerouting hook: published container ports are not protected"
+	r.Message = "table inet " + n.Table + " has no filter chain on the prerouting hook (" + seen + "): published container ports are not protected"
 	r.Fix = "delete the table (nft delete table inet " + n.Table + ") and restart bansd"
 	return r
 }

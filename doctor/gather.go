@@ -129,7 +129,10 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 		return
 	}
 	m := &MailuFacts{Project: project, Env: map[string]string{}}
-	nets := map[string]bool{}
+	// nets maps each network of Mailu's containers to the gateways its
+	// endpoints report: API 1.41 leaves IPAM's Gateway empty when Docker
+	// picked it itself, which compose does for `subnet:` without `gateway:`.
+	nets := map[string][]netip.Addr{}
 	var front *container.InspectResponse
 	svcs := map[string]bool{}
 	for _, c := range list {
@@ -148,8 +151,8 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 					m.Ports = append(m.Ports, PortFacts{Service: svc, HostIP: b.HostIP, HostPort: b.HostPort, ContainerPort: string(port)})
 				}
 			}
-			for name := range ins.NetworkSettings.Networks {
-				nets[name] = true
+			for name, ep := range ins.NetworkSettings.Networks {
+				nets[name] = append(nets[name], endpointGateways(ep)...)
 			}
 		}
 		if (svc == "front" || svc == "admin") && ins.Config != nil {
@@ -171,12 +174,12 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 	sort.Slice(m.Ports, func(i, j int) bool {
 		return m.Ports[i].Service+m.Ports[i].ContainerPort+m.Ports[i].HostIP < m.Ports[j].Service+m.Ports[j].ContainerPort+m.Ports[j].HostIP
 	})
-	for name := range nets {
+	for name, gws := range nets {
 		n, err := cl.NetworkInspect(ctx, name, network.InspectOptions{})
 		if err != nil {
 			continue
 		}
-		m.Networks = append(m.Networks, networkFacts(n))
+		m.Networks = append(m.Networks, networkFacts(n, gws))
 	}
 	sort.Slice(m.Networks, func(i, j int) bool { return m.Networks[i].Name < m.Networks[j].Name })
 	if front != nil {
@@ -215,16 +218,44 @@ func findProject(want string, list []container.Summary) string {
 	return ""
 }
 
-func networkFacts(n network.Inspect) NetworkFacts {
+// endpointGateways are the gateways a container's endpoint on a network
+// reports (IPv4, and IPv6 when the network has it).
+func endpointGateways(ep *network.EndpointSettings) []netip.Addr {
+	if ep == nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, s := range []string{ep.Gateway, ep.IPv6Gateway} {
+		if g, err := netip.ParseAddr(s); err == nil {
+			out = append(out, g.Unmap())
+		}
+	}
+	return out
+}
+
+// networkFacts merges the gateways IPAM names with those the network's
+// endpoints report (seen), without duplicates.
+func networkFacts(n network.Inspect, seen []netip.Addr) NetworkFacts {
 	nf := NetworkFacts{Name: n.Name, IPv6: n.EnableIPv6}
+	gws := map[netip.Addr]bool{}
+	add := func(g netip.Addr) {
+		if g.IsValid() && !gws[g] {
+			gws[g] = true
+			nf.Gateways = append(nf.Gateways, g)
+		}
+	}
 	for _, c := range n.IPAM.Config {
 		if p, err := netip.ParsePrefix(c.Subnet); err == nil {
 			nf.Subnets = append(nf.Subnets, p.Masked())
 		}
 		if g, err := netip.ParseAddr(c.Gateway); err == nil {
-			nf.Gateways = append(nf.Gateways, g.Unmap())
+			add(g.Unmap())
 		}
 	}
+	for _, g := range seen {
+		add(g)
+	}
+	sort.Slice(nf.Gateways, func(i, j int) bool { return nf.Gateways[i].Less(nf.Gateways[j]) })
 	return nf
 }
 
@@ -385,13 +416,29 @@ func hostIPv6() []netip.Addr {
 	return out
 }
 
-// hookNames are the hooks of the ip, ip6 and inet families (the library's
-// ChainHookIngress is the netdev family's number, which collides with
-// prerouting).
-var hookNames = map[nftables.ChainHook]string{
-	unix.NF_INET_PRE_ROUTING: "prerouting", unix.NF_INET_LOCAL_IN: "input",
-	unix.NF_INET_FORWARD: "forward", unix.NF_INET_LOCAL_OUT: "output",
-	unix.NF_INET_POST_ROUTING: "postrouting", 5: "ingress", // NF_INET_INGRESS
+// inetHookName names a hook number of the ip, ip6 and inet families as
+// nft does. The library's ChainHook* values are pointers, and its
+// ChainHookIngress is the netdev family's number (0, prerouting's), so the
+// kernel's NF_INET_* numbers are compared by value here.
+// nfInetIngress is NF_INET_INGRESS (Linux 5.10), which x/sys/unix lacks.
+const nfInetIngress = 5
+
+func inetHookName(h nftables.ChainHook) string {
+	switch h {
+	case unix.NF_INET_PRE_ROUTING:
+		return "prerouting"
+	case unix.NF_INET_LOCAL_IN:
+		return "input"
+	case unix.NF_INET_FORWARD:
+		return "forward"
+	case unix.NF_INET_LOCAL_OUT:
+		return "output"
+	case unix.NF_INET_POST_ROUTING:
+		return "postrouting"
+	case nfInetIngress:
+		return "ingress"
+	}
+	return strconv.FormatUint(uint64(h), 10)
 }
 
 func gatherNFT(table string, prio int) NFTFacts {
@@ -418,7 +465,7 @@ func gatherNFT(table string, prio int) NFTFacts {
 		if ch.Table.Name != t.Name || ch.Hooknum == nil {
 			continue
 		}
-		cf := ChainFacts{Name: ch.Name, Type: string(ch.Type), Hook: hookNames[*ch.Hooknum]}
+		cf := ChainFacts{Name: ch.Name, Type: string(ch.Type), Hook: inetHookName(*ch.Hooknum)}
 		if ch.Priority != nil {
 			cf.Priority = int(*ch.Priority)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/network"
+	"golang.org/x/sys/unix"
+
+	"github.com/bansd/bansd/ban"
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/dockertest"
 )
 
@@ -87,15 +93,60 @@ func TestGatherProxy(t *testing.T) {
 // frontLines: two with the gateway as client; one where it is only in the
 // attacker's login text.
 var frontLines = []string{
-	"2026/01/01 10:00:00 [info] 9#9: *1 client 192.0.2.161:40000 connected to 0.0.0.0:25",
-	"2026/01/01 10:00:01 [error] 9#9: *2 auth failed, client: 192.0.2.161, server: 0.0.0.0:587, login: \"a\"",
-	"2026/01/01 10:00:02 [error] 9#9: *3 auth failed, client: 203.0.113.5, server: 0.0.0.0:587, login: \"client: 192.0.2.161, x\"",
+	"2026/01/01 10:00:00 [info] 9#9: *1 client 192.168.203.1:40000 connected to 0.0.0.0:25",
+	"2026/01/01 10:00:01 [error] 9#9: *2 auth failed, client: 192.168.203.1, server: 0.0.0.0:587, login: \"a\"",
+	"2026/01/01 10:00:02 [error] 9#9: *3 auth failed, client: 203.0.113.5, server: 0.0.0.0:587, login: \"client: 192.168.203.1, x\"",
+}
+
+func TestNetworkFacts(t *testing.T) {
+	a := netip.MustParseAddr
+	v4 := network.IPAMConfig{Subnet: "192.168.203.0/24"}
+	v6 := network.IPAMConfig{Subnet: "fd00:1234:abcd::/48"}
+	cases := []struct {
+		name string
+		ipam []network.IPAMConfig
+		ipv6 bool
+		seen []netip.Addr
+		want []netip.Addr
+	}{
+		{"IPAM names the gateway", []network.IPAMConfig{{Subnet: "192.168.203.0/24", Gateway: "192.168.203.1"}}, false, nil, []netip.Addr{a("192.168.203.1")}},
+		// compose's `subnet:` without `gateway:` on Engine 20.10 (API 1.41)
+		{"implicit gateway, from the endpoints", []network.IPAMConfig{v4}, false, []netip.Addr{a("192.168.203.1"), a("192.168.203.1")}, []netip.Addr{a("192.168.203.1")}},
+		{"IPAM and endpoints agree", []network.IPAMConfig{{Subnet: "192.168.203.0/24", Gateway: "192.168.203.1"}}, false, []netip.Addr{a("192.168.203.1")}, []netip.Addr{a("192.168.203.1")}},
+		{"dual stack, implicit", []network.IPAMConfig{v4, v6}, true, []netip.Addr{a("fd00:1234:abcd::1"), a("192.168.203.1")}, []netip.Addr{a("192.168.203.1"), a("fd00:1234:abcd::1")}},
+		{"mapped and invalid IPAM gateways", []network.IPAMConfig{{Subnet: "192.168.203.0/24", Gateway: "::ffff:192.168.203.1"}, {Subnet: "x", Gateway: "192.168.203.1/24"}}, false, nil, []netip.Addr{a("192.168.203.1")}},
+		{"nothing known", []network.IPAMConfig{v4}, false, nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nf := networkFacts(network.Inspect{Name: "mailu_default", EnableIPv6: tc.ipv6, IPAM: network.IPAM{Config: tc.ipam}}, tc.seen)
+			if !slices.Equal(nf.Gateways, tc.want) || nf.IPv6 != tc.ipv6 || nf.Name != "mailu_default" {
+				t.Errorf("got %+v, want gateways %v", nf, tc.want)
+			}
+			if len(nf.Subnets) == 0 || nf.Subnets[0] != netip.MustParsePrefix("192.168.203.0/24") {
+				t.Errorf("subnets %v", nf.Subnets)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		ep   *network.EndpointSettings
+		want []netip.Addr
+	}{
+		{nil, nil},
+		{&network.EndpointSettings{}, nil},
+		{&network.EndpointSettings{Gateway: "192.168.203.1", IPAddress: "192.168.203.5"}, []netip.Addr{a("192.168.203.1")}},
+		{&network.EndpointSettings{Gateway: "192.168.203.1", IPv6Gateway: "fd00:1234:abcd::1"}, []netip.Addr{a("192.168.203.1"), a("fd00:1234:abcd::1")}},
+	} {
+		if got := endpointGateways(tc.ep); !slices.Equal(got, tc.want) {
+			t.Errorf("endpointGateways(%+v) = %v, want %v", tc.ep, got, tc.want)
+		}
+	}
 }
 
 func TestNginxClient(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
-		{frontLines[0], "192.0.2.161"},
-		{frontLines[1], "192.0.2.161"},
+		{frontLines[0], "192.168.203.1"},
+		{frontLines[1], "192.168.203.1"},
 		{frontLines[2], "203.0.113.5"},
 		{"2026/01/01 10:00:00 [info] 9#9: *1 client [::ffff:192.0.2.7]:1 connected to 0.0.0.0:25", ""},
 		{"2026/01/01 10:00:00 [info] 9#9: *1 client ::ffff:192.0.2.7:40000 connected to 0.0.0.0:25", "192.0.2.7"},
@@ -126,13 +177,35 @@ func TestDoctorRealDocker(t *testing.T) {
 		t.Run(fmt.Sprintf("userland-proxy=%v", proxy), func(t *testing.T) {
 			e := dockertest.Start(t, dockertest.Options{UserlandProxy: proxy})
 			img := e.ImportBusybox(t)
-			e.Docker(t, "network", "create", "--subnet", "192.0.2.160/28", "--gateway", "192.0.2.161",
-				"--label", "com.docker.compose.project=mailu", "mailu_default")
+			// As compose creates Mailu's network: a subnet, no gateway
+			// (Docker picks it, and API 1.41 does not list it in IPAM).
+			e.Docker(t, "network", "create", "--subnet", "192.168.203.0/24",
+				"--label", "com.docker.compose.project=mailu", "--label", "com.docker.compose.network=default", "mailu_default")
+			if ipam := e.Docker(t, "network", "inspect", "-f", "{{json .IPAM.Config}}", "mailu_default"); strings.Contains(ipam, "Gateway") {
+				t.Logf("this engine lists the gateway in IPAM: %s", ipam)
+			}
+			// bansd's table, as the daemon creates it, in the engine's namespace.
+			nsfd, err := unix.Open("/run/netns/"+e.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(nsfd)
+			cfg, err := configs.Default()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw, err := ban.NewNFT(cfg.Firewall, ban.WithNetNS(nsfd))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fw.Ensure(ban.DefaultClasses()); err != nil {
+				t.Fatal(err)
+			}
 			compose := func(svc string, extra ...string) []string {
 				return append([]string{"run", "-d", "--name", "mailu-" + svc + "-1", "--network", "mailu_default",
 					"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service=" + svc}, extra...)
 			}
-			e.Docker(t, append(compose("front", "-e", "SUBNET=192.0.2.160/28", "-e", "AUTH_RATELIMIT_IP=10/hour", "-p", "2525:25", img),
+			e.Docker(t, append(compose("front", "-e", "SUBNET=192.168.203.0/24", "-e", "AUTH_RATELIMIT_IP=10/hour", "-p", "2525:25", img),
 				"sh", "-c", "echo '"+strings.Join(frontLines, "\n")+"'; exec sleep 600")...)
 			e.Docker(t, append(compose("admin", "-e", "AUTH_RATELIMIT_USER=50/day", img), "sleep", "600")...)
 
@@ -141,7 +214,7 @@ func TestDoctorRealDocker(t *testing.T) {
 			out, err := cmd.Output()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-				t.Fatalf("doctor: %v (want exit 1: no bansd table in this namespace)\n%s", err, out)
+				t.Fatalf("doctor: %v (want exit 1: front logged the gateway as client)\n%s", err, out)
 			}
 			var rep struct {
 				Results []Result `json:"results"`
@@ -161,7 +234,7 @@ func TestDoctorRealDocker(t *testing.T) {
 			if m.Project != "mailu" || !slices.Equal(m.Services, []string{"admin", "front"}) {
 				t.Errorf("project %q services %v", m.Project, m.Services)
 			}
-			if m.Env["SUBNET"] != "192.0.2.160/28" || m.Env["AUTH_RATELIMIT_IP"] != "10/hour" || m.Env["AUTH_RATELIMIT_USER"] != "50/day" {
+			if m.Env["SUBNET"] != "192.168.203.0/24" || m.Env["AUTH_RATELIMIT_IP"] != "10/hour" || m.Env["AUTH_RATELIMIT_USER"] != "50/day" {
 				t.Errorf("env %v", m.Env)
 			}
 			published := false
@@ -179,20 +252,22 @@ func TestDoctorRealDocker(t *testing.T) {
 					net = &m.Networks[i]
 				}
 			}
-			if net == nil || len(net.Gateways) != 1 || net.Gateways[0].String() != "192.0.2.161" || net.Subnets[0].String() != "192.0.2.160/28" {
+			if net == nil || !slices.Equal(net.Gateways, []netip.Addr{netip.MustParseAddr("192.168.203.1")}) ||
+				!slices.Equal(net.Subnets, []netip.Prefix{netip.MustParsePrefix("192.168.203.0/24")}) {
 				t.Errorf("networks %+v", m.Networks)
 			}
 			if m.GatewayClientLines != 2 {
-				t.Errorf("gateway client lines = %d (%q), want 1", m.GatewayClientLines, m.GatewayClientSample)
+				t.Errorf("gateway client lines = %d (%q), want 2", m.GatewayClientLines, m.GatewayClientSample)
 			}
 			if !f.Proxy.Known || f.Proxy.On != proxy || (proxy && f.Proxy.Processes == 0) {
 				t.Errorf("proxy facts %+v, want on=%v", f.Proxy, proxy)
 			}
-			if f.NFT.Present || f.NFT.Err != "" {
-				t.Errorf("nftables facts %+v: no bansd table in a fresh namespace", f.NFT)
+			wantChain := []ChainFacts{{Name: "prerouting", Type: "filter", Hook: "prerouting", Priority: cfg.Firewall.Priority, Rules: len(ban.DefaultClasses())}}
+			if !f.NFT.Present || f.NFT.Err != "" || !slices.Equal(f.NFT.Chains, wantChain) {
+				t.Errorf("nftables facts %+v, want bansd's chain %+v", f.NFT, wantChain)
 			}
 			v := verdicts(rep.Results)
-			for check, want := range map[string]Verdict{"dockerd": Pass, "mailu": Pass, "nftables": Fail, "subnet": Fail, "bansd": Warn} {
+			for check, want := range map[string]Verdict{"dockerd": Pass, "mailu": Pass, "nftables": Pass, "subnet": Fail, "bansd": Warn} {
 				if v[check].Verdict != want {
 					t.Errorf("%s = %s (%s), want %s", check, v[check].Verdict, v[check].Message, want)
 				}
