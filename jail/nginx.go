@@ -171,34 +171,30 @@ func parseNginxFailure(msg string) (nginxFailure, bool) {
 	return f, true
 }
 
-// Burst windows after an nginx line with an attacker-controlled field. A
-// line feed in that field makes Docker start new lines at once, in the same
-// read: within microseconds.
-const (
-	// burstOpen: the login (or another quoted field) is not closed at the
-	// end of the line, so the line was split.
-	burstOpen = 50 * time.Millisecond
-	// burstClosed: the login is closed, but the attacker may have put the
-	// quote before the line feed himself.
-	burstClosed = 5 * time.Millisecond
-)
+// minAuthDelay: a real failure comes after an SMTP/IMAP dialogue (at least a
+// round trip with the client, a DNS lookup on port 25) and admin's auth_http
+// round trip; a forged "connected" line and failure written together reach
+// Docker microseconds apart.
+const minAuthDelay = time.Millisecond
 
 // nginxLine handles one nginx-format line of the front stream.
-func (p *Parser) nginxLine(l sources.Line, h nginxHeader, inBurst bool) (Event, lineTime, bool) {
+func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardState) (Event, lineTime, bool) {
 	if h.level == "info" {
 		if addr, ok := parseConnected(h.msg); ok {
-			// A "connected" line holds no attacker text: it opens no
-			// burst.
-			p.nginxConnected(l, h, addr, inBurst)
+			// A "connected" line holds no attacker text: it starts no
+			// chain of pieces.
+			p.nginxConnected(l, h, addr, piece, g)
 			return Event{}, h.ts, false
 		}
 	}
-	ev, ok := p.nginxFailure(l, h, inBurst)
-	p.nginxBurst(l, h.msg)
+	ev, ok := p.nginxFailure(l, h, piece, g)
+	if !piece {
+		p.nginxLogin(l, h)
+	}
 	return ev, h.ts, ok
 }
 
-func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, inBurst bool) (Event, bool) {
+func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, piece bool, g guardState) (Event, bool) {
 	if h.level != "info" {
 		return Event{}, false
 	}
@@ -206,7 +202,7 @@ func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, inBurst bool) (Even
 	if !ok {
 		return Event{}, false
 	}
-	if r, forged := p.nginxForged(l, h, f.addr, inBurst); forged {
+	if r, forged := p.nginxForged(l, h, f.addr, piece, g); forged {
 		p.reject(r)
 		return Event{}, false
 	}
@@ -214,32 +210,54 @@ func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, inBurst bool) (Even
 }
 
 // nginxConnected records a "connected" line.
-func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, inBurst bool) {
-	switch {
-	case inBurst:
-		p.reject(forgeBurst)
-		return
-	case h.ts.ok && !l.Time.IsZero() && !timeAgrees(h.ts.t, l.Time):
+func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, piece bool, g guardState) {
+	var flags uint8
+	if r, forged := g.judge(piece, addr); forged {
+		if r != forgeForeign {
+			p.reject(r)
+			return
+		}
+		// Another client connecting just after a login line is most
+		// likely real (a busy port 25 has many bots at once): it opens
+		// its connection, but the failure on it must come as late as a
+		// real one (nginxForged).
+		flags = connSuspect
+	}
+	if h.ts.ok && !l.Time.IsZero() && !timeAgrees(h.ts.t, l.Time) {
 		p.reject(forgeTime)
+		return
+	}
+	// A line naming another client in the window does not move the
+	// order, or a forged far-future CONNID would make real ones look
+	// stale. Without Docker time a forged line naming the attacker
+	// himself is not told from a real one (frontGuard): the order is
+	// recorded (nginxClient needs it) but rejects nothing.
+	if p.connMax.stale(h.connid, flags&connSuspect == 0) && !l.Time.IsZero() {
+		p.reject(forgeStale)
 		return
 	}
 	var opened int64
 	switch {
 	case !l.Time.IsZero():
 		opened = l.Time.UnixNano()
+		flags |= connDockerTime
 	case h.ts.ok:
 		opened = h.ts.t.UnixNano()
 	}
-	if !p.conns.open(h.connid, h.worker, addr, h.ts.ok, opened) {
+	if h.ts.ok {
+		flags |= connHasTS
+	}
+	if !p.conns.open(h.connid, h.worker, addr, flags, opened) {
 		p.reject(forgePoisoned)
 	}
 }
 
 // nginxForged applies DESIGN/mailu-logs §7: an nginx failure counts only on
-// a connection nginx itself opened for that client, once.
-func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, inBurst bool) (forgeReason, bool) {
-	if inBurst {
-		return forgeBurst, true
+// a connection nginx itself opened for that client, once, and not as a piece
+// of a split line.
+func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, piece bool, g guardState) (forgeReason, bool) {
+	if r, forged := g.judge(piece, addr); forged {
+		return r, true
 	}
 	if h.ts.ok && !l.Time.IsZero() && !timeAgrees(h.ts.t, l.Time) {
 		return forgeTime, true
@@ -258,29 +276,57 @@ func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, inB
 		return forgeFormat, true
 	case e.flags&connCounted != 0:
 		return forgeRepeat, true
+	case e.flags&connDockerTime != 0 && !l.Time.IsZero() && l.Time.UnixNano()-e.opened < int64(minAuthDelay):
+		return forgeFast, true
+	case e.flags&connSuspect != 0 && !l.Time.IsZero() && (e.flags&connDockerTime == 0 || l.Time.UnixNano()-e.opened < int64(foreignWindow)):
+		// Opened in another client's window: a forged pair spread out
+		// by a stall comes closer together than a real dialogue over
+		// the Internet. Without Docker time, a failure outside any
+		// window is real: the pieces of one write all fall in it.
+		return forgeForeign, true
 	}
 	e.flags |= connCounted
 	return 0, false
 }
 
-// nginxBurst opens (or extends) the front burst after an nginx line that
-// carries attacker text which a line feed could have split.
-func (p *Parser) nginxBurst(l sources.Line, msg string) {
-	const login = `, login: "`
-	i := strings.Index(msg, login)
-	unclosed := strings.Count(msg, `"`)%2 == 1
-	if i < 0 && !unclosed {
+// nginxLogin starts a chain of pieces after an nginx line that carries
+// attacker text which a line feed could have split: a login field, or an
+// unclosed quote.
+func (p *Parser) nginxLogin(l sources.Line, h nginxHeader) {
+	msg := h.msg
+	if !strings.Contains(msg, `, login: "`) && strings.Count(msg, `"`)%2 == 0 {
 		return
 	}
-	if i >= 0 {
-		v := msg[i+len(login):]
-		if len(v) == 0 || v[len(v)-1] != '"' {
-			unclosed = true
+	p.front.login(l.Time, p.nginxClient(h))
+}
+
+// nginxClient returns the client a login-bearing line is about, taken from
+// its first "client: " (attacker text only comes later, after "login:"),
+// when the connection table backs it: the CONNID was opened for that client
+// by the same worker, outside another client's window. Before the parser
+// has seen any "connected" line (it started reading mid-stream) nothing can
+// back it, and the line is believed: a bot met mid-stream must not be taken
+// for a third party to its own next connections. Otherwise an invalid
+// address.
+func (p *Parser) nginxClient(h nginxHeader) netip.Addr {
+	const pre = "client: "
+	i := strings.Index(h.msg, pre)
+	if i < 0 {
+		return netip.Addr{}
+	}
+	s := h.msg[i+len(pre):]
+	addr, ok := parseAddr(s[:addrEnd(s)])
+	if !ok {
+		return netip.Addr{}
+	}
+	e := p.conns.lookup(h.connid)
+	switch {
+	case e == nil:
+		if p.connMax.max != 0 {
+			return netip.Addr{}
 		}
+	case e.flags&(connPoisoned|connSuspect) != 0, e.addr != addr, e.worker != h.worker:
+		return netip.Addr{}
 	}
-	if unclosed {
-		p.frontBurst.open(l.Time, burstOpen)
-	} else {
-		p.frontBurst.open(l.Time, burstClosed)
-	}
+	return addr
 }

@@ -27,6 +27,12 @@ const (
 	connPoisoned
 	connCounted
 	connHasTS
+	// connDockerTime: opened is Docker's time for the connected line
+	// (otherwise nginx's own, to the second).
+	connDockerTime
+	// connSuspect: the connected line came in another client's
+	// foreignWindow (frontGuard).
+	connSuspect
 )
 
 // connReuseAfter: a "connected" line for a CONNID already in the table
@@ -44,7 +50,7 @@ func (t *connTable) slot(id uint64) *connEntry {
 
 // open records a "connected" line. It returns false when the CONNID was
 // already open (the connection is then poisoned).
-func (t *connTable) open(id, worker uint64, addr netip.Addr, hasTS bool, opened int64) bool {
+func (t *connTable) open(id, worker uint64, addr netip.Addr, flags uint8, opened int64) bool {
 	e := t.slot(id)
 	if e.flags&connUsed != 0 && e.id == id {
 		if opened == 0 || e.opened == 0 || opened-e.opened < int64(connReuseAfter) {
@@ -52,11 +58,7 @@ func (t *connTable) open(id, worker uint64, addr netip.Addr, hasTS bool, opened 
 			return false
 		}
 	}
-	f := connUsed
-	if hasTS {
-		f |= connHasTS
-	}
-	*e = connEntry{id: id, worker: worker, addr: addr, opened: opened, flags: f}
+	*e = connEntry{id: id, worker: worker, addr: addr, opened: opened, flags: connUsed | flags&(connHasTS|connDockerTime|connSuspect)}
 	return true
 }
 
@@ -73,4 +75,43 @@ func (t *connTable) lookup(id uint64) *connEntry {
 // reset forgets every connection (a new nginx container).
 func (t *connTable) reset() {
 	clear(t.slots)
+}
+
+// connOrder follows nginx's connection counter, shared by all workers: it
+// only grows, so a "connected" line far below the highest CONNID seen was
+// not written by nginx. Workers log out of order by a little (one takes a
+// number, another logs first), hence connSlack.
+type connOrder struct {
+	max      uint64
+	staleRun int
+}
+
+const (
+	connSlack = 1024
+	// staleReset: after this many stale "connected" lines in a row, the
+	// highest CONNID is taken to be wrong (nginx restarted inside the same
+	// container, or a forged far-future CONNID got through) and the order
+	// starts again from the current line, so no mistake blinds the parser
+	// for long.
+	staleReset = 16
+)
+
+// stale reports whether a "connected" line for id is out of order, and
+// records it otherwise when trusted.
+func (o *connOrder) stale(id uint64, trusted bool) bool {
+	if o.max > connSlack && id < o.max-connSlack {
+		o.staleRun++
+		if o.staleRun < staleReset {
+			return true
+		}
+		if !trusted {
+			return false
+		}
+		o.max = id
+	}
+	if trusted {
+		o.staleRun = 0
+		o.max = max(o.max, id)
+	}
+	return false
 }

@@ -223,9 +223,9 @@ func TestNginxForgedLines(t *testing.T) {
 		for i := range 40 {
 			f.at(time.Second+time.Duration(i)*3*time.Millisecond, "padding")
 		}
-		f.at(time.Second+60*time.Millisecond, `Jan 01 00:00:01 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=198.51.100.1, rport=1, lip=192.168.203.5, lport=993, TLS`)
+		f.at(time.Second+118*time.Millisecond, `Jan 01 00:00:01 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=198.51.100.1, rport=1, lip=192.168.203.5, lport=993, TLS`)
 		f.expect(real)
-		f.forged(ForgeBurst, 1)
+		f.forged(ForgeForeign, 1)
 	})
 	t.Run("no Docker time: burst counted in lines", func(t *testing.T) {
 		p := NewParser(ParserOptions{})
@@ -313,4 +313,253 @@ func TestConnTableBounded(t *testing.T) {
 	if got := p.Stats().Forged[ForgeUnopened]; got != 1 {
 		t.Fatalf("unopened = %d, want 1", got)
 	}
+}
+
+// dockerSpaced feeds one write split at LF and CR, its pieces step apart
+// (Docker's copier: a few µs; Mailu 2024.06's Python pipe: tens of µs; a
+// stalled daemon: more). It returns the Docker time of the last piece.
+func (f *frontFeed) dockerSpaced(off, step time.Duration, write string) time.Duration {
+	pieces := strings.FieldsFunc(write, func(r rune) bool { return r == '\n' || r == '\r' })
+	for i, l := range pieces {
+		f.at(off+time.Duration(i)*step, l)
+	}
+	return off + time.Duration(len(pieces)-1)*step
+}
+
+// TestNginxFastBot replays what real nginx 1.22 under Docker logged for a
+// bot that reconnects as soon as its failure arrives: the next "connected"
+// line 1.8-3.2 ms after the previous failure (0.1 ms veth), the failure a
+// few ms after its "connected" line. Every attempt counts, whatever the
+// username, and nothing the usernames forge does.
+func TestNginxFastBot(t *testing.T) {
+	const bot, victim = "203.0.113.66", "198.51.100.1"
+	users := map[string]func(id int) string{
+		"plain": func(int) string { return "admin@example.com" },
+		"quote": func(int) string { return `a"b` },
+		"LF open": func(id int) string {
+			return "x\n" + connected("23#23", 9000+id, victim) + "\n" + failed("23#23", 9000+id, victim, "y")
+		},
+		"LF closed quote": func(id int) string {
+			f := failed("23#23", 9000+id, victim, "y")
+			return `x"` + "\n" + connected("23#23", 9000+id, victim) + "\n" + f[:len(f)-1]
+		},
+		"CR split, own connected line": func(id int) string {
+			// The forged connection is the bot's own next CONNID.
+			return "cr\r" + connected("23#23", id+1, victim) + "\r" + failed("23#23", id+1, victim, "y") + "\rpart2"
+		},
+		"LF, forged Dovecot line": func(int) string {
+			return "x\n" + `Jan 01 00:00:00 imap-login: Info: Disconnected: Connection closed (auth failed, 5 attempts in 10 secs): user=<x>, method=PLAIN, rip=198.51.100.1, rport=1, lip=192.168.203.5, lport=993, TLS`
+		},
+	}
+	gaps := []time.Duration{1 * time.Millisecond, 1832 * time.Microsecond, 3217 * time.Microsecond}
+	steps := map[string]time.Duration{"Docker read": 3 * time.Microsecond, "Python pipe": 60 * time.Microsecond}
+	for name, user := range users {
+		for sname, step := range steps {
+			t.Run(name+"/"+sname, func(t *testing.T) {
+				f := newFrontFeed(t)
+				var off time.Duration = 7 * time.Millisecond
+				const n = 6
+				for i := range n {
+					id := 100 + 2*i
+					f.at(off, connected("23#23", id, bot))
+					off += 4*time.Millisecond + 311*time.Microsecond
+					off = f.dockerSpaced(off, step, failed("23#23", id, bot, user(id)))
+					off += gaps[i%len(gaps)]
+				}
+				want := make([]string, n)
+				for i := range want {
+					want[i] = bot
+				}
+				f.expect(want...)
+			})
+		}
+	}
+}
+
+// TestNginxParallelBot: five parallel IMAP sessions of one client on Mailu
+// 2.0 (nginx proxies every port): connects close together, failures as
+// admin answers them. All five count.
+func TestNginxParallelBot(t *testing.T) {
+	const bot = "203.0.113.66"
+	f := newFrontFeed(t)
+	for i := range 5 {
+		f.at(time.Duration(i)*210*time.Microsecond, connected("23#23", 100+i, bot))
+	}
+	off := 9 * time.Millisecond
+	for i := range 5 {
+		f.docker(off, failed("23#23", 100+i, bot, `user"`+strconv.Itoa(i)))
+		off += 1100*time.Microsecond + time.Duration(i)*400*time.Microsecond
+	}
+	f.expect(bot, bot, bot, bot, bot)
+}
+
+// TestNginxForgedSpreadOut: forged lines that a loaded Docker (or Python
+// pipe) spread further apart than one read still name no third party.
+func TestNginxForgedSpreadOut(t *testing.T) {
+	const bot, victim = "203.0.113.66", "198.51.100.1"
+	fresh := func(id int) string {
+		return "x\n" + connected("23#23", id, victim) + "\n" + failed("23#23", id, victim, "y")
+	}
+	cases := []struct {
+		name   string
+		run    func(f *frontFeed)
+		reason string
+		n      uint64
+	}{
+		{"pieces 2 ms apart: foreign", func(f *frontFeed) {
+			f.dockerSpaced(time.Second, 2*time.Millisecond, failed("23#23", 100, bot, fresh(101)))
+		}, ForgeForeign, 1},
+		{"padding keeps the window open", func(f *frontFeed) {
+			f.dockerSpaced(time.Second, 3*time.Millisecond, failed("23#23", 100, bot, "x\n"+strings.Repeat("pad\n", 30)+connected("23#23", 101, victim)+"\n"+failed("23#23", 101, victim, "y")))
+		}, ForgeForeign, 1},
+		{"pair after a 40 ms stall, written together: fast", func(f *frontFeed) {
+			f.dockerSpaced(time.Second, 0, failed("23#23", 100, bot, "x"))
+			f.dockerSpaced(time.Second+40*time.Millisecond, 5*time.Microsecond, connected("23#23", 101, victim)+"\n"+failed("23#23", 101, victim, "y"))
+		}, ForgeFast, 1},
+		{"stale CONNID after a stall", func(f *frontFeed) {
+			f.at(time.Second, connected("23#23", 5000, "203.0.113.7"))
+			f.dockerSpaced(time.Second+10*time.Millisecond, 0, failed("23#23", 100, bot, "x"))
+			f.dockerSpaced(time.Second+50*time.Millisecond, 2*time.Millisecond, connected("23#23", 3000, victim)+"\n"+failed("23#23", 3000, victim, "y"))
+		}, ForgeStale, 1},
+		{"forged login line naming the victim starts no trusted guard", func(f *frontFeed) {
+			// After a stall the attacker's next piece is itself a
+			// login line for the victim on a forged connection.
+			f.dockerSpaced(time.Second, 0, failed("23#23", 100, bot, "x"))
+			f.at(time.Second+30*time.Millisecond, failed("23#23", 300, victim, "z"))
+			f.dockerSpaced(time.Second+35*time.Millisecond, 2*time.Millisecond, `2026/01/01 00:00:00 [crit] 23#23: *300 SSL_shutdown() failed while in http auth state, client: `+victim+`, server: 0.0.0.0:25, login: "`+fresh(301)+`"`)
+		}, ForgeForeign, 1},
+		{"slow pipe, long padding", func(f *frontFeed) {
+			f.dockerSpaced(time.Second, 400*time.Microsecond, failed("23#23", 100, bot, "x\n"+strings.Repeat("p\n", 600)+dovecotLine(victim)))
+		}, ForgeBurst, 1},
+		{"pair spread over the window's end", func(f *frontFeed) {
+			// The connected line in the window, the failure just
+			// after it: closer than a real dialogue.
+			f.dockerSpaced(time.Second, 8*time.Millisecond, failed("23#23", 100, bot, fresh(101)))
+		}, ForgeForeign, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFrontFeed(t)
+			f.at(0, connected("23#23", 100, bot))
+			c.run(f)
+			f.expect(bot)
+			f.forged(c.reason, c.n)
+		})
+	}
+}
+
+func TestNginxFastAndStale(t *testing.T) {
+	const real = "203.0.113.66"
+	t.Run("failure 300 µs after its connected line", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.at(300*time.Microsecond, failed("23#23", 100, real, "a"))
+		f.at(time.Second, connected("23#23", 101, real))
+		f.at(time.Second+time.Millisecond, failed("23#23", 101, real, "a"))
+		f.expect(real)
+		f.forged(ForgeFast, 1)
+	})
+	t.Run("workers log a little out of order", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 2000, real))
+		f.at(time.Millisecond, connected("24#24", 2000-connSlack, real))
+		f.at(5*time.Millisecond, failed("24#24", 2000-connSlack, real, "a"))
+		f.expect(real)
+	})
+	t.Run("another client connecting in a bot's window", func(t *testing.T) {
+		// Many bots at once on port 25: one connects 4 ms after
+		// another's failure; its own failure comes 45 ms later.
+		const other = "203.0.113.80"
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 100, real))
+		f.docker(5*time.Millisecond, failed("23#23", 100, real, "x"))
+		f.at(9*time.Millisecond, connected("23#23", 101, other))
+		f.at(54*time.Millisecond, failed("23#23", 101, other, "y"))
+		f.expect(real, other)
+	})
+	t.Run("bot met mid-stream", func(t *testing.T) {
+		// bansd starts reading after the bot's first "connected" line.
+		f := newFrontFeed(t)
+		f.docker(0, failed("23#23", 100, real, "x\n"+connected("23#23", 900, "198.51.100.1")))
+		off := 2 * time.Millisecond
+		for id := 101; id <= 103; id++ {
+			f.at(off, connected("23#23", id, real))
+			off += 4 * time.Millisecond
+			f.docker(off, failed("23#23", id, real, `q"`))
+			off += 2 * time.Millisecond
+		}
+		f.expect(real, real, real)
+		f.forged(ForgeUnopened, 1)
+		f.forged(ForgeBurst, 1)
+	})
+	t.Run("nginx restarted in the same container", func(t *testing.T) {
+		f := newFrontFeed(t)
+		f.at(0, connected("23#23", 50000, real))
+		var off time.Duration
+		// Paced beyond foreignWindow: a failure on a connection the
+		// parser refused opens a window where everyone is foreign.
+		for id := 1; id <= staleReset+1; id++ {
+			off += 30 * time.Millisecond
+			f.at(off, connected("40#40", id, real))
+			off += 30 * time.Millisecond
+			f.at(off, failed("40#40", id, real, "a"))
+		}
+		f.forged(ForgeStale, staleReset-1)
+		f.forged(ForgeUnopened, staleReset-1)
+		f.expect(real, real)
+	})
+}
+
+// TestNginxNoDockerTimeBots: a file without Docker time. A bot's
+// back-to-back attempts all count; its forged lines about others do not.
+func TestNginxNoDockerTimeBots(t *testing.T) {
+	const bot, victim = "203.0.113.66", "198.51.100.1"
+	p := NewParser(ParserOptions{})
+	var got []string
+	feed := func(s string) {
+		for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+			if ev, ok := p.Parse(sources.Line{Service: "front", Text: l}); ok {
+				got = append(got, ev.Addr.String())
+			}
+		}
+	}
+	users := []string{"a", `q"`, "x\n" + connected("23#23", 900, victim) + "\n" + failed("23#23", 900, victim, "y"), "cr\r" + failed("23#23", 1, victim, "y")}
+	for i, u := range users {
+		feed(connected("23#23", 100+i, bot))
+		feed(failed("23#23", 100+i, bot, u))
+	}
+	// Another client connecting in the window counts once its failure
+	// falls outside it.
+	const other = "203.0.113.80"
+	feed(connected("23#23", 200, other))
+	for range guardLines {
+		feed(`198.51.100.9 - - [01/Jan/2026:00:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "-"`)
+	}
+	feed(failed("23#23", 200, other, "y"))
+	if want := strings.Repeat(bot+" ", len(users)) + other; strings.Join(got, " ") != want {
+		t.Fatalf("events %v, want %s", got, want)
+	}
+	if n := p.Stats().Forged[ForgeForeign]; n != 2 {
+		t.Fatalf("foreign = %d, want 2 (%v)", n, p.Stats().Forged)
+	}
+}
+
+func dovecotLine(addr string) string {
+	return `Jan 01 00:00:00 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=` + addr + `, rport=1, lip=192.168.203.5, lport=993, TLS`
+}
+
+// TestNginxHTTPFlood: HTTP access lines closer together than pieceGap do
+// not make a whole busy second pieces.
+func TestNginxHTTPFlood(t *testing.T) {
+	const bot, other = "203.0.113.66", "203.0.113.80"
+	f := newFrontFeed(t)
+	f.at(0, connected("23#23", 100, bot))
+	f.docker(5*time.Millisecond, failed("23#23", 100, bot, "x"))
+	off := 5 * time.Millisecond
+	for range maxPieces + 200 {
+		off += 100 * time.Microsecond
+		f.at(off, `198.51.100.9 - - [01/Jan/2026:00:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "-"`)
+	}
+	f.at(off+100*time.Microsecond, dovecotLine(other))
+	f.expect(bot, other)
 }

@@ -37,7 +37,8 @@ type Parser struct {
 
 	conns          connTable
 	frontContainer string
-	frontBurst     burst
+	front          frontGuard
+	connMax        connOrder
 	adminBurst     burst
 
 	lines   uint64
@@ -88,9 +89,27 @@ const (
 	// ForgeTime: the line's own timestamp is more than 2 s away from
 	// Docker's (modulo a whole time-zone offset).
 	ForgeTime = "time"
-	// ForgeBurst: the line arrived in the same burst as a line split inside
-	// an attacker-controlled field (nginx login, admin limiter username).
+	// ForgeBurst: the line is a piece of a line split inside an
+	// attacker-controlled field: on front, it arrived within
+	// microseconds (Docker time) of the nginx line carrying a login, or of
+	// another such piece, i.e. in the same write(); on admin, in the burst
+	// after a limiter line.
 	ForgeBurst = "burst"
+	// ForgeForeign: on front, the line arrived shortly after an nginx line
+	// carrying a login (10 ms of Docker time, or 2048 lines without it) and
+	// names another client than that line (if pieces were spread out by a
+	// stall, the split's author only gets lines about himself counted
+	// there); or it is an nginx failure on another client's connection
+	// opened in such a window that came too soon after it (under 10 ms) or
+	// still in a window.
+	ForgeForeign = "foreign"
+	// ForgeFast: the nginx failure came less than 1 ms (Docker time) after
+	// its own "connected" line, less than a real SMTP/IMAP dialogue plus
+	// admin's auth_http round trip.
+	ForgeFast = "fast"
+	// ForgeStale: the "connected" line's *CONNID is well below the highest
+	// seen (nginx's counter only grows).
+	ForgeStale = "stale"
 )
 
 type forgeReason uint8
@@ -104,6 +123,9 @@ const (
 	forgeFormat
 	forgeTime
 	forgeBurst
+	forgeForeign
+	forgeFast
+	forgeStale
 	forgeReasonCount
 )
 
@@ -116,6 +138,9 @@ var forgeNames = [forgeReasonCount]string{
 	forgeFormat:       ForgeFormat,
 	forgeTime:         ForgeTime,
 	forgeBurst:        ForgeBurst,
+	forgeForeign:      ForgeForeign,
+	forgeFast:         ForgeFast,
+	forgeStale:        ForgeStale,
 }
 
 // NewParser returns a Parser with its connection table allocated.
@@ -272,4 +297,81 @@ func portOf(s string) int {
 		return 0
 	}
 	return int(n)
+}
+
+// burst is the short span after an admin limiter line whose raw username may
+// have been split by a line feed: lines in it may be the attacker's own. It
+// is measured in Docker time, or in lines when the stream has no Docker
+// timestamps (files replayed without them). Front uses frontGuard instead.
+type burst struct {
+	start, until time.Time
+	window       time.Duration
+	// Line-counted mode.
+	left, budget int
+}
+
+// Bounds of a burst.
+const (
+	// burstOpen: the username is not closed at the end of the line, so
+	// the line was split.
+	burstOpen = 50 * time.Millisecond
+	// burstClosed: the username looks closed, but the attacker may have
+	// written the usual end himself before the line feed.
+	burstClosed = 5 * time.Millisecond
+	burstMax    = time.Second // from its first line, however it is extended
+	// burstLines: without Docker time nothing tells how long the
+	// attacker's write was; a username holds a few dozen lines at most
+	// (nginx's smtp_client_buffer).
+	burstLines    = 64
+	burstMaxLines = 4096
+)
+
+// open starts a burst at t, or extends a running one.
+func (b *burst) open(t time.Time, window time.Duration) {
+	if t.IsZero() {
+		if b.left <= 0 {
+			b.budget = burstMaxLines
+		}
+		b.left = max(b.left, min(burstLines, b.budget))
+		return
+	}
+	if b.until.IsZero() || t.After(b.until) {
+		b.start = t
+		b.until = time.Time{}
+	}
+	b.window = window
+	b.push(t)
+}
+
+func (b *burst) push(t time.Time) {
+	u := t.Add(b.window)
+	if lim := b.start.Add(burstMax); u.After(lim) {
+		u = lim
+	}
+	if u.After(b.until) {
+		b.until = u
+	}
+}
+
+// in reports whether a line at t falls in the burst (consuming one line in
+// line-counted mode).
+func (b *burst) in(t time.Time) bool {
+	if t.IsZero() {
+		if b.left <= 0 {
+			return false
+		}
+		b.left--
+		b.budget--
+		return true
+	}
+	return !b.until.IsZero() && !t.After(b.until)
+}
+
+// extend renews the burst after a continuation line.
+func (b *burst) extend(t time.Time) {
+	if t.IsZero() {
+		b.left = max(b.left, min(burstLines, b.budget))
+		return
+	}
+	b.push(t)
 }

@@ -35,7 +35,9 @@ func benchLines(n int) []sources.Line {
 		case 6:
 			connid++
 			add("front", fmt.Sprintf("%s [info] 23#23: *%d client %s:%d connected to 0.0.0.0:25", ngx, connid, ip, 40000+i%20000))
-			add("front", fmt.Sprintf(`%s [info] 23#23: *%d client login failed: "AUTH not supported" while in http auth state, client: %s, server: 0.0.0.0:25, login: "user%d@example.com"`, ngx, connid, ip, i))
+			// The dialogue and admin's answer take a few ms.
+			out = append(out, sources.Line{Service: "front", Container: "front1", Time: t.Add(303 * time.Millisecond),
+				Text: fmt.Sprintf(`%s [info] 23#23: *%d client login failed: "AUTH not supported" while in http auth state, client: %s, server: 0.0.0.0:25, login: "user%d@example.com"`, ngx, connid, ip, i)})
 		case 7:
 			add("front", sys+` imap-login: Info: proxy(alice@example.com,192.168.203.8:143): Started proxying to 192.168.203.8 (0.042 secs): user=<alice@example.com>, method=PLAIN, rip=`+ip+`, rport=50122, lip=192.168.203.5, lport=993, TLS`)
 		case 8:

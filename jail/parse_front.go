@@ -1,6 +1,7 @@
 package jail
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -12,7 +13,18 @@ import (
 // Mailu's Python pipe, a CR) in an nginx username lets the attacker write
 // whole lines of either format (mailu-logs.md §7). nginx lines are
 // corroborated by their connection; Dovecot lines have no connection number,
-// so the burst rule is all that guards them.
+// so frontGuard is all that guards them.
+//
+// What tells the attacker's pieces from real lines is how they reach Docker.
+// The pieces of one split line are one write() of nginx: Docker stamps them
+// microseconds apart (same read), and Mailu 2024.06's Python pipe, which
+// copies line by line, adds tens of microseconds. The next real line of the
+// same client's next connection needs network round trips (nginx closes
+// after a failed AUTH, the client opens a new TCP connection): real nginx
+// logged it 1.8-3.2 ms later on a 0.1 ms veth. So a line within pieceGap of
+// the login line (or of a piece) is a piece; one further away is not, and
+// only lines about the login line's own client count for a short while
+// after it, in case a loaded Docker spread the pieces further.
 
 // parseFront handles one line of the front service.
 func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
@@ -21,28 +33,32 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		// start again at 1.
 		if p.frontContainer != "" {
 			p.conns.reset()
-			p.frontBurst = burst{}
+			p.front = frontGuard{}
+			p.connMax = connOrder{}
 		}
 		p.frontContainer = l.Container
 	}
-	inBurst := p.frontBurst.in(l.Time)
+	piece, guard := p.front.check(l.Time)
 	text := l.Text
 	if h, ok := parseNginxHeader(text); ok {
-		return p.nginxLine(l, h, inBurst)
+		return p.nginxLine(l, h, piece, guard)
 	}
 	if isDovecotLogin(text) {
 		ev, ts, ok := parseDovecot(text, p.yearRef(l))
-		if ok && inBurst {
-			p.reject(forgeBurst)
+		if !ok {
+			return ev, ts, false
+		}
+		if r, forged := guard.judge(piece, ev.Addr); forged {
+			p.reject(r)
 			return Event{}, ts, false
 		}
 		return ev, ts, ok
 	}
-	if inBurst && !looksFresh(text) {
-		// The rest of a split line: it keeps the burst going. Lines of
-		// other programs (HTTP access log) do not, or a busy web server
-		// would keep every burst open for its whole second.
-		p.frontBurst.extend(l.Time)
+	if guard.active && !looksFresh(text) {
+		// The rest of a split line, spread out: it keeps the window
+		// open. Lines of other programs (HTTP access log) do not, or a
+		// busy web server would keep it open for its whole second.
+		p.front.extend(l.Time)
 	}
 	return Event{}, lineTime{}, false
 }
@@ -61,73 +77,151 @@ func looksFresh(s string) bool {
 	return n > 0 && strings.HasPrefix(s[n:], " - ")
 }
 
-// burst is the short span after a line whose attacker-controlled field may
-// have been split by a line feed: lines in it may be the attacker's own. It
-// is measured in Docker time, or in lines when the stream has no Docker
-// timestamps (files replayed without them).
-type burst struct {
-	start, until time.Time
-	window       time.Duration
+// Bounds of the front guard.
+const (
+	// pieceGap: lines of one write() reach Docker microseconds apart;
+	// separate writes of the next connection at least a network round
+	// trip plus nginx's work apart (1.8 ms and more seen with a 0.1 ms
+	// RTT). A client on the same host might come closer than 1 ms,
+	// hence half of it.
+	pieceGap = 500 * time.Microsecond
+	// maxPieces bounds a chain of pieces from its login line: nginx
+	// cuts an error-log line at 2 KB (NGX_MAX_ERROR_STR), so it splits
+	// into fewer pieces than that, however slowly a pipe copies them;
+	// without a bound, a flood of HTTP access lines less than pieceGap
+	// apart would keep every line a piece.
+	maxPieces = 2048
+	// foreignWindow: after a login line (or a piece, or a continuation
+	// line), Dovecot failures naming another client do not count, in case
+	// a loaded Docker or Python pipe stalled between the pieces of one
+	// write; another client's connection opened in it needs a failure at
+	// least this much later (a forged pair comes closer). Lines about the
+	// login line's client count: a bot's own next connection is never
+	// swallowed. Longer catches longer stalls but loses more of other
+	// clients' real Dovecot failures that happen to follow an nginx
+	// failure (twice the 5 ms that guarded a closed login before).
+	foreignWindow = 10 * time.Millisecond
+	// guardMax bounds a guard from its first login line, however often
+	// it is renewed.
+	guardMax = time.Second
+	// Without Docker time the window is counted in lines: a whole nginx
+	// line's pieces.
+	guardLines    = maxPieces
+	guardMaxLines = 4096
+)
+
+// frontGuard follows the lines after an nginx line carrying a login (or
+// another quoted field the attacker fills), which a line feed in it may have
+// split into lines the attacker writes.
+//
+// With Docker time, it detects the pieces of that write (pieceGap): they
+// never count, and a "connected" line among them opens nothing. For
+// foreignWindow after the last of them it sets aside Dovecot failures naming
+// any other client, and marks connections of other clients opened then as
+// suspect (nginxForged). nginx lines have further, independent checks: the
+// connection table, minAuthDelay, connOrder.
+//
+// Without Docker time (files replayed without `docker logs -t`) nothing
+// tells a piece from the next real line. The guard then only sets aside
+// lines about other clients, for guardLines lines after a login line (a
+// whole nginx line's worth of pieces): a bot's back-to-back attempts all
+// count, whatever its usernames, and its forged lines about anyone else do
+// not. It cannot tell the bot's forged lines about itself from real ones
+// (they add to its own count), nor count a third party's real failures
+// that fall in that span, and minAuthDelay and the CONNID order cannot
+// reject anything.
+type frontGuard struct {
+	// addr is the client the guard's login line was about, when its
+	// connection corroborates it; invalid otherwise (then every line in
+	// the window is foreign).
+	addr netip.Addr
+	// Docker-time mode, Unix ns (0: none).
+	start  int64 // first login line of the guard
+	last   int64 // last line of the current chain of pieces
+	pieces int   // pieces in that chain
+	until  int64 // end of the foreign window
 	// Line-counted mode.
 	left, budget int
 }
 
-// Bounds of a burst.
-const (
-	burstMax = time.Second // from its first line, however it is extended
-	// burstLines: without Docker time nothing tells how long the
-	// attacker's write was; a username holds a few dozen lines at most
-	// (nginx's smtp_client_buffer).
-	burstLines    = 64
-	burstMaxLines = 4096
-)
+// guardState is what frontGuard.check found about one line.
+type guardState struct {
+	active bool
+	addr   netip.Addr
+}
 
-// open starts a burst at t, or extends a running one.
-func (b *burst) open(t time.Time, window time.Duration) {
+// judge decides whether an event about addr, on a line that is a piece or
+// not, is forged.
+func (g guardState) judge(piece bool, addr netip.Addr) (forgeReason, bool) {
+	switch {
+	case piece:
+		return forgeBurst, true
+	case g.active && addr != g.addr:
+		return forgeForeign, true
+	}
+	return 0, false
+}
+
+// check classifies the line at Docker time t (zero: none) and keeps a
+// chain of pieces going. It must be called once per front line.
+func (g *frontGuard) check(t time.Time) (piece bool, s guardState) {
 	if t.IsZero() {
-		if b.left <= 0 {
-			b.budget = burstMaxLines
+		if g.left <= 0 {
+			return false, s
 		}
-		b.left = max(b.left, min(burstLines, b.budget))
+		g.left--
+		g.budget--
+		return false, guardState{true, g.addr}
+	}
+	if g.until == 0 {
+		return false, s
+	}
+	n := t.UnixNano()
+	if g.last != 0 && n-g.last <= int64(pieceGap) && g.pieces < maxPieces {
+		g.last = n
+		g.pieces++
+		g.renew(n)
+		piece = true
+	}
+	if n > g.until {
+		return piece, s
+	}
+	return piece, guardState{true, g.addr}
+}
+
+func (g *frontGuard) renew(n int64) {
+	g.until = max(g.until, min(n+int64(foreignWindow), g.start+int64(guardMax)))
+}
+
+// login starts a chain of pieces at a login line at t that is not itself a
+// piece, about addr (invalid when its connection does not corroborate it).
+func (g *frontGuard) login(t time.Time, addr netip.Addr) {
+	if t.IsZero() {
+		if g.left <= 0 {
+			g.budget = guardMaxLines
+			g.addr = addr
+		}
+		g.left = max(g.left, min(guardLines, g.budget))
 		return
 	}
-	if b.until.IsZero() || t.After(b.until) {
-		b.start = t
-		b.until = time.Time{}
+	n := t.UnixNano()
+	if g.until == 0 || n > g.until {
+		// A new guard: the old one (and its client) is over. An active
+		// guard keeps its client, or a line naming another (forged,
+		// spread out by a stall) would make that one's lines count.
+		g.start = n
+		g.until = 0
+		g.addr = addr
 	}
-	b.window = window
-	b.push(t)
+	g.last, g.pieces = n, 0
+	g.renew(n)
 }
 
-func (b *burst) push(t time.Time) {
-	u := t.Add(b.window)
-	if lim := b.start.Add(burstMax); u.After(lim) {
-		u = lim
-	}
-	if u.After(b.until) {
-		b.until = u
-	}
-}
-
-// in reports whether a line at t falls in the burst (consuming one line in
-// line-counted mode).
-func (b *burst) in(t time.Time) bool {
+// extend renews the foreign window after a continuation line at t.
+func (g *frontGuard) extend(t time.Time) {
 	if t.IsZero() {
-		if b.left <= 0 {
-			return false
-		}
-		b.left--
-		b.budget--
-		return true
-	}
-	return !b.until.IsZero() && !t.After(b.until)
-}
-
-// extend renews the burst after a continuation line.
-func (b *burst) extend(t time.Time) {
-	if t.IsZero() {
-		b.left = max(b.left, min(burstLines, b.budget))
+		g.left = max(g.left, min(guardLines, g.budget))
 		return
 	}
-	b.push(t)
+	g.renew(t.UnixNano())
 }

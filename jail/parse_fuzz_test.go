@@ -50,13 +50,22 @@ func newFuzzFeed(t *testing.T, service string) *fuzzFeed {
 	return &fuzzFeed{t: t, p: NewParser(ParserOptions{MaxConnections: 1024}), service: service, lines: map[string]bool{}}
 }
 
-func (f *fuzzFeed) write(at time.Time, w string, splitCR bool) {
+func (f *fuzzFeed) write(at time.Time, w string, splitCR bool) time.Time {
+	return f.writeStep(at, time.Microsecond, w, splitCR)
+}
+
+// writeStep is write with the pieces step apart; it returns the time of
+// the last one.
+func (f *fuzzFeed) writeStep(at time.Time, step time.Duration, w string, splitCR bool) time.Time {
+	last := at
 	for i, l := range strings.FieldsFunc(w, func(r rune) bool { return r == '\n' || (splitCR && r == '\r') }) {
 		f.lines[l] = true
-		if ev, ok := f.p.Parse(sources.Line{Service: f.service, Container: "c", Time: at.Add(time.Duration(i) * time.Microsecond), Text: l}); ok {
+		last = at.Add(time.Duration(i) * step)
+		if ev, ok := f.p.Parse(sources.Line{Service: f.service, Container: "c", Time: last, Text: l}); ok {
 			f.events = append(f.events, ev)
 		}
 	}
+	return last
 }
 
 // check asserts the invariants of every event and returns how many there
@@ -117,9 +126,20 @@ func FuzzParseFront(f *testing.F) {
 			if mode%4 == 2 {
 				ts0, ts1 = "", ""
 			}
+			// Pieces of one write: a Docker read to a Python pipe
+			// (0-450 µs apart).
+			step := time.Microsecond + time.Duration(mode/4%10)*50*time.Microsecond
 			ff.write(fuzzT0, ts0+"[info] 23#23: *100 client "+c+":40000 connected to 0.0.0.0:25", false)
-			ff.write(fuzzT0.Add(time.Second), ts1+`[info] 23#23: *100 client login failed: "Authentication credentials invalid" while in http auth state, client: `+c+starttls+`, server: 0.0.0.0:587, login: "`+user+`"`, true)
-			ff.write(fuzzT0.Add(time.Second+200*time.Millisecond), ts1+`[crit] 23#23: *100 SSL_shutdown() failed while in http auth state, client: `+c+`, server: 0.0.0.0:587, login: "`+user+`"`, true)
+			ff.writeStep(fuzzT0.Add(time.Second), step, ts1+`[info] 23#23: *100 client login failed: "Authentication credentials invalid" while in http auth state, client: `+c+starttls+`, server: 0.0.0.0:587, login: "`+user+`"`, true)
+			last := ff.writeStep(fuzzT0.Add(time.Second+200*time.Millisecond), step, ts1+`[crit] 23#23: *100 SSL_shutdown() failed while in http auth state, client: `+c+`, server: 0.0.0.0:587, login: "`+user+`"`, true)
+			// The bot's next connection, back to back (1-3 ms), must
+			// count too.
+			last = ff.write(last.Add(time.Millisecond+time.Duration(mode%16)*128*time.Microsecond), ts1+"[info] 23#23: *101 client "+c+":40001 connected to 0.0.0.0:25", false)
+			ff.write(last.Add(4*time.Millisecond), ts1+`[info] 23#23: *101 client login failed: "Authentication credentials invalid" while in http auth state, client: `+c+starttls+`, server: 0.0.0.0:587, login: "again"`, true)
+			if n := ff.check(true); n != 2 {
+				t.Fatalf("%d events from two attempts", n)
+			}
+			return
 		case 3:
 			// Dovecot cuts the user to 80 and turns control characters
 			// into '?': no line feed gets through.

@@ -112,8 +112,10 @@ func TestParseNginxExamples(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := NewParser(ParserOptions{})
-			ct, lt := nginxTime(c.connected), nginxTime(c.line)
-			if ct.IsZero() {
+			// The dialogue and admin's answer take a while: the failure
+			// is logged at least a few ms after its connected line.
+			ct, lt := nginxTime(c.connected).Add(-200*time.Millisecond), nginxTime(c.line)
+			if lt.IsZero() {
 				ct, lt = exampleBase, exampleBase.Add(time.Second)
 			}
 			if ev, ok := p.Parse(sources.Line{Service: "front", Time: ct, Text: c.connected}); ok {
@@ -313,7 +315,7 @@ func TestParseUnknownServiceAndStats(t *testing.T) {
 	if s.Lines != 2 || s.Matched != 1 {
 		t.Fatalf("stats %+v, want 2 lines 1 matched", s)
 	}
-	for _, r := range []string{ForgeUnopened, ForgeOtherAddress, ForgePoisoned, ForgeRepeat, ForgeWorker, ForgeFormat, ForgeTime, ForgeBurst} {
+	for _, r := range []string{ForgeUnopened, ForgeOtherAddress, ForgePoisoned, ForgeRepeat, ForgeWorker, ForgeFormat, ForgeTime, ForgeBurst, ForgeForeign, ForgeFast, ForgeStale} {
 		if _, ok := s.Forged[r]; !ok {
 			t.Fatalf("Forged lacks %q", r)
 		}
