@@ -563,3 +563,25 @@ func TestNginxHTTPFlood(t *testing.T) {
 	f.at(off+100*time.Microsecond, dovecotLine(other))
 	f.expect(bot, other)
 }
+
+// TestNginxParallelSessionsTogether: the failures of one client's parallel
+// sessions can reach Docker microseconds apart (admin answers them all at
+// once): each is a "piece" after the previous login line, yet each is the
+// same client on its own real connection, and counts. Connections another
+// client opens in between do not make that client's lines count as pieces.
+func TestNginxParallelSessionsTogether(t *testing.T) {
+	const bot, victim = "203.0.113.66", "198.51.100.1"
+	f := newFrontFeed(t)
+	for i := range 5 {
+		f.at(time.Duration(i)*20*time.Microsecond, connected("23#23", 100+i, bot))
+	}
+	off := 30 * time.Millisecond
+	for i := range 5 {
+		f.docker(off, failed("23#23", 100+i, bot, "alice@example.com"))
+		off += 15 * time.Microsecond
+	}
+	// A piece naming the victim right after them still counts for nobody.
+	f.docker(off, connected("23#23", 105, victim))
+	f.docker(off+10*time.Microsecond, failed("23#23", 105, victim, "y"))
+	f.expect(bot, bot, bot, bot, bot)
+}
