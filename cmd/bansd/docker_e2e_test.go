@@ -21,13 +21,15 @@ func TestPipelineRealDocker(t *testing.T) {
 	img := e.ImportBusybox(t)
 	e.Docker(t, "network", "create", "--subnet", "192.0.2.160/28", "--gateway", "192.0.2.161",
 		"--label", "com.docker.compose.project=mailu", "mailu_default")
-	// Each attempt is nginx's "connected" then failure line, stamped by
-	// the container's clock, 1.1 s apart: the engine distrusts lines that
-	// follow attacker text within a second (a split line could forge them).
+	// Each attempt is nginx's "connected" line, then, as long after it as
+	// a real SMTP dialogue and admin's auth_http round trip take, the
+	// failure line: the parser takes a failure that reaches Docker together
+	// with its "connected" line for a forged pair.
 	const script = `n=100
 for a in 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 192.0.2.161; do
   n=$((n+1)); ts=$(date -u '+%Y/%m/%d %H:%M:%S')
   echo "$ts [info] 23#23: *$n client $a:4$n connected to 0.0.0.0:25"
+  sleep 0.05
   echo "$ts [info] 23#23: *$n client login failed: \"AUTH not supported\" while in http auth state, client: $a, server: 0.0.0.0:25, login: \"bot$n\""
   sleep 1.1
 done
