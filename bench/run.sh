@@ -25,5 +25,8 @@ gobench -bench . -benchtime 1x ./cmd/bansd
 section "Docker source vs docker logs of the same container"
 gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources
 
-section "end to end: failed attempt to first dropped packet, real Docker log path"
-gobench -bench . -benchtime 1x -timeout 20m ./integration
+section "end to end: failed attempt to first dropped packet, real Docker log path (20 runs)"
+gobench -bench '^BenchmarkBanLatency$' -benchtime 20x -timeout 20m ./integration
+
+section "end to end: the same attack against Fail2Ban 1.0.2 as Mailu's FAQ sets it up"
+gobench -bench '^BenchmarkFail2BanVsBansd$' -benchtime 3x -timeout 20m ./integration
