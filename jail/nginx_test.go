@@ -585,3 +585,25 @@ func TestNginxParallelSessionsTogether(t *testing.T) {
 	f.docker(off+10*time.Microsecond, failed("23#23", 105, victim, "y"))
 	f.expect(bot, bot, bot, bot, bot)
 }
+
+// TestNginxRestartInPlace: nginx restarted inside the same container (its
+// CONNIDs start at 1 again, seconds later) must not make the new
+// connections look reused.
+func TestNginxRestartInPlace(t *testing.T) {
+	const a, b = "203.0.113.20", "203.0.113.30"
+	f := newFrontFeed(t)
+	off := time.Duration(0)
+	for i := 1; i <= 3; i++ {
+		f.at(off, connected("23#23", i, a))
+		f.docker(off+20*time.Millisecond, failed("23#23", i, a, "x"))
+		off += 100 * time.Millisecond
+	}
+	f.at(off+time.Second, "2026/11/27 10:00:01 [notice] 1#1: start worker processes")
+	off += 2 * time.Second
+	for i := 1; i <= 4; i++ {
+		f.at(off, connected("31#31", i, b))
+		f.docker(off+20*time.Millisecond, failed("31#31", i, b, "x"))
+		off += 100 * time.Millisecond
+	}
+	f.expect(a, a, a, b, b, b, b)
+}

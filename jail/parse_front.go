@@ -43,6 +43,17 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 	if h, ok := parseNginxHeader(text); ok {
 		return p.nginxLine(l, h, piece, guard)
 	}
+	if !piece && isNginxStart(text) {
+		// nginx started again inside the same container (docker
+		// restart, a restart policy after dockerd died): its CONNIDs
+		// start again at 1. A forged start line (it would have to be
+		// spread out from its split line) can only make bansd forget
+		// the connections open at that moment: undercount, never a
+		// third party counted.
+		p.conns.reset()
+		p.connMax = connOrder{}
+		return Event{}, lineTime{}, false
+	}
 	if isDovecotLogin(text) {
 		ev, ts, ok := parseDovecot(text, p.yearRef(l))
 		if !ok {
@@ -61,6 +72,25 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		p.front.extend(l.Time)
 	}
 	return Event{}, lineTime{}, false
+}
+
+// isNginxStart reports whether s is nginx's "[notice] PID#TID: start
+// worker processes", which its master logs once at every start.
+func isNginxStart(s string) bool {
+	const msg = ": start worker processes"
+	if !strings.HasSuffix(s, msg) {
+		return false
+	}
+	i := strings.Index(s, "[notice] ")
+	if i < 0 {
+		return false
+	}
+	rest := s[i+len("[notice] ") : len(s)-len(msg)]
+	n := digits(rest)
+	if n == 0 || n >= len(rest) || rest[n] != '#' {
+		return false
+	}
+	return n+1 < len(rest) && digits(rest[n+1:]) == len(rest)-n-1
 }
 
 // looksFresh reports whether a front line starts like a line of one of
