@@ -41,6 +41,7 @@ const limiterSuffix = " has been rate-limited."
 // parseAdmin handles one line of the admin service.
 func (p *Parser) parseAdmin(l sources.Line) (Event, lineTime, bool) {
 	inBurst := p.adminBurst.in(l.Time)
+	burstAddr := p.adminBurst.addr
 	ts, level, module, msg, ok := adminHeader(l.Text)
 	if !ok {
 		if inBurst {
@@ -55,15 +56,15 @@ func (p *Parser) parseAdmin(l sources.Line) (Event, lineTime, bool) {
 		// attacker's. The attacker may also end his first part with the
 		// usual suffix himself, hence the short burst even then.
 		if strings.HasSuffix(msg, limiterSuffix) {
-			p.adminBurst.open(l.Time, burstClosed)
+			p.adminBurst.open(l.Time, burstClosed, ev.Addr)
 		} else {
-			p.adminBurst.open(l.Time, burstOpen)
+			p.adminBurst.open(l.Time, burstOpen, ev.Addr)
 		}
 	}
 	if !ok {
 		return Event{}, ts, false
 	}
-	if inBurst {
+	if inBurst && (!burstAddr.IsValid() || ev.Addr != burstAddr) {
 		p.reject(forgeBurst)
 		return Event{}, ts, false
 	}

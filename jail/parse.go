@@ -306,6 +306,11 @@ func portOf(s string) int {
 type burst struct {
 	start, until time.Time
 	window       time.Duration
+	// addr is the client of the limiter lines that opened the burst
+	// (taken from the left of the username, so trusted); invalid when
+	// they named several. Lines about it still count: at worst the
+	// attacker adds to his own count.
+	addr netip.Addr
 	// Line-counted mode.
 	left, budget int
 }
@@ -326,8 +331,15 @@ const (
 	burstMaxLines = 4096
 )
 
-// open starts a burst at t, or extends a running one.
-func (b *burst) open(t time.Time, window time.Duration) {
+// open starts a burst at t about addr, or extends a running one.
+func (b *burst) open(t time.Time, window time.Duration, addr netip.Addr) {
+	fresh := (t.IsZero() && b.left <= 0) || (!t.IsZero() && (b.until.IsZero() || t.After(b.until)))
+	switch {
+	case fresh:
+		b.addr = addr
+	case b.addr != addr:
+		b.addr = netip.Addr{}
+	}
 	if t.IsZero() {
 		if b.left <= 0 {
 			b.budget = burstMaxLines

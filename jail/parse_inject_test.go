@@ -106,3 +106,29 @@ func TestAdminForgedLines(t *testing.T) {
 		}
 	}
 }
+
+// An attacker's own admin lines in his burst still count: parallel
+// attempts are logged microseconds apart. Lines about anyone else do not.
+func TestAdminBurstOwnClientCounts(t *testing.T) {
+	lines := []string{
+		`[2024-09-02 22:33:44,002] WARNING in limiter: Authentication attempt from 203.0.113.7 for alice@example.com has been rate-limited.`,
+		`[2024-09-02 22:33:44,002] WARNING in limiter: Authentication attempt from 203.0.113.7 for alice@example.com has been rate-limited.`,
+		`[2024-09-02 22:33:44,002] INFO in nginx: Login attempt for: alice@example.com/imap/993 from: 203.0.113.7/4711: failed: badauth: 3fa9c2`,
+		`[2024-09-02 22:33:44,002] WARNING in limiter: Authentication attempt from 198.51.100.1 has been rate-limited.`,
+		`[2024-09-02 22:33:44,002] WARNING in limiter: Authentication attempt from 203.0.113.7 for bob@example.com has been rate-limited.`,
+	}
+	p := NewParser(ParserOptions{})
+	var got []string
+	for i, l := range lines {
+		if ev, ok := p.Parse(sources.Line{Service: "admin", Time: exampleBase.Add(time.Duration(i) * 20 * time.Microsecond), Text: l}); ok {
+			got = append(got, ev.Addr.String())
+		}
+	}
+	want := "203.0.113.7 203.0.113.7 203.0.113.7 203.0.113.7"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("events %v, want %s", got, want)
+	}
+	if n := p.Stats().Forged[ForgeBurst]; n != 1 {
+		t.Fatalf("forged burst lines = %d, want 1", n)
+	}
+}
