@@ -312,49 +312,49 @@ func (db *DB) History(t netip.Prefix) (History, error) {
 
 // PurgeHistory forgets the offences of targets last banned before olderThan.
 func (db *DB) PurgeHistory(olderThan time.Time) (int, error) {
-	n := 0
-	err := db.update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketHistory).Cursor()
-		for k, v := c.First(); k != nil; {
-			h, err := decodeHistory(v)
-			if err != nil {
-				return fmt.Errorf("%w: history record %x: %v", ErrCorrupt, k, err)
-			}
-			if h.LastBan.Before(olderThan) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n++
-				// Delete moves the cursor to the next item already.
-				k, v = c.Seek(k)
-				continue
-			}
-			k, v = c.Next()
+	return db.deleteWhere(bucketHistory, func(k, v []byte) (bool, error) {
+		h, err := decodeHistory(v)
+		if err != nil {
+			return false, fmt.Errorf("%w: history record %x: %v", ErrCorrupt, k, err)
 		}
-		return nil
+		return h.LastBan.Before(olderThan), nil
 	})
-	return n, err
 }
 
 // PurgeExpired deletes the bans that ended at or before now.
 func (db *DB) PurgeExpired(now time.Time) (int, error) {
+	return db.deleteWhere(bucketBans, func(k, v []byte) (bool, error) {
+		until, err := banUntil(v)
+		if err != nil {
+			return false, fmt.Errorf("%w: ban record %x: %v", ErrCorrupt, k, err)
+		}
+		return !until.After(now), nil
+	})
+}
+
+// deleteWhere deletes, in one transaction, the records of bucket for which
+// drop says so, and returns how many.
+func (db *DB) deleteWhere(bucket []byte, drop func(k, v []byte) (bool, error)) (int, error) {
 	n := 0
 	err := db.update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketBans).Cursor()
+		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.First(); k != nil; {
-			until, err := banUntil(v)
+			del, err := drop(k, v)
 			if err != nil {
-				return fmt.Errorf("%w: ban record %x: %v", ErrCorrupt, k, err)
+				return err
 			}
-			if !until.After(now) {
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				n++
-				k, v = c.Seek(k)
+			if !del {
+				k, v = c.Next()
 				continue
 			}
-			k, v = c.Next()
+			k = append([]byte(nil), k...) // k points into the page Delete changes
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+			// After Delete the cursor already stands on the next item;
+			// Seek(k) finds it without skipping one.
+			k, v = c.Seek(k)
 		}
 		return nil
 	})
