@@ -35,6 +35,16 @@ func newNFT(t testing.TB, ns *netnstest.NS, cfg *configs.Config, opts ...NFTOpti
 	return n
 }
 
+// ensuredNFT is newNFT with the default sets in place.
+func ensuredNFT(t testing.TB, ns *netnstest.NS, cfg *configs.Config, opts ...NFTOption) *NFT {
+	t.Helper()
+	fw := newNFT(t, ns, cfg, opts...)
+	if err := fw.Ensure(DefaultClasses()); err != nil {
+		t.Fatal(err)
+	}
+	return fw
+}
+
 func openStore(t testing.TB, path string) *store.DB {
 	t.Helper()
 	if path == "" {

@@ -859,14 +859,8 @@ func (m *Manager) Bans() []store.Ban {
 
 // FirewallStatus is what `bansctl status` shows about enforcement.
 type FirewallStatus struct {
-	Table    string
-	Present  bool
-	Chain    string
-	Hook     string
-	Priority int
-	Policy   string
-	Rules    int
-	Sets     []SetStatus
+	TableShape
+	Sets []SetStatus
 
 	LastReconcile         time.Time
 	LastReconcileDuration time.Duration
@@ -905,8 +899,7 @@ func (m *Manager) Status(ctx context.Context) (FirewallStatus, error) {
 	if err != nil {
 		return FirewallStatus{}, err
 	}
-	st := FirewallStatus{Table: ts.Table, Present: ts.Present, Chain: ts.Chain, Hook: ts.Hook,
-		Priority: ts.Priority, Policy: ts.Policy, Rules: ts.Rules, Queued: len(m.jobs)}
+	st := FirewallStatus{TableShape: ts.TableShape, Queued: len(m.jobs)}
 	count := map[SetClass]int{}
 	now := m.now()
 	m.mu.Lock()

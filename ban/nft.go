@@ -122,8 +122,8 @@ type Firewall interface {
 	Status() (TableStatus, error)
 }
 
-// TableStatus is the kernel side of FirewallStatus.
-type TableStatus struct {
+// TableShape is the table and its chain as the kernel holds them.
+type TableShape struct {
 	Table    string
 	Present  bool
 	Chain    string
@@ -131,6 +131,11 @@ type TableStatus struct {
 	Priority int
 	Policy   string
 	Rules    int
+}
+
+// TableStatus is the kernel side of FirewallStatus.
+type TableStatus struct {
+	TableShape
 	Counters map[string]Counter // by set name
 }
 
@@ -514,7 +519,7 @@ func (n *NFT) List() ([]Element, error) {
 
 // Status implements Firewall.
 func (n *NFT) Status() (TableStatus, error) {
-	st := TableStatus{Table: "inet " + n.table.Name, Chain: chainName, Counters: map[string]Counter{}}
+	st := TableStatus{TableShape: TableShape{Table: "inet " + n.table.Name, Chain: chainName}, Counters: map[string]Counter{}}
 	if _, err := n.conn.ListTableOfFamily(n.table.Name, nftables.TableFamilyINet); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return st, nil

@@ -81,10 +81,7 @@ var expires = regexp.MustCompile(`expires [0-9hmsd]+`)
 
 func TestAddListAllClasses(t *testing.T) {
 	ns := netnstest.New(t)
-	fw := newNFT(t, ns, testConfig(t))
-	if err := fw.Ensure(DefaultClasses()); err != nil {
-		t.Fatal(err)
-	}
+	fw := ensuredNFT(t, ns, testConfig(t))
 	els := []Element{
 		{pfx("192.0.2.7/32"), time.Hour},
 		{pfx("198.51.100.0/24"), 2 * time.Hour},
@@ -124,10 +121,7 @@ func TestAddListAllClasses(t *testing.T) {
 
 func TestElementExpires(t *testing.T) {
 	ns := netnstest.New(t)
-	fw := newNFT(t, ns, testConfig(t))
-	if err := fw.Ensure(DefaultClasses()); err != nil {
-		t.Fatal(err)
-	}
+	fw := ensuredNFT(t, ns, testConfig(t))
 	short, long := pfx("192.0.2.2/32"), pfx("2001:db8::2/128")
 	// 1 ms is clamped to the 1 s minimum: never 0, which would be permanent.
 	if err := fw.Add([]Element{{short, 2 * time.Second}, {long, time.Hour}, {pfx("192.0.2.3/32"), time.Millisecond}}); err != nil {
@@ -155,10 +149,7 @@ func TestRefreshTimeout(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			ns := netnstest.New(t)
-			fw := newNFT(t, ns, testConfig(t), WithDeleteRefresh(mode.deleted))
-			if err := fw.Ensure(DefaultClasses()); err != nil {
-				t.Fatal(err)
-			}
+			fw := ensuredNFT(t, ns, testConfig(t), WithDeleteRefresh(mode.deleted))
 			a, n := pfx("192.0.2.9/32"), pfx("2001:db8:9::/64")
 			if err := fw.Add([]Element{{a, 3 * time.Second}, {n, 3 * time.Second}}); err != nil {
 				t.Fatal(err)
@@ -180,10 +171,7 @@ func TestRefreshTimeout(t *testing.T) {
 
 func TestRemoveIsIdempotent(t *testing.T) {
 	ns := netnstest.New(t)
-	fw := newNFT(t, ns, testConfig(t))
-	if err := fw.Ensure(DefaultClasses()); err != nil {
-		t.Fatal(err)
-	}
+	fw := ensuredNFT(t, ns, testConfig(t))
 	keep, gone := pfx("192.0.2.20/32"), pfx("192.0.2.21/32")
 	if err := fw.Add([]Element{{keep, time.Hour}, {gone, time.Hour}}); err != nil {
 		t.Fatal(err)
@@ -211,10 +199,7 @@ func TestDefaultSocketBuffer(t *testing.T) {
 	ns := netnstest.New(t)
 	cfg := testConfig(t)
 	small := WithSockOptions(func(c *netlink.Conn) error { return c.SetWriteBuffer(212992) })
-	fw := newNFT(t, ns, cfg, small)
-	if err := fw.Ensure(DefaultClasses()); err != nil {
-		t.Fatal(err)
-	}
+	fw := ensuredNFT(t, ns, cfg, small)
 	els := make([]Element, 20_000)
 	for i := range els {
 		els[i] = Element{v4(i), time.Hour}
@@ -244,10 +229,7 @@ func TestDefaultSocketBuffer(t *testing.T) {
 func TestPriorityChange(t *testing.T) {
 	ns := netnstest.New(t)
 	cfg := testConfig(t)
-	old := newNFT(t, ns, cfg)
-	if err := old.Ensure(DefaultClasses()); err != nil {
-		t.Fatal(err)
-	}
+	old := ensuredNFT(t, ns, cfg)
 	if err := old.Add([]Element{{pfx("192.0.2.60/32"), time.Hour}}); err != nil {
 		t.Fatal(err)
 	}

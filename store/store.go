@@ -218,12 +218,9 @@ func (db *DB) PutBans(bans []Ban) error {
 			if b.Manual {
 				continue
 			}
-			var h History
-			if v := hb.Get(r.key); v != nil {
-				var err error
-				if h, err = decodeHistory(v); err != nil {
-					return fmt.Errorf("%w: history of %s: %v", ErrCorrupt, b.Target, err)
-				}
+			h, err := historyIn(hb, r.key, b.Target)
+			if err != nil {
+				return err
 			}
 			h.Offences++
 			if b.Since.After(h.LastBan) {
@@ -295,19 +292,11 @@ func (db *DB) GetBan(t netip.Prefix) (Ban, bool, error) {
 
 // History returns t's offence record (zero if none).
 func (db *DB) History(t netip.Prefix) (History, error) {
-	var h History
-	err := db.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketHistory).Get(prefixKey(nil, t))
-		if v == nil {
-			return nil
-		}
-		var err error
-		if h, err = decodeHistory(v); err != nil {
-			return fmt.Errorf("%w: history of %s: %v", ErrCorrupt, t, err)
-		}
-		return nil
-	})
-	return h, err
+	hs, err := db.Histories([]netip.Prefix{t})
+	if err != nil {
+		return History{}, err
+	}
+	return hs[0], nil
 }
 
 // PurgeHistory forgets the offences of targets last banned before olderThan.
@@ -450,17 +439,25 @@ func (db *DB) Histories(targets []netip.Prefix) ([]History, error) {
 		hb := tx.Bucket(bucketHistory)
 		var kbuf [17]byte
 		for i, t := range targets {
-			v := hb.Get(prefixKey(kbuf[:0], t))
-			if v == nil {
-				continue
+			var err error
+			if out[i], err = historyIn(hb, prefixKey(kbuf[:0], t), t); err != nil {
+				return err
 			}
-			h, err := decodeHistory(v)
-			if err != nil {
-				return fmt.Errorf("%w: history of %s: %v", ErrCorrupt, t, err)
-			}
-			out[i] = h
 		}
 		return nil
 	})
 	return out, err
+}
+
+// historyIn reads t's record (key k) from the history bucket; zero if none.
+func historyIn(hb *bolt.Bucket, k []byte, t netip.Prefix) (History, error) {
+	v := hb.Get(k)
+	if v == nil {
+		return History{}, nil
+	}
+	h, err := decodeHistory(v)
+	if err != nil {
+		return History{}, fmt.Errorf("%w: history of %s: %v", ErrCorrupt, t, err)
+	}
+	return h, nil
 }

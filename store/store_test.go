@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func openTemp(t *testing.T) *DB {
+func openTemp(t testing.TB) *DB {
 	t.Helper()
 	db, err := Open(filepath.Join(t.TempDir(), "state", "bansd.db"))
 	if err != nil {
@@ -43,6 +43,23 @@ func openTemp(t *testing.T) *DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// editRaw creates a store at path, then changes it behind the store's back
+// with bbolt, the way damage or a newer bansd would.
+func editRaw(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Update(fn)
+	b.Close()
 }
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {
@@ -321,19 +338,9 @@ func TestCorruptFile(t *testing.T) {
 			b.Close()
 		}},
 		{"damaged record", func(t *testing.T, path string) {
-			db, err := Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			db.Close()
-			b, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Update(func(tx *bolt.Tx) error {
+			editRaw(t, path, func(tx *bolt.Tx) error {
 				return tx.Bucket(bucketBans).Put(prefixKey(nil, netip.MustParsePrefix("192.0.2.1/32")), []byte{banFormat, 1, 2})
 			})
-			b.Close()
 		}},
 	}
 	for _, tt := range tests {
@@ -358,18 +365,8 @@ func TestCorruptFile(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bansd.db")
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, []byte{SchemaVersion + 1}) })
-	b.Close()
-	_, err = Open(path)
+	editRaw(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, []byte{SchemaVersion + 1}) })
+	_, err := Open(path)
 	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Open = %v, want ErrNewerSchema naming the file", err)
 	}
@@ -391,11 +388,7 @@ func FuzzDecodeBan(f *testing.F) {
 }
 
 func BenchmarkLoad100k(b *testing.B) {
-	db, err := Open(filepath.Join(b.TempDir(), "bansd.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := openTemp(b)
 	now := time.Now()
 	bans := make([]Ban, 100_000)
 	for i := range bans {
@@ -423,11 +416,7 @@ func BenchmarkLoad100k(b *testing.B) {
 // BenchmarkPutBan is the cost of one ban's transaction (fsync included),
 // the floor of the ban manager's idle latency.
 func BenchmarkPutBan(b *testing.B) {
-	db, err := Open(filepath.Join(b.TempDir(), "bansd.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := openTemp(b)
 	now := time.Now()
 	i := 0
 	for b.Loop() {
