@@ -95,7 +95,8 @@ type Docker struct {
 	order  []string
 	info   MailuInfo
 	proj   string
-	notify chan struct{} // closed and replaced when targets change
+	notify chan struct{}       // closed and replaced when targets change
+	envs   map[string][]string // container id: its environment (watch's goroutine only)
 }
 
 // NewDocker checks the options and prepares a client; nothing is contacted

@@ -228,22 +228,31 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 	slices.SortFunc(info.Networks, func(a, b NetworkInfo) int { return strings.Compare(a.Name, b.Name) })
 	// Mailu's settings come from one env file shared by its containers;
 	// read them from the followed services, front first.
-	for _, name := range append([]string{"front", "admin"}, d.order...) {
+	// A container's environment never changes: inspect each one once.
+	envs := map[string][]string{}
+	names := append([]string{"front", "admin"}, d.order...)
+	for i, name := range names {
 		c, ok := best[name]
+		if !ok || slices.Contains(names[:i], name) {
+			continue
+		}
+		env, ok := d.envs[c.ID]
 		if !ok {
-			continue
+			insp, err := d.cli.ContainerInspect(ctx, c.ID)
+			if err != nil || insp.Config == nil {
+				continue
+			}
+			env = insp.Config.Env
 		}
-		insp, err := d.cli.ContainerInspect(ctx, c.ID)
-		if err != nil || insp.Config == nil {
-			continue
-		}
-		for _, kv := range insp.Config.Env {
+		envs[c.ID] = env
+		for _, kv := range env {
 			k, v, _ := strings.Cut(kv, "=")
 			if _, seen := info.Env[k]; !seen && slices.Contains(MailuEnv, k) {
 				info.Env[k] = v
 			}
 		}
 	}
+	d.envs = envs
 	info.UserlandProxy = userlandProxy(best["front"])
 	d.setTargets(proj, ts)
 	d.mu.Lock()

@@ -43,9 +43,8 @@ type demux struct {
 	tty   bool
 	limit int
 	buf   []byte
+	ts    TimestampParser
 	last  time.Time // used for the rare message without a parsable timestamp
-	// badTime counts messages without a parsable timestamp.
-	badTime int
 }
 
 func newDemux(r io.Reader, tty bool, limit int) *demux {
@@ -76,12 +75,8 @@ func (d *demux) nextFrame() (message, error) {
 	if err != nil {
 		return message{}, unexpected(err)
 	}
-	skip := 0
-	if sp := bytes.IndexByte(head, ' '); sp > 0 {
-		if t, err := time.Parse(time.RFC3339Nano, string(head[:sp])); err == nil {
-			m.time, skip = t, sp+1
-		}
-	}
+	t, skip := d.timestamp(head)
+	m.time = t
 	if _, err := d.r.Discard(skip); err != nil {
 		return message{}, unexpected(err)
 	}
@@ -145,21 +140,30 @@ func (d *demux) nextRaw() (message, error) {
 	if m.complete && !m.cut {
 		text = text[:len(text)-1]
 	}
-	if sp := bytes.IndexByte(text[:min(len(text), 48)], ' '); sp > 0 {
-		if t, err := time.Parse(time.RFC3339Nano, string(text[:sp])); err == nil {
-			m.time = t
-			text = text[sp+1:]
-		}
-	}
+	t, skip := d.timestamp(text[:min(len(text), 48)])
+	m.time, text = t, text[skip:]
 	// A TTY turns "\n" into "\r\n".
 	m.text = bytes.TrimSuffix(text, []byte{'\r'})
 	d.stamp(&m)
 	return m, nil
 }
 
+// timestamp parses the "<RFC3339Nano> " prefix at the start of head; n is
+// its length with the space, 0 when there is none.
+func (d *demux) timestamp(head []byte) (t time.Time, n int) {
+	sp := bytes.IndexByte(head, ' ')
+	if sp <= 0 {
+		return time.Time{}, 0
+	}
+	// The whole head up to the space: Split leaves nothing when it parses.
+	if t, rest := d.ts.Split(string(head[:sp+1])); rest == "" {
+		return t, sp + 1
+	}
+	return time.Time{}, 0
+}
+
 func (d *demux) stamp(m *message) {
 	if m.time.IsZero() {
-		d.badTime++
 		m.time = d.last
 		return
 	}
@@ -299,7 +303,6 @@ type position struct {
 	sec   int64 // second of the newest message; 0: none yet
 	prev  int   // messages in second sec-1
 	cur   int   // messages in second sec
-	last  time.Time
 }
 
 func (p *position) add(runs []secRun) {

@@ -67,7 +67,7 @@ type Engine struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	images map[string]string
+	images map[string]bool // refs imported
 }
 
 var engines atomic.Int64
@@ -95,7 +95,7 @@ func Start(t testing.TB, opts Options) *Engine {
 		Socket: filepath.Join(dir, "d.sock"),
 		Dir:    dir,
 		opts:   opts,
-		images: map[string]string{},
+		images: map[string]bool{},
 	}
 	t.Cleanup(func() { e.removeDir(t) })
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}\n"), 0o600); err != nil {
@@ -311,7 +311,7 @@ func (e *Engine) shutdown(t testing.TB) {
 }
 
 func (e *Engine) removeContainers(ctx context.Context) error {
-	c, err := client.NewClientWithOpts(client.WithHost("unix://"+e.Socket), client.WithAPIVersionNegotiation())
+	c, err := e.newClient()
 	if err != nil {
 		return err
 	}
@@ -439,7 +439,13 @@ func unescapeMount(s string) string {
 
 // LogTail returns the last n lines of dockerd's log.
 func (e *Engine) LogTail(n int) string {
-	b, err := os.ReadFile(filepath.Join(e.Dir, "dockerd.log"))
+	return Tail(filepath.Join(e.Dir, "dockerd.log"), n)
+}
+
+// Tail returns the last n lines of the file at path, or the error reading
+// it.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
@@ -453,12 +459,16 @@ func (e *Engine) LogTail(n int) string {
 // Client returns an API client for this engine, closed by t.Cleanup.
 func (e *Engine) Client(t testing.TB) *client.Client {
 	t.Helper()
-	c, err := client.NewClientWithOpts(client.WithHost("unix://"+e.Socket), client.WithAPIVersionNegotiation())
+	c, err := e.newClient()
 	if err != nil {
 		t.Fatalf("dockertest: client: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+func (e *Engine) newClient() (*client.Client, error) {
+	return client.NewClientWithOpts(client.WithHost(e.Host()), client.WithAPIVersionNegotiation())
 }
 
 // Host is the DOCKER_HOST value for this engine.
@@ -520,7 +530,8 @@ func (e *Engine) ImportBusybox(t testing.TB) string {
 func (e *Engine) ImportLogspam(t testing.TB) string {
 	t.Helper()
 	e.mu.Lock()
-	ref, ok := e.images["bansd-logspam:latest"]
+	const ref = "bansd-logspam:latest"
+	ok := e.images[ref]
 	e.mu.Unlock()
 	if ok {
 		return ref
@@ -540,7 +551,7 @@ func (e *Engine) ImportLogspam(t testing.TB) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("dockertest: build logspam: %v: %s", err, out)
 	}
-	return e.Import(t, "bansd-logspam:latest", map[string]string{"bin/logspam": bin})
+	return e.Import(t, ref, map[string]string{"bin/logspam": bin})
 }
 
 // Import imports an image holding busybox plus files (path in the image →
@@ -549,9 +560,9 @@ func (e *Engine) ImportLogspam(t testing.TB) string {
 func (e *Engine) Import(t testing.TB, ref string, files map[string]string) string {
 	t.Helper()
 	e.mu.Lock()
-	if r, ok := e.images[ref]; ok {
+	if e.images[ref] {
 		e.mu.Unlock()
-		return r
+		return ref
 	}
 	e.mu.Unlock()
 	var buf bytes.Buffer
@@ -562,7 +573,7 @@ func (e *Engine) Import(t testing.TB, ref string, files map[string]string) strin
 		t.Fatalf("dockertest: %v", err)
 	}
 	e.mu.Lock()
-	e.images[ref] = ref
+	e.images[ref] = true
 	e.mu.Unlock()
 	return ref
 }
