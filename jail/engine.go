@@ -62,8 +62,9 @@ type Engine struct {
 	st counters
 }
 
+// counters are the engine's own; lines and matched are the parser's (Process
+// is its only caller).
 type counters struct {
-	lines, matched                                          uint64
 	events                                                  [kindCount]uint64
 	deduped, exempted, protected, frontSkipped, tooOld, ref uint64
 	alarmEvents, alarms                                     uint64
@@ -216,10 +217,8 @@ func (e *Engine) deliver(p *pending) {
 func (e *Engine) Process(l sources.Line) (matched bool) {
 	var out pending
 	e.mu.Lock()
-	e.st.lines++
 	ev, ok := e.parser.Parse(l)
 	if ok {
-		e.st.matched++
 		e.processEvent(ev, &out)
 	}
 	e.mu.Unlock()
@@ -301,8 +300,8 @@ func (e *Engine) processEvent(ev Event, out *pending) {
 		return
 	}
 	n := int32(min(max(ev.Count, 1), 1<<20))
-	fp := e.fingerprint(ev, ab)
 	ah := ab.hash()
+	fp := e.fingerprint(ev, ah)
 	keep := e.cfg.Engine.EvidenceLines
 	line, copied := "", false
 	for _, ji := range idxs {
@@ -349,7 +348,8 @@ func (e *Engine) latchLogins() {
 
 // fingerprint identifies retries of the same credentials from the same
 // address (Mailu's dedup): a stale password on several devices counts once.
-func (e *Engine) fingerprint(ev Event, ab addrBits) uint64 {
+// ah is the address's addrBits.hash.
+func (e *Engine) fingerprint(ev Event, ah uint64) uint64 {
 	var h maphash.Hash
 	switch {
 	case ev.Kind == KindAuthFailure && ev.PassHash != "":
@@ -365,7 +365,7 @@ func (e *Engine) fingerprint(ev Event, ab addrBits) uint64 {
 	default:
 		return 0
 	}
-	fp := h.Sum64() ^ ab.hash()*0xff51afd7ed558ccd
+	fp := h.Sum64() ^ ah*0xff51afd7ed558ccd
 	if fp == 0 {
 		fp = 1
 	}
@@ -568,7 +568,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := Stats{
-		Lines: e.st.lines, Matched: e.st.matched,
+		Lines: e.parser.lines, Matched: e.parser.matched,
 		Events:    map[string]uint64{},
 		Decisions: map[string]uint64{},
 		Alarms:    e.st.alarms, AlarmEvents: e.st.alarmEvents,

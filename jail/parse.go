@@ -312,7 +312,39 @@ type burst struct {
 	// attacker adds to his own count.
 	addr netip.Addr
 	// Line-counted mode.
+	lines lineSpan
+}
+
+// lineSpan is a span counted in lines, for streams without Docker time
+// (burst, frontGuard): renewed up to n lines ahead, at most total lines
+// from when it opened.
+type lineSpan struct {
 	left, budget int
+}
+
+func (s *lineSpan) active() bool { return s.left > 0 }
+
+// open starts the span (total lines at most) or renews a running one.
+func (s *lineSpan) open(n, total int) {
+	if s.left <= 0 {
+		s.budget = total
+	}
+	s.extend(n)
+}
+
+// extend renews the span up to n lines ahead, within its budget.
+func (s *lineSpan) extend(n int) {
+	s.left = max(s.left, min(n, s.budget))
+}
+
+// take reports whether the line falls in the span, consuming it.
+func (s *lineSpan) take() bool {
+	if s.left <= 0 {
+		return false
+	}
+	s.left--
+	s.budget--
+	return true
 }
 
 // Bounds of a burst.
@@ -333,7 +365,7 @@ const (
 
 // open starts a burst at t about addr, or extends a running one.
 func (b *burst) open(t time.Time, window time.Duration, addr netip.Addr) {
-	fresh := (t.IsZero() && b.left <= 0) || (!t.IsZero() && (b.until.IsZero() || t.After(b.until)))
+	fresh := (t.IsZero() && !b.lines.active()) || (!t.IsZero() && (b.until.IsZero() || t.After(b.until)))
 	switch {
 	case fresh:
 		b.addr = addr
@@ -341,10 +373,7 @@ func (b *burst) open(t time.Time, window time.Duration, addr netip.Addr) {
 		b.addr = netip.Addr{}
 	}
 	if t.IsZero() {
-		if b.left <= 0 {
-			b.budget = burstMaxLines
-		}
-		b.left = max(b.left, min(burstLines, b.budget))
+		b.lines.open(burstLines, burstMaxLines)
 		return
 	}
 	if b.until.IsZero() || t.After(b.until) {
@@ -369,12 +398,7 @@ func (b *burst) push(t time.Time) {
 // line-counted mode).
 func (b *burst) in(t time.Time) bool {
 	if t.IsZero() {
-		if b.left <= 0 {
-			return false
-		}
-		b.left--
-		b.budget--
-		return true
+		return b.lines.take()
 	}
 	return !b.until.IsZero() && !t.After(b.until)
 }
@@ -382,7 +406,7 @@ func (b *burst) in(t time.Time) bool {
 // extend renews the burst after a continuation line.
 func (b *burst) extend(t time.Time) {
 	if t.IsZero() {
-		b.left = max(b.left, min(burstLines, b.budget))
+		b.lines.extend(burstLines)
 		return
 	}
 	b.push(t)

@@ -171,7 +171,7 @@ type frontGuard struct {
 	pieces int   // pieces in that chain
 	until  int64 // end of the foreign window
 	// Line-counted mode.
-	left, budget int
+	lines lineSpan
 }
 
 // guardState is what frontGuard.check found about one line.
@@ -202,11 +202,9 @@ func (g guardState) judge(piece bool, addr netip.Addr) (forgeReason, bool) {
 // chain of pieces going. It must be called once per front line.
 func (g *frontGuard) check(t time.Time) (piece bool, s guardState) {
 	if t.IsZero() {
-		if g.left <= 0 {
+		if !g.lines.take() {
 			return false, s
 		}
-		g.left--
-		g.budget--
 		return false, guardState{true, g.addr}
 	}
 	if g.until == 0 {
@@ -233,11 +231,10 @@ func (g *frontGuard) renew(n int64) {
 // piece, about addr (invalid when its connection does not corroborate it).
 func (g *frontGuard) login(t time.Time, addr netip.Addr) {
 	if t.IsZero() {
-		if g.left <= 0 {
-			g.budget = guardMaxLines
+		if !g.lines.active() {
 			g.addr = addr
 		}
-		g.left = max(g.left, min(guardLines, g.budget))
+		g.lines.open(guardLines, guardMaxLines)
 		return
 	}
 	n := t.UnixNano()
@@ -256,7 +253,7 @@ func (g *frontGuard) login(t time.Time, addr netip.Addr) {
 // extend renews the foreign window after a continuation line at t.
 func (g *frontGuard) extend(t time.Time) {
 	if t.IsZero() {
-		g.left = max(g.left, min(guardLines, g.budget))
+		g.lines.extend(guardLines)
 		return
 	}
 	g.renew(t.UnixNano())

@@ -135,7 +135,6 @@ type replayStream struct {
 	err   error
 	cut   int64
 	close func() error
-	path  string
 }
 
 func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdin io.Reader) (*replayReport, error) {
@@ -149,7 +148,7 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 	}()
 	var readers []io.Reader
 	for _, in := range inputs {
-		s := &replayStream{ch: make(chan []stampedLine, 4), free: make(chan []stampedLine, 8), path: in.path, close: func() error { return nil }}
+		s := &replayStream{ch: make(chan []stampedLine, 4), free: make(chan []stampedLine, 8), close: func() error { return nil }}
 		if in.path == "-" {
 			readers = append(readers, stdin)
 		} else {
@@ -242,7 +241,7 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 	wg.Wait()
 	for i, s := range streams {
 		if s.err != nil {
-			return nil, fmt.Errorf("replay %s=%s: %w", inputs[i].service, s.path, s.err)
+			return nil, fmt.Errorf("replay %s=%s: %w", inputs[i].service, inputs[i].path, s.err)
 		}
 		rep.cut += s.cut
 	}
