@@ -334,11 +334,8 @@ func (c *Config) apply(l *layer) error {
 	if r.Docker.Services != nil {
 		c.Docker.Services = append([]string(nil), (*r.Docker.Services)...)
 	}
-	if r.Docker.MaxLine != nil {
-		if *r.Docker.MaxLine < 1024 || *r.Docker.MaxLine > 16<<20 {
-			return fail("docker.max_line", fmt.Errorf("%d is outside 1024..16777216", *r.Docker.MaxLine))
-		}
-		c.Docker.MaxLine = *r.Docker.MaxLine
+	if err := setInt(&c.Docker.MaxLine, r.Docker.MaxLine, 1024, 16<<20); err != nil {
+		return fail("docker.max_line", err)
 	}
 
 	setStr(&c.Firewall.Table, r.Firewall.Table)
@@ -354,11 +351,8 @@ func (c *Config) apply(l *layer) error {
 	if err := setDur(&c.Firewall.Reconcile, r.Firewall.Reconcile, time.Second); err != nil {
 		return fail("firewall.reconcile", err)
 	}
-	if r.Firewall.Batch != nil {
-		if *r.Firewall.Batch < 1 || *r.Firewall.Batch > 8192 {
-			return fail("firewall.batch", fmt.Errorf("%d is outside 1..8192", *r.Firewall.Batch))
-		}
-		c.Firewall.Batch = *r.Firewall.Batch
+	if err := setInt(&c.Firewall.Batch, r.Firewall.Batch, 1, 8192); err != nil {
+		return fail("firewall.batch", err)
 	}
 
 	if r.Ban.Factor != nil {
@@ -410,17 +404,11 @@ func (c *Config) apply(l *layer) error {
 	if err := setDur(&c.Engine.SuccessExempt, r.Engine.SuccessExempt, 0); err != nil {
 		return fail("engine.success_exempt", err)
 	}
-	if r.Engine.MaxTracked != nil {
-		if *r.Engine.MaxTracked < 100 || *r.Engine.MaxTracked > 50_000_000 {
-			return fail("engine.max_tracked", fmt.Errorf("%d is outside 100..50000000", *r.Engine.MaxTracked))
-		}
-		c.Engine.MaxTracked = *r.Engine.MaxTracked
+	if err := setInt(&c.Engine.MaxTracked, r.Engine.MaxTracked, 100, 50_000_000); err != nil {
+		return fail("engine.max_tracked", err)
 	}
-	if r.Engine.EvidenceLines != nil {
-		if *r.Engine.EvidenceLines < 0 || *r.Engine.EvidenceLines > 100 {
-			return fail("engine.evidence_lines", fmt.Errorf("%d is outside 0..100", *r.Engine.EvidenceLines))
-		}
-		c.Engine.EvidenceLines = *r.Engine.EvidenceLines
+	if err := setInt(&c.Engine.EvidenceLines, r.Engine.EvidenceLines, 0, 100); err != nil {
+		return fail("engine.evidence_lines", err)
 	}
 
 	for name, rj := range r.Jails {
@@ -449,11 +437,8 @@ func (c *Config) apply(l *layer) error {
 		if err := setDur(&j.BanTime, rj.BanTime, time.Second); err != nil {
 			return fail(key+".bantime", err)
 		}
-		if rj.MaxRetry != nil {
-			if *rj.MaxRetry < 1 || *rj.MaxRetry > 1_000_000 {
-				return fail(key+".maxretry", fmt.Errorf("%d is outside 1..1000000", *rj.MaxRetry))
-			}
-			j.MaxRetry = *rj.MaxRetry
+		if err := setInt(&j.MaxRetry, rj.MaxRetry, 1, 1_000_000); err != nil {
+			return fail(key+".maxretry", err)
 		}
 		if rj.Prefix4 != nil {
 			if *rj.Prefix4 < 0 || *rj.Prefix4 > 32 || (*rj.Prefix4 > 0 && *rj.Prefix4 < 8) {
@@ -467,11 +452,8 @@ func (c *Config) apply(l *layer) error {
 			}
 			j.Prefix6 = *rj.Prefix6
 		}
-		if rj.MinAddresses != nil {
-			if *rj.MinAddresses < 1 || *rj.MinAddresses > 10000 {
-				return fail(key+".min_addresses", fmt.Errorf("%d is outside 1..10000", *rj.MinAddresses))
-			}
-			j.MinAddresses = *rj.MinAddresses
+		if err := setInt(&j.MinAddresses, rj.MinAddresses, 1, 10000); err != nil {
+			return fail(key+".min_addresses", err)
 		}
 		c.Jails[name] = j
 	}
@@ -532,6 +514,18 @@ func setStr(dst *string, v *string) {
 	if v != nil {
 		*dst = *v
 	}
+}
+
+// setInt sets *dst to *v when the key is set and *v is within lo..hi.
+func setInt(dst *int, v *int, lo, hi int) error {
+	if v == nil {
+		return nil
+	}
+	if *v < lo || *v > hi {
+		return fmt.Errorf("%d is outside %d..%d", *v, lo, hi)
+	}
+	*dst = *v
+	return nil
 }
 
 func setDur(dst *time.Duration, v *string, min time.Duration) error {

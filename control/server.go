@@ -226,11 +226,7 @@ func (s *Server) ban(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.backend.Ban(r.Context(), req)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	reply(w, res, err)
 }
 
 func (s *Server) unban(w http.ResponseWriter, r *http.Request) {
@@ -253,11 +249,7 @@ func (s *Server) unban(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.backend.Unban(r.Context(), req)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	reply(w, res, err)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -271,11 +263,7 @@ func (s *Server) why(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.backend.Why(r.Context(), a.Unmap())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	reply(w, res, err)
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
@@ -295,6 +283,15 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// reply answers with a backend call's result, or with its error.
+func reply(w http.ResponseWriter, res any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -176,13 +176,18 @@ func checkMailu(f Facts) Result {
 	return r
 }
 
+// noMailu is the verdict of a check that needs the Mailu project.
+func noMailu(r Result) Result {
+	r.Verdict, r.Message = Warn, "not checked: no Mailu project"
+	return r
+}
+
 const relayFix = `set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses (not 0.0.0.0 / ::)`
 
 func checkOpenRelay(f Facts) Result {
 	r := Result{Check: "userland-proxy"}
 	if f.Mailu == nil {
-		r.Verdict, r.Message = Warn, "not checked: no Mailu project"
-		return r
+		return noMailu(r)
 	}
 	// Docker lists a port bound on all addresses twice (0.0.0.0 and ::).
 	var all []string
@@ -281,8 +286,7 @@ func checkInput(f Facts) Result {
 func checkSubnet(f Facts) Result {
 	r := Result{Check: "subnet"}
 	if f.Mailu == nil {
-		r.Verdict, r.Message = Warn, "not checked: no Mailu project"
-		return r
+		return noMailu(r)
 	}
 	sub, err := netip.ParsePrefix(strings.TrimSpace(f.Mailu.Env["SUBNET"]))
 	if err != nil {
@@ -321,8 +325,7 @@ var limiterKeys = []string{"AUTH_RATELIMIT_IP", "AUTH_RATELIMIT_USER", "AUTH_RAT
 func checkLimiter(f Facts) Result {
 	r := Result{Check: "mailu-ratelimit"}
 	if f.Mailu == nil {
-		r.Verdict, r.Message = Warn, "not checked: no Mailu project"
-		return r
+		return noMailu(r)
 	}
 	var set []string
 	for _, k := range limiterKeys {

@@ -12,17 +12,16 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/bansd/bansd/store"
 )
 
 // Cursor is where the Docker source stopped in a container's log: resume
 // with since=Time (whole seconds) and skip the first Count log messages
 // (lines, or chunks of lines longer than 16 KiB) the engine returns, which
-// were already processed. Field for field the same as store.Cursor.
-type Cursor struct {
-	ContainerID string
-	Time        time.Time
-	Count       int
-}
+// were already processed. It is the store's type, so *store.DB is a
+// CursorStore as it is.
+type Cursor = store.Cursor
 
 // CursorStore keeps cursors under "project/service" keys (store.DB).
 type CursorStore interface {
@@ -147,6 +146,10 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 	d.info.Project = opt.Project
 	return d, nil
 }
+
+// Host is the engine address the source talks to, as the client resolved
+// it (config, else $DOCKER_HOST, else the default socket).
+func (d *Docker) Host() string { return d.cli.DaemonHost() }
 
 // Run follows the services until ctx ends; call it once. Lines go to out
 // in order per service; a slow consumer slows the reading down, nothing is

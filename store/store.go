@@ -63,9 +63,8 @@ type History struct {
 	LastBan  time.Time
 }
 
-// Cursor is where a source stopped reading a container's log: the last
-// timestamp and how many lines carried exactly that timestamp, so a resume
-// with since=<timestamp> can skip the ones already seen.
+// Cursor is where a log source stopped in a container's log (the Docker
+// source's resume point; sources.Cursor says how it is read).
 type Cursor struct {
 	ContainerID string
 	Time        time.Time

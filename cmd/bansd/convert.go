@@ -7,7 +7,6 @@ import (
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/sources"
-	"github.com/bansd/bansd/store"
 )
 
 func windowsToAPI(ws []jail.WindowState) []control.WindowStatus {
@@ -51,22 +50,6 @@ func (d *daemon) jailStatus(cfg *configs.Config, active map[string]int) []contro
 
 func (d *daemon) engineEvents() map[string]uint64 {
 	return d.engine.Stats().Events
-}
-
-// cursorStore adapts the store's cursors to the Docker source's.
-type cursorStore struct{ db *store.DB }
-
-func (c cursorStore) Cursor(key string) (sources.Cursor, bool, error) {
-	cur, ok, err := c.db.Cursor(key)
-	return sources.Cursor(cur), ok, err
-}
-
-func (c cursorStore) PutCursors(cs map[string]sources.Cursor) error {
-	out := make(map[string]store.Cursor, len(cs))
-	for k, v := range cs {
-		out[k] = store.Cursor(v)
-	}
-	return c.db.PutCursors(out)
 }
 
 // protectedFromMailu turns what Docker told us into never-ban inputs:
@@ -114,7 +97,7 @@ func (d *daemon) sourceStatus() (control.DockerStatus, []control.SourceStatus) {
 	switch {
 	case info.ServerVersion == "":
 		// The engine never answered: the source retries with backoff.
-		ds.State = "waiting for dockerd at " + d.dockerHost + " (retrying)"
+		ds.State = "waiting for dockerd at " + d.docker.Host() + " (retrying)"
 	case reconnecting:
 		ds.State = "reconnecting to dockerd (retrying)"
 	case info.Project == "":

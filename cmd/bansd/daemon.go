@@ -54,18 +54,16 @@ type daemon struct {
 	pendingMu sync.Mutex
 	pending   []jail.Decision
 
-	db     *store.DB
-	fw     *timedFirewall
-	mgr    *ban.Manager
-	docker *sources.Docker
-	// dockerHost names the engine in status.
-	dockerHost string
-	metrics    *metrics
-	alarms     *alarmBook
+	db      *store.DB
+	mgr     *ban.Manager
+	docker  *sources.Docker
+	metrics *metrics
+	alarms  *alarmBook
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
-	d := &daemon{log: log, level: level, path: path, started: time.Now(), cfg: cfg, loadedAt: time.Now()}
+	now := time.Now()
+	d := &daemon{log: log, level: level, path: path, started: now, cfg: cfg, loadedAt: now}
 	d.alarms = newAlarmBook(log)
 	d.metrics = newMetrics(d)
 	// Series exist from the start (at 0), so dashboards and alerts see them.
@@ -113,21 +111,15 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	d.docker, err = sources.NewDocker(sources.DockerOptions{
 		Host: cfg.Docker.Host, Project: cfg.Docker.Project, Services: cfg.Docker.Services,
-		MaxLine: cfg.Docker.MaxLine, Cursors: cursorStore{db}, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
+		MaxLine: cfg.Docker.MaxLine, Cursors: db, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
 	})
 	if err != nil {
 		return fmt.Errorf("docker source: %w", err)
 	}
-	d.dockerHost = cfg.Docker.Host
-	if d.dockerHost == "" {
-		d.dockerHost = os.Getenv("DOCKER_HOST")
-	}
-	if d.dockerHost == "" {
-		d.dockerHost = "unix:///var/run/docker.sock"
-	}
 	d.setProtected()
 
-	srv, err := control.NewServer(d, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}), cfg.Daemon.SocketGroup, d.log)
+	metricsHandler := promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})
+	srv, err := control.NewServer(d, metricsHandler, cfg.Daemon.SocketGroup, d.log)
 	if err != nil {
 		return err
 	}
@@ -148,7 +140,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		}
 	}()
 	if addr := cfg.Daemon.MetricsListen; addr != "" {
-		msrv, ml, err := control.ServeMetrics(ctx, addr, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
 		if err != nil {
 			return err
 		}
@@ -378,9 +370,6 @@ func (d *daemon) setProtected() {
 	d.mu.Unlock()
 	p.HostAddrs = hostAddrs()
 	d.engine.SetProtected(p)
-	d.mu.Lock()
-	d.live.HostAddrs = p.HostAddrs
-	d.mu.Unlock()
 }
 
 func hostAddrs() []netip.Addr {
