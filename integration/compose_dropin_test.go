@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,8 +29,8 @@ func TestComposeDropIn(t *testing.T) {
 	s := startStack(t, e, "2024.06")
 	buildDaemon(t)
 	buildImage(t, e)
-	legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
-	attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 0)
+	legit := newLegit(t, e)
+	attacker := newAttacker(t, e, 0)
 	waitReady(t, legit)
 
 	run := t.TempDir()
@@ -70,17 +69,7 @@ func TestComposeDropIn(t *testing.T) {
 		}
 	}
 	waitDropped(t, attacker, bot, 25)
-	var wg sync.WaitGroup
-	for _, port := range publishedPorts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if r := attacker.probe(bot, port, time.Second); r.Outcome != mailclient.Timeout {
-				t.Errorf("banned %s reached port %d: %+v", bot, port, r)
-			}
-		}()
-	}
-	wg.Wait()
+	assertCutOff(t, attacker, time.Second, bot)
 	for _, p := range []mailclient.Proto{mailclient.Submission, mailclient.IMAPS} {
 		if r := legit.login(legit.addrs[0], p, legitUser, legitPass); r.Outcome != mailclient.Success {
 			t.Errorf("legitimate %s login: %+v", p, r)

@@ -52,8 +52,8 @@ func TestBruteForceBanned(t *testing.T) {
 func bruteForceBanned(t *testing.T, version string) {
 	e := dockertest.Start(t, dockertest.Options{})
 	startStack(t, e, version)
-	legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
-	attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 1)
+	legit := newLegit(t, e)
+	attacker := newAttacker(t, e, 1)
 	waitReady(t, legit)
 	b := startBansd(t, e, testJails)
 	smtpBot, imapBot := attacker.addrs[0], attacker.addrs[1]
@@ -94,18 +94,7 @@ func bruteForceBanned(t *testing.T, version string) {
 	waitDropped(t, attacker, imapBot, 143)
 
 	// Both are cut off from every published port.
-	for _, src := range []netip.Addr{smtpBot, imapBot} {
-		for _, port := range publishedPorts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if r := attacker.probe(src, port, time.Second); r.Outcome != mailclient.Timeout {
-					t.Errorf("banned %s reached port %d: %+v", src, port, r)
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	assertCutOff(t, attacker, time.Second, smtpBot, imapBot)
 
 	// The legitimate client keeps working on every protocol.
 	protos := []mailclient.Proto{mailclient.Submission, mailclient.SMTPS, mailclient.IMAP, mailclient.IMAPS, mailclient.POP3, mailclient.POP3S}
@@ -196,6 +185,25 @@ func bruteForceBanned(t *testing.T, version string) {
 	if r := attacker.probe(imapBot, 143, time.Second); r.Outcome != mailclient.Timeout {
 		t.Errorf("unban of %s also lifted %s: %+v", smtpBot, imapBot, r)
 	}
+}
+
+// assertCutOff checks, all probes at once, that each of srcs times out
+// on every published port.
+func assertCutOff(t testing.TB, p *peer, timeout time.Duration, srcs ...netip.Addr) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, src := range srcs {
+		for _, port := range publishedPorts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if r := p.probe(src, port, timeout); r.Outcome != mailclient.Timeout {
+					t.Errorf("banned %s reached port %d: %+v", src, port, r)
+				}
+			}()
+		}
+	}
+	wg.Wait()
 }
 
 // waitDropped waits until src's connects to port time out: the ban is in

@@ -47,8 +47,8 @@ func newComparison(t testing.TB, bots int) *comparison {
 	t.Helper()
 	e := dockertest.Start(t, dockertest.Options{})
 	c := &comparison{e: e, s: startStack(t, e, "2024.06")}
-	c.legit = newPeer(t, e, "203.0.113", "2001:db8:2", 0)
-	c.attacker = newPeer(t, e, "198.51.100", "2001:db8:1", bots)
+	c.legit = newLegit(t, e)
+	c.attacker = newAttacker(t, e, bots)
 	waitReady(t, c.legit)
 	c.b = startBansd(t, e, comparisonJails)
 	logPath := strings.TrimSpace(e.Docker(t, "inspect", "-f", "{{.LogPath}}", "mailu_front_1"))
@@ -126,7 +126,7 @@ func startFail2Ban(t testing.TB, e *dockertest.Engine, logPath string) *fail2ban
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("fail2ban log (tail):\n%s\nfail2ban-server output:\n%s", tail(f.log, 40), tail(filepath.Join(dir, "server.out"), 20))
+			t.Logf("fail2ban log (tail):\n%s\nfail2ban-server output:\n%s", dockertest.Tail(f.log, 40), dockertest.Tail(filepath.Join(dir, "server.out"), 20))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -136,11 +136,11 @@ func startFail2Ban(t testing.TB, e *dockertest.Engine, logPath string) *fail2ban
 		}
 		select {
 		case <-done:
-			t.Fatalf("fail2ban-server exited:\n%s\n%s", tail(filepath.Join(dir, "server.out"), 20), tail(f.log, 20))
+			t.Fatalf("fail2ban-server exited:\n%s\n%s", dockertest.Tail(filepath.Join(dir, "server.out"), 20), dockertest.Tail(f.log, 20))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fail2ban jail bad-auth-bots not up after 30s:\n%s", tail(f.log, 20))
+			t.Fatalf("fail2ban jail bad-auth-bots not up after 30s:\n%s", dockertest.Tail(f.log, 20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -310,7 +310,7 @@ func (c *comparison) attack(t testing.TB, src netip.Addr) timeToBan {
 	}
 	ts, ok := c.f2b.banLogged(src)
 	if !ok {
-		t.Fatalf("no Ban line for %s in fail2ban's log:\n%s", src, tail(c.f2b.log, 20))
+		t.Fatalf("no Ban line for %s in fail2ban's log:\n%s", src, dockertest.Tail(c.f2b.log, 20))
 	}
 	res.f2bLogged = ts.Sub(t0)
 	return res

@@ -24,8 +24,8 @@ import (
 func BenchmarkBanLatency(b *testing.B) {
 	e := dockertest.Start(b, dockertest.Options{})
 	startStack(b, e, "2024.06")
-	legit := newPeer(b, e, "203.0.113", "2001:db8:2", 0)
-	attacker := newPeer(b, e, "198.51.100", "2001:db8:1", 200)
+	legit := newLegit(b, e)
+	attacker := newAttacker(b, e, 200)
 	waitReady(b, legit)
 	startBansd(b, e, testJails)
 	if b.N > len(attacker.addrs) {

@@ -33,8 +33,8 @@ reconcile = "2s"
 func TestReliability(t *testing.T) {
 	e := dockertest.Start(t, dockertest.Options{})
 	s := startStack(t, e, "2024.06")
-	legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
-	attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 4)
+	legit := newLegit(t, e)
+	attacker := newAttacker(t, e, 4)
 	waitReady(t, legit)
 	b := startBansd(t, e, reliabilityJails)
 	var banned []netip.Addr // enforced bans so far
@@ -340,11 +340,11 @@ func (b *bansd) restart(t testing.TB) {
 		}
 		select {
 		case <-done:
-			t.Fatalf("restarted bansd exited:\n%s", tail(b.log, 40))
+			t.Fatalf("restarted bansd exited:\n%s", dockertest.Tail(b.log, 40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("restarted bansd not following after 20s: %v %s\n%s", err, out, tail(b.log, 40))
+			t.Fatalf("restarted bansd not following after 20s: %v %s\n%s", err, out, dockertest.Tail(b.log, 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -54,8 +54,8 @@ func TestStackLogs(t *testing.T) {
 			t.Log("engine up")
 			s := startStack(t, e, tc.version)
 			t.Log("stack up")
-			legit := newPeer(t, e, "203.0.113", "2001:db8:2", 0)
-			attacker := newPeer(t, e, "198.51.100", "2001:db8:1", 0)
+			legit := newLegit(t, e)
+			attacker := newAttacker(t, e, 0)
 			waitReady(t, legit)
 			t.Log("ready")
 			src := attacker.addrs[0]

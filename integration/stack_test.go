@@ -183,6 +183,19 @@ var peerSeq struct {
 	n int
 }
 
+// newLegit is the legitimate client's peer: 203.0.113.2, 2001:db8:2::2.
+func newLegit(t testing.TB, e *dockertest.Engine) *peer {
+	t.Helper()
+	return newPeer(t, e, "203.0.113", "2001:db8:2", 0)
+}
+
+// newAttacker is the attackers' peer: 198.51.100.2 and extra more
+// addresses, 2001:db8:1::2.
+func newAttacker(t testing.TB, e *dockertest.Engine, extra int) *peer {
+	t.Helper()
+	return newPeer(t, e, "198.51.100", "2001:db8:1", extra)
+}
+
 // newPeer links a fresh namespace to e's: net3 is the IPv4 /24 ("198.51.100"),
 // net6 the IPv6 /64 ("2001:db8:1"); extra adds that many more IPv4
 // addresses (.10 upwards) to the peer, for runs that need fresh sources.
@@ -324,7 +337,7 @@ project = "mailu"
 			<-b.done
 		}
 		if t.Failed() {
-			t.Logf("bansd log (tail):\n%s", tail(b.log, 60))
+			t.Logf("bansd log (tail):\n%s", dockertest.Tail(b.log, 60))
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
@@ -340,11 +353,11 @@ project = "mailu"
 		}
 		select {
 		case <-b.done:
-			t.Fatalf("bansd exited:\n%s", tail(b.log, 40))
+			t.Fatalf("bansd exited:\n%s", dockertest.Tail(b.log, 40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("bansd not following front and admin after 20s: %v %s\n%s", err, out, tail(b.log, 40))
+			t.Fatalf("bansd not following front and admin after 20s: %v %s\n%s", err, out, dockertest.Tail(b.log, 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -380,16 +393,4 @@ func (b *bansd) ctlText(t testing.TB, args ...string) string {
 		t.Fatalf("bansctl %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

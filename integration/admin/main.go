@@ -220,15 +220,7 @@ func (a *admin) authEmail(w http.ResponseWriter, r *http.Request) {
 	}
 	if (method == "none" || method == "") && (protocol == "smtp" || protocol == "lmtp") {
 		// Incoming mail on port 25: no authentication.
-		server, sport, err := a.server(r.Context(), "smtp", false)
-		if err != nil {
-			a.log.log(now, "ERROR", "nginx", err.Error())
-			w.WriteHeader(http.StatusInternalServerError)
-			return
-		}
-		out.Set("Auth-Status", "OK")
-		out.Set("Auth-Server", server)
-		out.Set("Auth-Port", sport)
+		a.proxyTo(w, r, now, "smtp", false)
 		return
 	}
 	isWebmail := port == "10143" || port == "10025"
@@ -272,16 +264,9 @@ func (a *admin) authEmail(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case ok:
 		logAttempt(user, "success: password")
-		server, sport, err := a.server(r.Context(), protocol, true)
-		if err != nil {
-			a.log.log(now, "ERROR", "nginx", err.Error())
-			w.WriteHeader(http.StatusInternalServerError)
-			return
+		if a.proxyTo(w, r, now, protocol, true) {
+			a.lim.exempt(a.cfg, now, ip)
 		}
-		out.Set("Auth-Status", "OK")
-		out.Set("Auth-Server", server)
-		out.Set("Auth-Port", sport)
-		a.lim.exempt(a.cfg, now, ip)
 		return
 	case exists:
 		logAttempt(user, "failed: badauth: "+a.pwHash(rawPass))
@@ -308,6 +293,22 @@ func (a *admin) pwHash(pw string) string {
 
 // server resolves the backend the way Mailu's get_server does: nginx
 // needs an IP address in Auth-Server.
+// proxyTo answers OK with the backend of protocol; on a lookup error it
+// logs it, answers 500 and returns false.
+func (a *admin) proxyTo(w http.ResponseWriter, r *http.Request, now time.Time, protocol string, authenticated bool) bool {
+	server, sport, err := a.server(r.Context(), protocol, authenticated)
+	if err != nil {
+		a.log.log(now, "ERROR", "nginx", err.Error())
+		w.WriteHeader(http.StatusInternalServerError)
+		return false
+	}
+	out := w.Header()
+	out.Set("Auth-Status", "OK")
+	out.Set("Auth-Server", server)
+	out.Set("Auth-Port", sport)
+	return true
+}
+
 func (a *admin) server(ctx context.Context, protocol string, authenticated bool) (string, string, error) {
 	host, port := a.cfg.imapAddress, "143"
 	switch protocol {

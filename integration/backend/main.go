@@ -109,69 +109,80 @@ func (s *session) line() (string, error) {
 	return strings.TrimRight(l, "\r\n"), nil
 }
 
-func serveSMTP(s *session) {
-	if s.send("220 backend ESMTP") != nil {
+// loop sends greeting, then hands each command that read returns to
+// handle, until a read or a write fails or handle says the session is over.
+func (s *session) loop(greeting []string, read func() (string, error), handle func(string) (bool, error)) {
+	if s.send(greeting...) != nil {
 		return
 	}
 	for {
-		l, err := s.line()
+		l, err := read()
 		if err != nil {
 			return
 		}
+		if done, err := handle(l); done || err != nil {
+			return
+		}
+	}
+}
+
+// ask sends a continuation prompt and reads the client's answer.
+func (s *session) ask(prompt string) error {
+	if err := s.send(prompt); err != nil {
+		return err
+	}
+	_, err := s.line()
+	return err
+}
+
+func serveSMTP(s *session) {
+	s.loop([]string{"220 backend ESMTP"}, s.line, func(l string) (bool, error) {
 		verb, arg, _ := strings.Cut(l, " ")
 		switch strings.ToUpper(verb) {
 		case "EHLO":
-			err = s.send("250-backend", "250-XCLIENT ADDR NAME LOGIN PROTO HELO PORT DESTADDR DESTPORT", "250-AUTH PLAIN LOGIN", "250 8BITMIME")
+			return false, s.send("250-backend", "250-XCLIENT ADDR NAME LOGIN PROTO HELO PORT DESTADDR DESTPORT", "250-AUTH PLAIN LOGIN", "250 8BITMIME")
 		case "XCLIENT":
-			err = s.send("220 backend ESMTP")
+			return false, s.send("220 backend ESMTP")
 		case "AUTH":
+			var err error
 			mech, ir, _ := strings.Cut(arg, " ")
 			switch strings.ToUpper(mech) {
 			case "LOGIN":
 				if ir == "" {
-					if err = s.send("334 VXNlcm5hbWU6"); err == nil {
-						_, err = s.line()
-					}
+					err = s.ask("334 VXNlcm5hbWU6")
 				}
 				if err == nil {
-					if err = s.send("334 UGFzc3dvcmQ6"); err == nil {
-						_, err = s.line()
-					}
+					err = s.ask("334 UGFzc3dvcmQ6")
 				}
 			default:
 				if ir == "" {
-					if err = s.send("334 "); err == nil {
-						_, err = s.line()
-					}
+					err = s.ask("334 ")
 				}
 			}
-			if err == nil {
-				err = s.send("235 2.7.0 Authentication successful")
+			if err != nil {
+				return true, err
 			}
+			return false, s.send("235 2.7.0 Authentication successful")
 		case "DATA":
-			if err = s.send("354 go ahead"); err != nil {
-				return
+			if err := s.send("354 go ahead"); err != nil {
+				return true, err
 			}
 			for {
-				d, derr := s.line()
-				if derr != nil {
-					return
+				d, err := s.line()
+				if err != nil {
+					return true, err
 				}
 				if d == "." {
 					break
 				}
 			}
-			err = s.send("250 2.0.0 queued")
+			return false, s.send("250 2.0.0 queued")
 		case "QUIT":
-			_ = s.send("221 2.0.0 bye")
-			return
+			return true, s.send("221 2.0.0 bye")
 		default:
-			err = s.send("250 2.0.0 ok")
+			return false, s.send("250 2.0.0 ok")
 		}
-		if err != nil {
-			return
-		}
-	}
+	})
 }
 
 var literal = regexp.MustCompile(`\{(\d+)(\+?)\}$`)
@@ -210,106 +221,66 @@ func (s *session) imapLine() (string, error) {
 const imapCaps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN"
 
 func serveIMAP(s *session) {
-	if s.send("* OK [CAPABILITY "+imapCaps+"] backend ready") != nil {
-		return
-	}
-	for {
-		l, err := s.imapLine()
-		if err != nil {
-			return
-		}
+	s.loop([]string{"* OK [CAPABILITY " + imapCaps + "] backend ready"}, s.imapLine, func(l string) (bool, error) {
 		fields := strings.Fields(l)
 		if len(fields) < 2 {
-			if s.send("* BAD what") != nil {
-				return
-			}
-			continue
+			return false, s.send("* BAD what")
 		}
 		tag, cmd := fields[0], strings.ToUpper(fields[1])
 		switch cmd {
 		case "CAPABILITY":
-			err = s.send("* CAPABILITY "+imapCaps, tag+" OK done")
+			return false, s.send("* CAPABILITY "+imapCaps, tag+" OK done")
 		case "ID":
-			err = s.send(`* ID ("name" "backend")`, tag+" OK done")
+			return false, s.send(`* ID ("name" "backend")`, tag+" OK done")
 		case "AUTHENTICATE":
 			if len(fields) < 4 {
-				if err = s.send("+ "); err == nil {
-					_, err = s.line()
+				if err := s.ask("+ "); err != nil {
+					return true, err
 				}
 			}
-			if err == nil {
-				err = s.send(tag + " OK [CAPABILITY " + imapCaps + "] Logged in")
-			}
+			return false, s.send(tag + " OK [CAPABILITY " + imapCaps + "] Logged in")
 		case "LOGIN":
-			err = s.send(tag + " OK [CAPABILITY " + imapCaps + "] Logged in")
+			return false, s.send(tag + " OK [CAPABILITY " + imapCaps + "] Logged in")
 		case "LOGOUT":
-			_ = s.send("* BYE bye", tag+" OK done")
-			return
+			return true, s.send("* BYE bye", tag+" OK done")
 		default:
-			err = s.send(tag + " OK done")
+			return false, s.send(tag + " OK done")
 		}
-		if err != nil {
-			return
-		}
-	}
+	})
 }
 
 func servePOP3(s *session) {
-	if s.send("+OK backend ready") != nil {
-		return
-	}
-	for {
-		l, err := s.line()
-		if err != nil {
-			return
-		}
+	s.loop([]string{"+OK backend ready"}, s.line, func(l string) (bool, error) {
 		verb, arg, _ := strings.Cut(l, " ")
 		switch strings.ToUpper(verb) {
 		case "CAPA":
-			err = s.send("+OK", "USER", "SASL PLAIN", "UIDL", ".")
+			return false, s.send("+OK", "USER", "SASL PLAIN", "UIDL", ".")
 		case "AUTH":
 			if _, ir, _ := strings.Cut(arg, " "); ir == "" {
-				if err = s.send("+ "); err == nil {
-					_, err = s.line()
+				if err := s.ask("+ "); err != nil {
+					return true, err
 				}
 			}
-			if err == nil {
-				err = s.send("+OK logged in")
-			}
+			return false, s.send("+OK logged in")
 		case "QUIT":
-			_ = s.send("+OK bye")
-			return
+			return true, s.send("+OK bye")
 		default:
-			err = s.send("+OK")
+			return false, s.send("+OK")
 		}
-		if err != nil {
-			return
-		}
-	}
+	})
 }
 
 func serveSieve(s *session) {
 	caps := []string{`"IMPLEMENTATION" "backend"`, `"SIEVE" "fileinto"`, `"SASL" "PLAIN"`, `"VERSION" "1.0"`}
-	if s.send(append(caps, `OK "backend ready"`)...) != nil {
-		return
-	}
-	for {
-		l, err := s.imapLine()
-		if err != nil {
-			return
-		}
+	s.loop(append(caps, `OK "backend ready"`), s.imapLine, func(l string) (bool, error) {
 		verb, _, _ := strings.Cut(l, " ")
 		switch strings.ToUpper(strings.Trim(verb, `"`)) {
 		case "CAPABILITY":
-			err = s.send(append(caps, `OK "done"`)...)
+			return false, s.send(append(caps, `OK "done"`)...)
 		case "LOGOUT":
-			_ = s.send(`OK "bye"`)
-			return
+			return true, s.send(`OK "bye"`)
 		default:
-			err = s.send(`OK "done"`)
+			return false, s.send(`OK "done"`)
 		}
-		if err != nil {
-			return
-		}
-	}
+	})
 }
