@@ -13,6 +13,10 @@ for i in $(seq 1 100); do
 done
 [ -n "$admin" ] || { echo "front: cannot resolve admin" >&2; exit 1; }
 mkdir -p /var/lib/nginx /run/dovecot /var/lib/dovecot /etc/dovecot
+# A container restarted in place (restart: always after dockerd died) keeps
+# its files: Dovecot's stale pid file names a pid that may now be nginx's,
+# and Dovecot would refuse to start.
+rm -f /run/dovecot/master.pid
 if [ -f /conf/proxy.conf ]; then
 	sed "s/{{ ADMIN_ADDRESS }}/$admin/" /conf/login.lua >/etc/dovecot/login.lua
 	dovecot -F -c /conf/proxy.conf &
