@@ -98,21 +98,21 @@ type Config struct {
 // Counters only grow, for metrics.
 type Counters struct {
 	Pushed, PushRejected, PushRecovered, PushExpired, QueueDropped uint64
-	Unbans, UnbanFailed                                           uint64
-	Pulls, PullErrors                                             uint64
-	PulledNew, PulledDeleted, Applied, Lifted                     uint64
-	OwnSkipped, Refused, FilteredOut                              uint64
-	OtherType, Invalid, Expired, Capped                           uint64
+	Unbans, UnbanFailed                                            uint64
+	Pulls, PullErrors                                              uint64
+	PulledNew, PulledDeleted, Applied, Lifted                      uint64
+	OwnSkipped, Refused, FilteredOut                               uint64
+	OtherType, Invalid, Expired, Capped                            uint64
 }
 
 // Status is the LAPI link for bansctl status and metrics.
 type Status struct {
-	LastPush, LastPull     time.Time
-	LastError              string
-	LastErrorAt            time.Time
-	PendingPushes          int
-	PendingUnbans          int
-	Shared                 int // pushed, live, kept to recognise them
+	LastPush, LastPull time.Time
+	LastError          string
+	LastErrorAt        time.Time
+	PendingPushes      int
+	PendingUnbans      int
+	Shared             int // pushed, live, kept to recognise them
 	Counters
 }
 
@@ -489,7 +489,7 @@ func (s *Syncer) send(ctx context.Context, batch []entry) error {
 		e := batch[i]
 		left := e.Until.Sub(now).Round(time.Second)
 		alerts = append(alerts, Alert{Target: e.target, Scenario: e.Scenario, Events: e.Events,
-			Message: bound(fmt.Sprintf("bansd %s: %s", e.Scenario[len(ScenarioPrefix):], e.Reason), 240),
+			Message:  bound(fmt.Sprintf("bansd %s: %s", e.Scenario[len(ScenarioPrefix):], e.Reason), 240),
 			Duration: max(left, time.Second), At: now, Key: e.Key})
 	}
 	s.mu.Unlock()
