@@ -58,9 +58,14 @@ type ClientConfig struct {
 	MachineID  string
 	Password   string
 	BouncerKey string
-	// HTTP is the client used (http.DefaultClient's transport with a 30 s
-	// timeout when nil).
+	// HTTP is the client used (the default transport when nil). Time
+	// limits come from RequestTimeout and StreamTimeout, not from it.
 	HTTP *http.Client
+	// RequestTimeout bounds each call but the stream (30 s when zero).
+	RequestTimeout time.Duration
+	// StreamTimeout bounds one whole pull: a startup stream of a million
+	// decisions takes a while (5 min when zero).
+	StreamTimeout time.Duration
 	// MaxBody bounds every answer except the decision stream, which is
 	// read value by value.
 	MaxBody int64
@@ -121,9 +126,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = DefaultMaxDuration
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.StreamTimeout <= 0 {
+		cfg.StreamTimeout = 5 * time.Minute
+	}
 	c := &Client{base: u, cfg: cfg, http: cfg.HTTP, now: cfg.Now}
 	if c.http == nil {
-		c.http = &http.Client{Timeout: 30 * time.Second}
+		c.http = &http.Client{}
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -210,6 +221,8 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 
 // do sends one request and decodes a bounded answer into out.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, auth string, limit int64, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
 	req, err := c.newRequest(ctx, method, path, q, body)
 	if err != nil {
 		return err

@@ -382,3 +382,56 @@ func TestPullFailureResyncsFromStartupAndLiftsStale(t *testing.T) {
 		t.Errorf("pulls after a failed one: %+v; want a startup pull, then deltas", queries[n:])
 	}
 }
+
+// LAPI too slow: the push lands after bansd gave up waiting. The next try
+// must find it there instead of pushing it again.
+func TestSlowLAPIPushLandsOnceAfterTimeout(t *testing.T) {
+	var mu sync.Mutex
+	var stored []string // alerts LAPI holds, as JSON
+	var posts int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v1/watchers/login":
+			fmt.Fprintf(w, `{"code":200,"expire":%q,"token":"t"}`, time.Now().Add(time.Hour).Format(time.RFC3339))
+		case r.Method == "POST":
+			body, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			posts++
+			// Committed, then answered too late.
+			stored = append(stored, strings.Replace(strings.TrimSuffix(strings.TrimPrefix(string(body), "["), "]"),
+				`"decisions":[{`, `"id":7,"decisions":[{"id":70,`, 1))
+			mu.Unlock()
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(w, `["7"]`)
+		case r.Method == "GET":
+			mu.Lock()
+			fmt.Fprintf(w, "[%s]", strings.Join(stored, ","))
+			mu.Unlock()
+		}
+	}))
+	defer srv.Close()
+	c, err := NewClient(ClientConfig{URL: srv.URL, MachineID: "m", Password: "p", RequestTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSyncer(Config{Client: c, Queue: newMemQueue(10), Push: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Push(Local{Target: netip.MustParsePrefix("203.0.113.1/32"), Jail: "j", Until: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pushOnce(context.Background()); err == nil {
+		t.Fatal("a timed-out push was taken as delivered")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := s.pushOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status()
+	mu.Lock()
+	defer mu.Unlock()
+	if posts != 1 || st.PushRecovered != 1 || st.Shared != 1 || st.PendingPushes != 0 {
+		t.Errorf("%d posts, status %+v; want 1 post, found again, marked shared", posts, st)
+	}
+}

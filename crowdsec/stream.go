@@ -69,6 +69,8 @@ func (c *Client) Stream(ctx context.Context, startup bool, sink Sink) (StreamCou
 		q.Set("startup", "true")
 	}
 	const path = "/v1/decisions/stream"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.StreamTimeout)
+	defer cancel()
 	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
 		return n, err
