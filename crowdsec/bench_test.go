@@ -24,11 +24,16 @@ func writeDecisions(w http.ResponseWriter, n int) {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
-		a := netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)})
+		a := docAddr(i)
 		fmt.Fprintf(bw, `{"duration":"3h59m58.123456789s","id":%d,"origin":"lists","scenario":"firehol_level1","scope":"Ip","type":"ban","value":"%s"}`, i+1, a)
 	}
 	bw.WriteString(`]}`)
 	bw.Flush()
+}
+
+// docAddr is the i-th address of 2001:db8::/32 (documentation space).
+func docAddr(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
 }
 
 // countingEnforcer takes batches and keeps nothing, like a ban side that

@@ -12,7 +12,7 @@ import (
 	"github.com/bansd/bansd/store"
 )
 
-func clientFor(t *testing.T, l *crowdsectest.LAPI, bouncerKey string) *Client {
+func clientFor(t testing.TB, l *crowdsectest.LAPI, bouncerKey string) *Client {
 	t.Helper()
 	c, err := NewClient(ClientConfig{URL: l.URL, MachineID: l.MachineID, Password: l.Password,
 		BouncerKey: bouncerKey, HTTP: l.HTTPClient()})
