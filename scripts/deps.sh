@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(docker.io docker-compose nftables iptables iproute2 busybox-static fail2ban openssl
       nginx libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
-      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset)
+      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset crowdsec)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -17,6 +17,12 @@ if ((${#missing[@]})); then
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  # crowdsec: a commented-out Central API credentials file before the
+  # install keeps it offline (README.Debian): tests run only its LAPI, in
+  # their own namespaces (internal/crowdsectest).
+  if [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
+    mkdir -p /etc/crowdsec && echo '# offline: bansd tests use only the Local API' >/etc/crowdsec/online_api_credentials.yaml
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

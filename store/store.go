@@ -23,11 +23,12 @@ const SchemaVersion = 1
 const lockTimeout = 3 * time.Second
 
 var (
-	bucketMeta    = []byte("meta")
-	bucketBans    = []byte("bans")
-	bucketHistory = []byte("history")
-	bucketCursors = []byte("cursors")
-	keyVersion    = []byte("version")
+	bucketMeta     = []byte("meta")
+	bucketBans     = []byte("bans")
+	bucketHistory  = []byte("history")
+	bucketCursors  = []byte("cursors")
+	bucketCrowdSec = []byte("crowdsec")
+	keyVersion     = []byte("version")
 )
 
 // ErrLocked means another process holds the store open.
@@ -147,7 +148,7 @@ func (db *DB) init() error {
 		if v[0] > SchemaVersion {
 			return fmt.Errorf("%w: schema version %d, this bansd reads up to %d", ErrNewerSchema, v[0], SchemaVersion)
 		}
-		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors} {
+		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
