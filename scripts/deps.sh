@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(docker.io docker-compose nftables iptables iproute2 busybox-static fail2ban openssl
       nginx libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
-      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset)
+      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset
+      postfix)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -18,5 +19,8 @@ if ((${#missing[@]})); then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
+  # Postfix asks who it should be; tests run it from their own config
+  # directory (internal/postfixtest), so the system one stays unconfigured.
+  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
