@@ -44,9 +44,6 @@ type Options struct {
 	Queue int
 	// RetryMin and RetryMax bound the backoff (default 10s, 10m).
 	RetryMin, RetryMax time.Duration
-	// FoldEvery is how often held-back messages are summed up when the
-	// hourly limit allows (default 1m).
-	FoldEvery time.Duration
 }
 
 // sender is one kind of channel: SMTP or a webhook.
@@ -88,9 +85,10 @@ type channel struct {
 	events map[Kind]bool
 	wake   chan struct{}
 
-	// Owned by Run: the hourly limit.
-	sent   []time.Time
-	folded Folded
+	// Owned by Run: the hourly limit. sentEach are the single ban and
+	// unban messages among sent.
+	sent, sentEach []time.Time
+	folded         Folded
 
 	mu sync.Mutex
 	st ChannelStatus
@@ -139,9 +137,6 @@ func New(cfg configs.Notify, spool Spool, opt Options) (*Notifier, error) {
 	}
 	if opt.RetryMax < opt.RetryMin {
 		opt.RetryMax = max(10*time.Minute, opt.RetryMin)
-	}
-	if opt.FoldEvery <= 0 {
-		opt.FoldEvery = time.Minute
 	}
 	if cfg.MaxPerHour <= 0 {
 		cfg.MaxPerHour = 20
@@ -236,8 +231,6 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.purge(time.Now())
 	digestT := time.NewTicker(n.cfg.Digest)
 	defer digestT.Stop()
-	foldT := time.NewTicker(n.opt.FoldEvery)
-	defer foldT.Stop()
 	purgeT := time.NewTicker(time.Minute)
 	defer purgeT.Stop()
 	for {
@@ -247,8 +240,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case e := <-n.in:
 			n.handle(e)
 		case now := <-digestT.C:
+			// Held-back messages are summed up once per digest too,
+			// so the summaries themselves cannot flood.
 			n.flushDigest(now)
-		case now := <-foldT.C:
 			n.flushFolded(now)
 		case now := <-purgeT.C:
 			n.purge(now)
@@ -271,21 +265,50 @@ func (n *Notifier) handle(e Event) {
 			mm := eventMessage(n.opt.Host, e)
 			m = &mm
 		}
-		n.emit(c, *m, false)
+		n.emit(c, *m, classOf(e.Kind))
 	}
 }
 
-// allowed reports whether the channel may get one more message this hour;
-// ordinary messages leave the last slot for the folded summary.
-func (n *Notifier) allowed(c *channel, now time.Time, summary bool) bool {
+// Message classes for the hourly limit.
+type class int
+
+const (
+	classEach    class = iota // a single ban or unban: at most half the limit
+	classNormal               // alarms, digests: all but the last slot
+	classSummary              // the folded summary: the last slot too
+)
+
+func classOf(k Kind) class {
+	if k == KindBan || k == KindUnban {
+		return classEach
+	}
+	return classNormal
+}
+
+func pruneHour(ts []time.Time, now time.Time) []time.Time {
 	cut := now.Add(-time.Hour)
 	i := 0
-	for i < len(c.sent) && !c.sent[i].After(cut) {
+	for i < len(ts) && !ts[i].After(cut) {
 		i++
 	}
-	c.sent = c.sent[i:]
+	return ts[i:]
+}
+
+// allowed reports whether the channel may get one more message of class
+// cl this hour. Single bans may use only half the slots and the last slot
+// is kept for the folded summary, so a flood of bans never crowds out an
+// alarm or the digest that sums the flood up.
+func (n *Notifier) allowed(c *channel, now time.Time, cl class) bool {
+	c.sent = pruneHour(c.sent, now)
+	c.sentEach = pruneHour(c.sentEach, now)
 	limit := n.cfg.MaxPerHour
-	if !summary {
+	switch cl {
+	case classEach:
+		if len(c.sentEach) >= limit/2 {
+			return false
+		}
+		limit--
+	case classNormal:
 		limit--
 	}
 	return len(c.sent) < limit
@@ -293,9 +316,9 @@ func (n *Notifier) allowed(c *channel, now time.Time, summary bool) bool {
 
 const maxFoldedTitles = 10
 
-func (n *Notifier) emit(c *channel, m Message, summary bool) {
+func (n *Notifier) emit(c *channel, m Message, cl class) {
 	now := time.Now()
-	if !n.allowed(c, now, summary) {
+	if !n.allowed(c, now, cl) {
 		f := &c.folded
 		f.Count++
 		if f.Kinds == nil {
@@ -309,6 +332,9 @@ func (n *Notifier) emit(c *channel, m Message, summary bool) {
 		return
 	}
 	c.sent = append(c.sent, now)
+	if cl == classEach {
+		c.sentEach = append(c.sentEach, now)
+	}
 	body, err := json.Marshal(m)
 	if err == nil {
 		_, err = n.spool.OutboxAdd([]store.OutboxMessage{{Channel: c.name, Created: now, NextTry: now, Body: body}})
@@ -327,12 +353,12 @@ func (n *Notifier) emit(c *channel, m Message, summary bool) {
 func (n *Notifier) flushFolded(now time.Time) {
 	for _, name := range n.names {
 		c := n.channels[name]
-		if c.folded.Count == 0 || !n.allowed(c, now, true) {
+		if c.folded.Count == 0 || !n.allowed(c, now, classSummary) {
 			continue
 		}
 		f := c.folded
 		c.folded = Folded{}
-		n.emit(c, foldedMessage(n.opt.Host, now, f), true)
+		n.emit(c, foldedMessage(n.opt.Host, now, f), classSummary)
 	}
 }
 
@@ -348,7 +374,7 @@ func (n *Notifier) flushDigest(now time.Time) {
 	m := digestMessage(n.opt.Host, d)
 	for _, name := range n.names {
 		if c := n.channels[name]; c.events[KindDigest] {
-			n.emit(c, m, false)
+			n.emit(c, m, classNormal)
 		}
 	}
 }
