@@ -10,8 +10,10 @@
 //
 // Bans are folded into a digest sent at most once per digest interval
 // (count, top jails and networks, new repeat offenders). Every channel gets
-// at most max_per_hour messages an hour; the rest are folded into one
-// summary that says how many it folded.
+// at most max_per_hour messages an hour: single ban/unban messages at most
+// half of them, alarms all but the last; the rest are folded into one
+// summary, sent with the digest, that says how many it folded. A digest
+// that finds no slot left waits and keeps counting.
 //
 // # Webhook JSON
 //

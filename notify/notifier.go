@@ -221,6 +221,9 @@ func (n *Notifier) Channels() []string { return append([]string(nil), n.names...
 // Run delivers until ctx ends. It is the only goroutine that reads the
 // hand-off queue and the one that writes new messages to the spool.
 func (n *Notifier) Run(ctx context.Context) error {
+	// Too old first, so nothing past max_spool_age is sent after a
+	// long downtime.
+	n.purge(time.Now())
 	var wg sync.WaitGroup
 	for _, name := range n.names {
 		c := n.channels[name]
@@ -228,7 +231,6 @@ func (n *Notifier) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); n.deliver(ctx, c) }()
 	}
 	defer wg.Wait()
-	n.purge(time.Now())
 	digestT := time.NewTicker(n.cfg.Digest)
 	defer digestT.Stop()
 	purgeT := time.NewTicker(time.Minute)
@@ -274,8 +276,8 @@ type class int
 
 const (
 	classEach    class = iota // a single ban or unban: at most half the limit
-	classNormal               // alarms, digests: all but the last slot
-	classSummary              // the folded summary: the last slot too
+	classNormal               // alarms: all but the last slot
+	classSummary              // digests and the folded summary: the last slot too
 )
 
 func classOf(k Kind) class {
@@ -363,18 +365,26 @@ func (n *Notifier) flushFolded(now time.Time) {
 }
 
 func (n *Notifier) flushDigest(now time.Time) {
-	lost := n.lost.Swap(0)
-	if n.digest.bans == 0 && lost == 0 {
+	if n.digest.bans == 0 && n.lost.Load() == 0 {
 		n.digest.reset(now)
 		return
 	}
+	// A digest may take the last slot of the hour; when a channel has
+	// none left, the bans keep adding up for a later digest rather than
+	// being folded away.
+	for _, name := range n.names {
+		if c := n.channels[name]; c.events[KindDigest] && !n.allowed(c, now, classSummary) {
+			return
+		}
+	}
+	lost := n.lost.Swap(0)
 	d := n.digest.result(now)
 	d.Lost = lost
 	n.digest.reset(now)
 	m := digestMessage(n.opt.Host, d)
 	for _, name := range n.names {
 		if c := n.channels[name]; c.events[KindDigest] {
-			n.emit(c, m, classNormal)
+			n.emit(c, m, classSummary)
 		}
 	}
 }

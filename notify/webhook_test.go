@@ -68,7 +68,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 	}
 }
 
-func openSpool(t *testing.T) *store.DB {
+func openSpool(t testing.TB) *store.DB {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "bansd.db"))
 	if err != nil {
@@ -208,14 +208,14 @@ func TestWebhookPresets(t *testing.T) {
 func TestFloodIsFoldedIntoBoundedMessages(t *testing.T) {
 	r := newReceiver(t, nil)
 	const limit = 6
-	n := start(t, configs.Notify{Digest: 300 * time.Millisecond, MaxPerHour: limit, MaxSpoolAge: time.Hour,
+	n := start(t, configs.Notify{Digest: time.Second, MaxPerHour: limit, MaxSpoolAge: time.Hour,
 		Webhook: map[string]configs.Webhook{"h": hook(r.srv.URL, "json", "ban", "digest")}}, openSpool(t), Options{})
 	for i := range 10_000 {
 		a := netip.AddrFrom4([4]byte{198, 51, 100 + byte(i%3), byte(i)})
 		n.Notify(Event{Kind: KindBan, Target: netip.PrefixFrom(a, 32), Jail: "auth", Duration: time.Hour, Level: i % 2})
 	}
 	// Several digest intervals pass: still at most limit.
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(3500 * time.Millisecond)
 	got := r.got()
 	if len(got) > limit || len(got) < 2 {
 		t.Fatalf("%d messages for 10,000 bans, want 2..%d", len(got), limit)
