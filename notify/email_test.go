@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -97,6 +98,31 @@ func TestEmailAlarmAndDigestThroughPostfix(t *testing.T) {
 	answer, err := n.Test(context.Background(), "pm")
 	if err != nil || !strings.Contains(answer, "2.0.0 Ok: queued as") {
 		t.Errorf("Test: %q %v", answer, err)
+	}
+
+	// Implicit TLS (port 465) to the same server, and a certificate the
+	// client does not trust is refused.
+	e := postfixChannel(configs.TLSImplicit)
+	e.Port = postfixtest.TLSPort
+	for _, tc := range []struct {
+		roots bool
+		want  string
+	}{{true, "2.0.0 Ok: queued as"}, {false, "certificate signed by unknown authority"}} {
+		opt := Options{Dial: pf.Dial, Host: "mx.example.test", TLSConfig: &tls.Config{ServerName: "mx." + postfixtest.Domain}}
+		if tc.roots {
+			opt.TLSConfig.RootCAs = pf.Roots
+		}
+		n465, err := New(configs.Notify{Email: map[string]configs.Email{"pm": e}}, openSpool(t), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, err := n465.Test(context.Background(), "pm")
+		if got := answer + fmt.Sprint(err); !strings.Contains(got, tc.want) {
+			t.Errorf("port 465, trusted %v: %q %v, want %q", tc.roots, answer, err, tc.want)
+		}
+	}
+	if msgs := pf.WaitMessages(4, 10*time.Second); len(msgs) != 4 {
+		t.Errorf("%d messages, want 4", len(msgs))
 	}
 }
 

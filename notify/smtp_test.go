@@ -255,3 +255,16 @@ func TestDotStuff(t *testing.T) {
 		}
 	}
 }
+
+func TestComposeKeepsAttackerTextOutOfHeaders(t *testing.T) {
+	s := &emailSender{cfg: emailCfg("h", 25), host: "mx.example.test"}
+	m := eventMessage("mx.example.test", Event{Kind: KindAlarm, Time: time.Unix(1_800_000_000, 0), Reason: "user\r\nBcc: victim@example.net\r\n\r\nforged", Text: strings.Repeat("x", 10_000)})
+	raw := string(s.compose(m))
+	head, body, ok := strings.Cut(raw, "\r\n\r\n")
+	if !ok || strings.Contains(head, "\r\nBcc:") || strings.Count(head, "Subject:") != 1 {
+		t.Fatalf("header forged:\n%s", head)
+	}
+	if len(body) > 2*maxText {
+		t.Fatalf("body %d bytes: text not cut", len(body))
+	}
+}

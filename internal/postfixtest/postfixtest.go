@@ -27,11 +27,14 @@ const (
 	Addr   = "192.0.2.25"
 	Port   = 25
 	Domain = "example.test"
+	// TLSPort takes implicit TLS (submissions, RFC 8314) when Options.TLS.
+	TLSPort = 465
 )
 
 // Options shape the server.
 type Options struct {
-	// TLS offers STARTTLS with a self-signed certificate for mx.example.test.
+	// TLS offers STARTTLS with a self-signed certificate for
+	// mx.example.test, and implicit TLS on TLSPort.
 	TLS bool
 }
 
@@ -153,6 +156,9 @@ scache    unix - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 tlsmgr    unix - - n 1000? 1 tlsmgr
 `, Addr, Port)
+	if opt.TLS {
+		master += fmt.Sprintf("%s:%d inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n", Addr, TLSPort)
+	}
 	for name, text := range map[string]string{"main.cf": main, "master.cf": master} {
 		if err := os.WriteFile(filepath.Join(s.conf, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
