@@ -3,7 +3,9 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -323,6 +325,31 @@ func TestWebhookBadServers(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		if grew := int64(after.TotalAlloc - before.TotalAlloc); grew > 8<<20 {
 			t.Errorf("%s: allocated %d bytes", tc.url, grew)
+		}
+	}
+}
+
+func TestStatusAndErrorsHideSecrets(t *testing.T) {
+	loop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.String(), http.StatusFound)
+	}))
+	defer loop.Close()
+	w := hook(loop.URL+"/s3cret-path", "gotify", "alarm")
+	w.Token = "tok-s3cret"
+	w.Headers = map[string]configs.Secret{"X-Key": "hdr-s3cret"}
+	var log syncBuf
+	n := start(t, configs.Notify{MaxPerHour: 10, Webhook: map[string]configs.Webhook{"h": w}}, openSpool(t),
+		Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	_, err := n.Test(context.Background(), "h")
+	n.Notify(Event{Kind: KindAlarm, Reason: "x"})
+	waitFor(t, "a failed delivery", 5*time.Second, func() bool { return n.Status().Channels[0].Failures >= 2 })
+	st, _ := json.Marshal(n.Status())
+	for _, out := range []string{fmt.Sprint(err), string(st), log.String()} {
+		if !strings.Contains(out, "redirect") {
+			t.Errorf("no redirect error in %s", out)
+		}
+		if strings.Contains(out, "s3cret") {
+			t.Errorf("secret shown: %s", out)
 		}
 	}
 }
