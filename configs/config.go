@@ -33,6 +33,8 @@ type Config struct {
 	Engine   Engine
 	// Jails by name, sorted by JailNames.
 	Jails map[string]Jail
+	// Notify is in notify.go.
+	Notify Notify
 }
 
 type Daemon struct {
@@ -151,6 +153,7 @@ type rawFile struct {
 	Ban      rawBan             `toml:"ban"`
 	Engine   rawEngine          `toml:"engine"`
 	Jails    map[string]rawJail `toml:"jails"`
+	Notify   rawNotify          `toml:"notify"`
 }
 
 type rawDaemon struct {
@@ -457,7 +460,7 @@ func (c *Config) apply(l *layer) error {
 		}
 		c.Jails[name] = j
 	}
-	return nil
+	return c.applyNotify(l)
 }
 
 // check validates what only the merged result can show.
@@ -484,7 +487,7 @@ func (c *Config) check(l *layer) error {
 			return fail(key+".bantime", fmt.Errorf("%s is longer than ban.bantime_max %s", j.BanTime, c.Ban.BantimeMax))
 		}
 	}
-	return nil
+	return c.checkNotify(l)
 }
 
 // EventNames are the event kinds a jail may count.

@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(docker.io docker-compose nftables iptables iproute2 busybox-static fail2ban openssl
       nginx libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
-      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset crowdsec)
+      dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset
+      crowdsec postfix)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -24,5 +25,8 @@ if ((${#missing[@]})); then
   if [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
     mkdir -p /etc/crowdsec && echo '# offline: bansd tests use only the Local API' >/etc/crowdsec/online_api_credentials.yaml
   fi
+  # Postfix asks who it should be; tests run it from their own config
+  # directory (internal/postfixtest), so the system one stays unconfigured.
+  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

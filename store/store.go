@@ -148,7 +148,7 @@ func (db *DB) init() error {
 		if v[0] > SchemaVersion {
 			return fmt.Errorf("%w: schema version %d, this bansd reads up to %d", ErrNewerSchema, v[0], SchemaVersion)
 		}
-		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec} {
+		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
