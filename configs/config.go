@@ -287,6 +287,9 @@ func parse(name string, data []byte) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkJailCase(def, user); err != nil {
+			return nil, err
+		}
 		layers = append(layers, user)
 	}
 	c := &Config{Jails: map[string]Jail{}}

@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", control.SocketFromEnv(), "bansd's control socket (env BANSD_SOCKET)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
-	root.AddCommand(newListCmd(g), newBanCmd(g), newUnbanCmd(g), newStatusCmd(g), newWhyCmd(g), newDoctorCmd(g), newReplayCmd())
+	root.AddCommand(newListCmd(g), newBanCmd(g), newUnbanCmd(g), newStatusCmd(g), newWhyCmd(g), newDoctorCmd(g), newReplayCmd(), newVersionCmd(g), newGenDocsCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	markUsage(root)
 	return root
