@@ -94,7 +94,7 @@ func writeImage(r release, path string) error {
 	tag := imageTag(r.Version)
 	manDesc := blob(mediaManifest, manifest)
 	manDesc.Annotations = map[string]string{
-		"io.containerd.image.name":         "docker.io/library/bansd:" + tag,
+		"io.containerd.image.name":          "docker.io/library/bansd:" + tag,
 		"org.opencontainers.image.ref.name": tag,
 	}
 	index, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []descriptor{manDesc}})
