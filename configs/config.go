@@ -243,7 +243,7 @@ func typeError(file string, err error) error {
 			key, rest = k, tail
 		}
 	}
-	return &Error{File: file, Line: line, Key: key, Err: errors.New(strings.TrimPrefix(rest, ": "))}
+	return &Error{File: file, Line: line, Key: key, Err: errors.New(typeWords(strings.TrimPrefix(rest, ": ")))}
 }
 
 // line finds the line that sets the dotted key, by scanning table headers;

@@ -39,3 +39,32 @@ func checkJailCase(def, l *layer) error {
 	}
 	return nil
 }
+
+// typeWords turns the toml decoder's "incompatible types: TOML value has
+// type string; destination has type slice" into what the operator must
+// write: "expected a list of strings, got a string".
+func typeWords(msg string) string {
+	rest, ok := strings.CutPrefix(msg, "incompatible types: TOML value has type ")
+	if !ok {
+		return msg
+	}
+	got, dst, ok := strings.Cut(rest, "; destination has type ")
+	if !ok {
+		return msg
+	}
+	want := map[string]string{
+		"slice": "a list of strings", "integer": "an integer", "boolean": "true or false",
+		"string": "a string (in quotes)", "float": "a number", "map": "a table",
+	}[strings.TrimSpace(dst)]
+	if want == "" {
+		return msg
+	}
+	gotW := map[string]string{
+		"string": "a string", "integer": "an integer", "int64": "an integer", "float64": "a number", "float": "a number", "bool": "true/false",
+		"boolean": "true/false", "array": "a list", "slice": "a list", "map": "a table", "table": "a table",
+	}[strings.TrimSpace(got)]
+	if gotW == "" {
+		gotW = strings.TrimSpace(got)
+	}
+	return "expected " + want + ", got " + gotW
+}
