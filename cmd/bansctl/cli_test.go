@@ -26,7 +26,7 @@ func TestCLIWords(t *testing.T) {
 	}{
 		{[]string{"ban", "--for", "0s", "203.0.113.1"}, 2, `--for: want a positive duration such as "1h", "1d" or "1w", got "0s"`},
 		{[]string{"ban", "--for"}, 2, "--for needs a value; see 'bansctl ban --help'"},
-		{[]string{"help", "nosuch"}, 2, `no command "nosuch"; the commands are: ban, completion, doctor, list, replay, status, unban, version, why`},
+		{[]string{"help", "nosuch"}, 2, `no command "nosuch"; the commands are: ban, completion, doctor, import, list, replay, status, unban, version, why`},
 		{[]string{"nosuch"}, 2, `no command "nosuch"; the commands are:`},
 		{[]string{"status", "--nope"}, 2, "unknown flag --nope; see 'bansctl status --help'"},
 		{[]string{"why", "a", "b"}, 2, `bansctl why: wrong arguments ["a" "b"]; usage: bansctl why ADDRESS`},
@@ -98,6 +98,24 @@ func TestPermissionDenied(t *testing.T) {
 // TestUnbanUnknownJail asks a real bansd (in a private network
 // namespace, no Docker) to unban a jail it does not have.
 func TestUnbanUnknownJail(t *testing.T) {
+	sock := startBansd(t)
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"--socket", sock, "unban", "--jail", "nosuch"}, &out, &errb)
+	want := `no jail "nosuch"; the jails are: api, auth, limiter, network, network48, relay, scan, smtp-auth-bots`
+	if code != 2 || !strings.Contains(errb.String(), want) {
+		t.Errorf("unban --jail nosuch: exit %d, %q; want 2 and %q", code, errb.String(), want)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(t.Context(), []string{"--socket", sock, "unban", "--jail", "auth"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "unbanned 0 target(s)") {
+		t.Errorf("unban --jail auth: exit %d, %q %q", code, out.String(), errb.String())
+	}
+}
+
+// startBansd runs a real bansd in a private network namespace (its own
+// table there, no Docker) and returns its control socket.
+func startBansd(t *testing.T) string {
+	t.Helper()
 	ns := netnstest.New(t)
 	bansd := buildBin(t, "github.com/bansd/bansd/cmd/bansd")
 	dir := t.TempDir()
@@ -119,22 +137,11 @@ func TestUnbanUnknownJail(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := c.Status(t.Context()); err == nil {
-			break
+			return sock
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("bansd did not answer")
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-	var out, errb bytes.Buffer
-	code := run(t.Context(), []string{"--socket", sock, "unban", "--jail", "nosuch"}, &out, &errb)
-	want := `no jail "nosuch"; the jails are: api, auth, limiter, network, network48, relay, scan, smtp-auth-bots`
-	if code != 2 || !strings.Contains(errb.String(), want) {
-		t.Errorf("unban --jail nosuch: exit %d, %q; want 2 and %q", code, errb.String(), want)
-	}
-	out.Reset()
-	errb.Reset()
-	if code := run(t.Context(), []string{"--socket", sock, "unban", "--jail", "auth"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "unbanned 0 target(s)") {
-		t.Errorf("unban --jail auth: exit %d, %q %q", code, out.String(), errb.String())
 	}
 }
