@@ -107,7 +107,7 @@ func run(t *testing.T, dir, name string, args ...string) string {
 // and the README say, the config as a conffile, the maintainer scripts.
 func TestDeb(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skip("dpkg-deb not installed (apt package dpkg)")
+		t.Fatal("dpkg-deb not found (apt package dpkg)")
 	}
 	_, out := buildRelease(t)
 	deb := filepath.Join(out, debName(testVersion))
