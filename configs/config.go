@@ -246,7 +246,7 @@ func typeError(file string, err error) error {
 			key, rest = k, tail
 		}
 	}
-	return &Error{File: file, Line: line, Key: key, Err: errors.New(strings.TrimPrefix(rest, ": "))}
+	return &Error{File: file, Line: line, Key: key, Err: errors.New(typeWords(strings.TrimPrefix(rest, ": ")))}
 }
 
 // line finds the line that sets the dotted key, by scanning table headers;
@@ -288,6 +288,9 @@ func parse(name string, data []byte) (*Config, error) {
 	if data != nil {
 		user, err := decodeLayer(name, data)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkJailCase(def, user); err != nil {
 			return nil, err
 		}
 		layers = append(layers, user)

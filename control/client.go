@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // SocketFromEnv returns $BANSD_SOCKET, else DefaultSocket.
@@ -81,6 +82,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("permission denied: run as root or set daemon.socket_group (socket %s)", c.socket)
+		}
 		if isConnRefused(err) {
 			return fmt.Errorf("bansd is not running or not listening on %s: %w", c.socket, err)
 		}

@@ -41,6 +41,9 @@ type BanRequest struct {
 	Reason   string `json:"reason,omitempty"`
 	// Force bans targets that a never-ban rule protects.
 	Force bool `json:"force,omitempty"`
+	// Jail files the bans under this name instead of "manual" (an
+	// import's: "fail2ban"); letters, digits, '-' and '_'.
+	Jail string `json:"jail,omitempty"`
 }
 
 // BanResult is the answer to POST /v1/bans.

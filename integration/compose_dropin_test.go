@@ -17,9 +17,9 @@ import (
 )
 
 // TestComposeDropIn runs bansd as a Mailu admin would: the image of
-// configs/Dockerfile, brought up from configs/compose.yml as a second
-// compose file beside Mailu's, in project "mailu", with the embedded
-// default config. The engine's namespace is that admin's host: its socket
+// configs/Dockerfile, brought up from configs/compose.yml as its own
+// compose project "bansd" beside Mailu's, with the embedded default
+// config. Mailu's own `up -d` and `down` do not see it as an orphan. The engine's namespace is that admin's host: its socket
 // and a directory for the control socket are the host paths the drop-in
 // binds. A bot on port 25 is banned, bansctl on the host sees the ban
 // through the bound socket, and `docker-compose stop` leaves the ban in
@@ -41,7 +41,7 @@ func TestComposeDropIn(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			cmd := exec.Command("docker", "-H", e.Host(), "logs", "-t", "--tail", "60", "mailu_bansd_1")
+			cmd := exec.Command("docker", "-H", e.Host(), "logs", "-t", "--tail", "60", "bansd_bansd_1")
 			cmd.Env = e.Env()
 			out, _ := cmd.CombinedOutput()
 			t.Logf("docker logs mailu_bansd_1 (tail):\n%s", out)
@@ -54,6 +54,31 @@ func TestComposeDropIn(t *testing.T) {
 		t.Fatalf("docker-compose up bansd: %v: %s", err, out)
 	}
 	dropin.waitFollowing(t)
+
+	// Mailu's own compose commands leave bansd alone and say nothing of it.
+	mailu := func(args ...string) string {
+		t.Helper()
+		out, err := s.composeCmd(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker-compose -p mailu %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := mailu("up", "-d"); strings.Contains(strings.ToLower(out), "orphan") {
+		t.Errorf("Mailu's up -d warns about bansd:\n%s", out)
+	}
+	// The healthcheck (bansctl status in the image) turns healthy.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		h := strings.TrimSpace(e.Docker(t, "inspect", "-f", "{{.State.Health.Status}}", "bansd_bansd_1"))
+		if h == "healthy" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bansd container health %q after 60s", h)
+		}
+		time.Sleep(time.Second)
+	}
 
 	// Jail smtp-auth-bots at its default: 5 AUTH attempts on port 25.
 	bot := attacker.addrs[0]
@@ -97,7 +122,7 @@ func TestComposeDropIn(t *testing.T) {
 	if out, err := dropin.compose("stop", "bansd"); err != nil {
 		t.Fatalf("docker-compose stop bansd: %v: %s", err, out)
 	}
-	if st := strings.TrimSpace(e.Docker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "mailu_bansd_1")); st != "exited 0" {
+	if st := strings.TrimSpace(e.Docker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "bansd_bansd_1")); st != "exited 0" {
 		t.Errorf("bansd after docker-compose stop: %s", st)
 	}
 	if set := e.Exec(t, "nft", "list", "set", "inet", "bansd", "v4_32"); !strings.Contains(set, "elements = { "+bot.String()+" ") {
@@ -137,8 +162,7 @@ type dropIn struct {
 }
 
 func (d *dropIn) compose(args ...string) ([]byte, error) {
-	cmd := exec.Command("docker-compose", append([]string{"-p", "mailu", "-f", d.s.compose,
-		"-f", filepath.Join(repoRoot(), "configs/compose.yml")}, args...)...)
+	cmd := exec.Command("docker-compose", append([]string{"-p", "bansd", "-f", filepath.Join(repoRoot(), "configs/compose.yml")}, args...)...)
 	cmd.Env = d.env
 	return cmd.CombinedOutput()
 }

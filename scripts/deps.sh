@@ -11,6 +11,7 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then
+  echo "deps.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # policy-rc.d keeps the packages' own services (dockerd, nginx, dovecot)
@@ -29,4 +30,5 @@ if ((${#missing[@]})); then
   # directory (internal/postfixtest), so the system one stays unconfigured.
   echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "deps.sh: installed ${#missing[@]} package(s)"
 fi

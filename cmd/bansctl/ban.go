@@ -33,8 +33,12 @@ line stops the import before anything is banned.`,
 				return usagef("give targets or --from-file, not both and not neither")
 			}
 			if dur != "" {
-				if _, err := configs.ParseDuration(dur); err != nil {
+				d, err := configs.ParseDuration(dur)
+				if err != nil {
 					return usagef("--for: %v", err)
+				}
+				if d <= 0 {
+					return usagef("--for: want a positive duration such as \"1h\", \"1d\" or \"1w\", got %q", dur)
 				}
 			}
 			var targets []netip.Prefix

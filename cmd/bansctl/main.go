@@ -55,8 +55,11 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", control.SocketFromEnv(), "bansd's control socket (env BANSD_SOCKET)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
-	root.AddCommand(newListCmd(g), newBanCmd(g), newUnbanCmd(g), newStatusCmd(g), newWhyCmd(g), newDoctorCmd(g), newReplayCmd())
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newListCmd(g), newBanCmd(g), newUnbanCmd(g), newStatusCmd(g), newWhyCmd(g), newDoctorCmd(g), newReplayCmd(), newVersionCmd(g), newGenDocsCmd(), newImportCmd(g))
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%s; see '%s --help'", flagWords(err), c.CommandPath())
+	})
+	root.SetHelpCommand(newHelpCmd(root))
 	markUsage(root)
 	return root
 }
@@ -68,7 +71,7 @@ func markUsage(c *cobra.Command) {
 		orig := c.Args
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			if err := orig(cmd, args); err != nil {
-				return usageError{err}
+				return usagef("%s: wrong arguments %q; usage: %s", cmd.CommandPath(), args, cmd.UseLine())
 			}
 			return nil
 		}
@@ -91,14 +94,61 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "bansctl:", err)
 	var ue usageError
-	// cobra reports unknown commands and flags without a hook for them.
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+	// cobra reports unknown commands without a hook for them.
+	if msg, ok := strings.CutPrefix(err.Error(), "unknown command "); ok {
+		name, _, _ := strings.Cut(msg, " for ")
+		err = usagef("no command %s; the commands are: %s", name, strings.Join(commandNames(root), ", "))
+	}
+	fmt.Fprintln(stderr, "bansctl:", err)
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown flag") {
 		fmt.Fprintln(stderr, "Run 'bansctl --help' for usage.")
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// flagWords rewords pflag's errors ("unknown flag: --x", "flag needs an
+// argument: --for") in bansctl's terms.
+func flagWords(err error) string {
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "unknown flag: "); ok {
+		return "unknown flag " + f
+	}
+	if f, ok := strings.CutPrefix(msg, "unknown shorthand flag: "); ok {
+		return "unknown flag " + f
+	}
+	if f, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return f + " needs a value"
+	}
+	return msg
+}
+
+func commandNames(root *cobra.Command) []string {
+	var names []string
+	for _, c := range root.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return names
+}
+
+// newHelpCmd replaces cobra's help command, which prints "Unknown help
+// topic" and exits 0 for a command that does not exist.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "Help about any command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usagef("no command %q; the commands are: %s", strings.Join(args, " "), strings.Join(commandNames(root), ", "))
+			}
+			target.SetOut(cmd.OutOrStdout())
+			return target.Help()
+		},
+	}
 }
 
 func main() {

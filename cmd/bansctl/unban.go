@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +41,11 @@ func newUnbanCmd(g *globals) *cobra.Command {
 				}
 				req.Targets = append(req.Targets, p)
 			}
+			if jail != "" {
+				if err := checkJail(cmd.Context(), g.client(), jail); err != nil {
+					return err
+				}
+			}
 			res, err := g.client().Unban(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -56,4 +64,35 @@ func newUnbanCmd(g *globals) *cobra.Command {
 	c.Flags().BoolVar(&all, "all", false, "lift every ban")
 	c.Flags().BoolVar(&yes, "yes", false, "confirm --all")
 	return c
+}
+
+// checkJail refuses a jail name bansd does not know, naming those it
+// does: the configured jails and any jail that holds bans (an import's).
+func checkJail(ctx context.Context, c *control.Client, jail string) error {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, j := range st.Jails {
+		known[j.Name] = true
+	}
+	if !known[jail] {
+		bans, err := c.Bans(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, b := range bans.Bans {
+			known[b.Jail] = true
+		}
+	}
+	if known[jail] {
+		return nil
+	}
+	names := make([]string, 0, len(known))
+	for n := range known {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return usagef("no jail %q; the jails are: %s", jail, strings.Join(names, ", "))
 }

@@ -52,6 +52,13 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: fmt.Sprintf("bad duration %q", req.Duration)}
 		}
 	}
+	jail := "manual"
+	if req.Jail != "" {
+		if !manualJailName(req.Jail) {
+			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: fmt.Sprintf("bad jail name %q: letters, digits, '-' and '_', at most 64", req.Jail)}
+		}
+		jail = req.Jail
+	}
 	reason := req.Reason
 	if reason == "" {
 		reason = "manual ban"
@@ -72,7 +79,7 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 				continue
 			}
 		}
-		reqs = append(reqs, ban.Request{Target: t, Jail: "manual", Reason: reason, Duration: dur, Time: now, Manual: true})
+		reqs = append(reqs, ban.Request{Target: t, Jail: jail, Reason: reason, Duration: dur, Time: now, Manual: true})
 	}
 	if len(refused) > 0 {
 		// All or nothing: an import with one protected line bans nothing.
@@ -207,4 +214,16 @@ func (d *daemon) kernelCounters(ctx context.Context) []setCounter {
 		out = append(out, setCounter{set: s.Name, packets: s.Packets, bytes: s.Bytes})
 	}
 	return out
+}
+
+func manualJailName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -14,36 +14,53 @@ import (
 	"syscall"
 
 	"github.com/bansd/bansd/configs"
+	buildinfo "github.com/bansd/bansd/internal/version"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is the release this binary is (stamped by the Makefile).
+var version = buildinfo.Version
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
 func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bansd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// The flag package's own messages are replaced by argError's.
+	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", "", "config file (TOML), overlaid on the embedded default; none: the default alone")
 	check := fs.Bool("check", false, "check the config and exit")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default config and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	showVersion := fs.Bool("version", false, "print the version, commit and Go version and exit")
+	genMan := fs.String("gen-man", "", "write the man page bansd.8 into `DIR` and exit (for packaging)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(os.Stdout, fs)
+			return 0
+		}
+		fmt.Fprintf(stderr, "bansd: %s\nRun 'bansd --help' for usage.\n", argError(err))
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bansd: unexpected arguments %q\n", fs.Args())
+		fmt.Fprintf(stderr, "bansd: takes no arguments, only flags (got %q); see bansd --help\n", fs.Args())
 		return 2
 	}
 	switch {
 	case *showVersion:
-		fmt.Fprintln(os.Stdout, "bansd", version)
+		fmt.Fprintln(os.Stdout, buildinfo.Get().String("bansd"))
 		return 0
 	case *printDefault:
 		os.Stdout.Write(configs.DefaultTOML())
 		return 0
+	case *genMan != "":
+		if err := writeMan(fs, *genMan); err != nil {
+			fmt.Fprintln(stderr, "bansd:", err)
+			return 1
+		}
+		return 0
 	}
 	cfg, err := configs.Load(*cfgPath)
+	if err == nil {
+		err = configs.CheckHost(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "bansd: config:", err)
 		return 2
