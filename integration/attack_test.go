@@ -293,7 +293,18 @@ func itemSpoofedSYN(t *testing.T, r *attackRun) {
 // jail (one of jails) made it.
 func bannedBy(t *testing.T, r *attackRun, src netip.Addr, port int, jails ...string) {
 	t.Helper()
-	waitDropped(t, r.attacker, src, port)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.attacker.probe(src, port, 500*time.Millisecond).Outcome != mailclient.Timeout {
+		if time.Now().After(deadline) {
+			w := whyOf(t, r.b, src)
+			var counts []string
+			for _, win := range w.Windows {
+				counts = append(counts, fmt.Sprintf("%s %s %d/%d", win.Jail, win.Target, win.Count, win.MaxRetry))
+			}
+			t.Fatalf("%s not banned 10s after its real failures (want a ban by %v); bansctl why: windows %v, bans %d", src, jails, counts, len(w.Bans))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	w := whyOf(t, r.b, src)
 	if len(w.Bans) == 0 || !slices.Contains(jails, w.Bans[0].Jail) {
 		t.Errorf("%s: want a ban by %v: %+v", src, jails, w)
