@@ -7,6 +7,7 @@
 // AUTH_RATELIMIT_USER (50/day), AUTH_RATELIMIT_EXEMPTION (CIDRs),
 // AUTH_RATELIMIT_EXEMPTION_LENGTH (86400), SECRET_KEY, MAILU_VERSION
 // ("2024.06" or "2.0": 2.0 has no per-attempt "Login attempt" lines),
+// LOG_LEVEL (INFO; at WARNING the "Login attempt" lines vanish, as in Mailu),
 // MAILU_USERS ("user@dom:password,..."), SMTP_ADDRESS, IMAP_ADDRESS.
 package main
 
@@ -42,7 +43,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	a := newAdmin(cfg, &flaskLog{w: os.Stderr}, time.Now)
+	a := newAdmin(cfg, &flaskLog{w: os.Stderr, min: cfg.logLevel}, time.Now)
 	srv := &http.Server{Addr: cfg.listen, Handler: a, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -61,6 +62,7 @@ func run() error {
 type config struct {
 	listen       string
 	version      string // "2024.06" or "2.0"
+	logLevel     int    // Python logging's number of LOG_LEVEL
 	secret       string
 	users        map[string]string // email -> password
 	ipLimit      rate
@@ -138,6 +140,11 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		}
 		c.users[strings.ToLower(u)] = p
 	}
+	lvl, ok := logLevels[strings.ToUpper(get("LOG_LEVEL", "INFO"))]
+	if !ok {
+		return c, fmt.Errorf("LOG_LEVEL %q: want DEBUG, INFO, WARNING, ERROR or CRITICAL", getenv("LOG_LEVEL"))
+	}
+	c.logLevel = lvl
 	if c.version != "2024.06" && c.version != "2.0" {
 		return c, fmt.Errorf("MAILU_VERSION %q: want 2024.06 or 2.0", c.version)
 	}
@@ -146,12 +153,20 @@ func configFromEnv(getenv func(string) string) (config, error) {
 
 // flaskLog writes Flask's default handler format:
 // [YYYY-MM-DD HH:MM:SS,mmm] LEVEL in module: message
+// Lines below min (a logLevels number; 0: all) are dropped.
 type flaskLog struct {
-	mu sync.Mutex
-	w  interface{ Write([]byte) (int, error) }
+	mu  sync.Mutex
+	w   interface{ Write([]byte) (int, error) }
+	min int
 }
 
+// logLevels are Python logging's level numbers.
+var logLevels = map[string]int{"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
 func (l *flaskLog) log(t time.Time, level, module, msg string) {
+	if logLevels[level] < l.min {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, "[%s,%03d] %s in %s: %s\n", t.UTC().Format("2006-01-02 15:04:05"), t.Nanosecond()/1e6, level, module, msg)

@@ -71,7 +71,7 @@ func newTestAdmin(t *testing.T, env map[string]string) (*admin, *bytes.Buffer, *
 	}
 	var buf bytes.Buffer
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
-	return newAdmin(cfg, &flaskLog{w: &buf}, func() time.Time { return now }), &buf, &now
+	return newAdmin(cfg, &flaskLog{w: &buf, min: cfg.logLevel}, func() time.Time { return now }), &buf, &now
 }
 
 func ask(a *admin, h map[string]string) http.Header {
@@ -145,5 +145,22 @@ func TestLimiter(t *testing.T) {
 	a.lim.exempt(a.cfg, a.now(), "203.0.113.9")
 	if h := try("203.0.113.9", "u6@example.com"); h.Get("Auth-Status") != "Authentication credentials invalid" {
 		t.Errorf("exempt address: %v", h)
+	}
+}
+
+// At LOG_LEVEL=WARNING, as in Mailu, the "Login attempt" lines vanish and
+// the limiter's warnings stay.
+func TestLogLevelWarning(t *testing.T) {
+	a, logs, _ := newTestAdmin(t, map[string]string{"LOG_LEVEL": "warning", "AUTH_RATELIMIT_IP": "1/hour"})
+	for _, user := range []string{"nobody1@example.com", "nobody2@example.com"} {
+		ask(a, map[string]string{"Auth-Port": "993", "Auth-User": user, "Auth-Pass": "x", "Auth-Protocol": "imap",
+			"Client-Ip": "198.51.100.7", "Client-Port": "1", "Auth-Method": "PLAIN"})
+	}
+	want := "[2026-01-02 03:04:05,006] WARNING in limiter: Authentication attempt from 198.51.100.7 has been rate-limited."
+	if got := strings.TrimSpace(logs.String()); got != want {
+		t.Errorf("log at WARNING:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := configFromEnv(func(k string) string { return map[string]string{"LOG_LEVEL": "LOUD"}[k] }); err == nil {
+		t.Error("LOG_LEVEL=LOUD accepted")
 	}
 }

@@ -375,3 +375,111 @@ func Probe(ctx context.Context, addr string, source netip.Addr, timeout time.Dur
 	defer c.Close()
 	return Result{Outcome: Success, Elapsed: time.Since(start), Local: c.LocalAddr().String()}
 }
+
+// AuthLoginNoPassword sends, on one port 25 session, AUTH LOGIN with each of
+// users as the username and a password that is not base64: nginx logs each
+// username inside an "invalid base64" line, and nobody is asked whether the
+// login is right, so the sender makes no failed login. It stops at the
+// first error (nginx closes the session after a few bad commands) and
+// returns how many usernames were logged. dial may be nil.
+func AuthLoginNoPassword(ctx context.Context, addr string, source netip.Addr, users []string, timeout time.Duration, dial func(context.Context, string, netip.Addr) (net.Conn, error)) (int, error) {
+	if dial == nil {
+		dial = Dial
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nc, err := dial(ctx, addr, source)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	c := &conn{c: nc, r: bufio.NewReader(nc)}
+	if code, msg, err := c.smtpReply(); err != nil || code != 220 {
+		return 0, errors.Join(err, fmt.Errorf("greeting %d: %s", code, msg))
+	}
+	if err := c.send("EHLO client.example"); err != nil {
+		return 0, err
+	}
+	if code, msg, err := c.smtpReply(); err != nil || code != 250 {
+		return 0, errors.Join(err, fmt.Errorf("EHLO %d: %s", code, msg))
+	}
+	for i, u := range users {
+		if err := c.send("AUTH LOGIN"); err != nil {
+			return i, err
+		}
+		if code, msg, err := c.smtpReply(); err != nil || code != 334 {
+			return i, errors.Join(err, fmt.Errorf("AUTH LOGIN %d: %s", code, msg))
+		}
+		if err := c.send(base64.StdEncoding.EncodeToString([]byte(u))); err != nil {
+			return i, err
+		}
+		if code, msg, err := c.smtpReply(); err != nil || code != 334 {
+			return i, errors.Join(err, fmt.Errorf("username %d: %s", code, msg))
+		}
+		if err := c.send("!!!!"); err != nil {
+			return i, err
+		}
+		code, msg, err := c.smtpReply()
+		if err != nil {
+			return i, err
+		}
+		if code < 500 {
+			return i, fmt.Errorf("invalid base64 password answered %d: %s", code, msg)
+		}
+	}
+	_ = c.send("QUIT")
+	return len(users), nil
+}
+
+// PipelinedAuth is a bot on port 25 that sends EHLO and AUTH PLAIN in its
+// first packet, one write before it has read the greeting, as many real
+// bots do; nginx then logs the failure within a millisecond of the
+// connection. dial may be nil.
+func PipelinedAuth(ctx context.Context, o Options) Result {
+	start := time.Now()
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	dial := o.Dial
+	if dial == nil {
+		dial = Dial
+	}
+	nc, err := dial(ctx, o.Addr, o.Source)
+	if err != nil {
+		return Result{Outcome: classify(err), Detail: err.Error(), Elapsed: time.Since(start)}
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	r := Result{Local: nc.LocalAddr().String()}
+	c := &conn{c: nc, r: bufio.NewReader(nc), o: o}
+	fail := func(detail string, err error) Result {
+		r.Outcome, r.Detail, r.Elapsed = classify(err), strings.TrimSpace(detail+" "+err.Error()), time.Since(start)
+		return r
+	}
+	if _, err := nc.Write([]byte("EHLO bot.example\r\nAUTH PLAIN " + plain(o.User, o.Pass) + "\r\n")); err != nil {
+		return fail("", err)
+	}
+	for _, want := range []int{220, 250} {
+		if code, msg, err := c.smtpReply(); err != nil || code != want {
+			return fail(msg, errors.Join(err, fmt.Errorf("want %d, got %d", want, code)))
+		}
+	}
+	code, msg, err := c.smtpReply()
+	if err != nil {
+		return fail(msg, err)
+	}
+	_ = c.send("QUIT")
+	r.Detail, r.Elapsed = msg, time.Since(start)
+	r.Outcome = Failure
+	if code == 235 {
+		r.Outcome = Success
+	}
+	return r
+}
