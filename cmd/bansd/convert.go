@@ -1,8 +1,11 @@
 package main
 
 import (
+	"github.com/bansd/bansd/ban"
 	"github.com/bansd/bansd/sources/docker"
 	"github.com/bansd/bansd/store"
+	"log/slog"
+	"net/netip"
 	"sort"
 
 	"github.com/bansd/bansd/configs"
@@ -133,4 +136,19 @@ func (s cursorStore) PutCursors(cs map[string]docker.Cursor) error {
 		m[k] = store.Cursor(c)
 	}
 	return s.db.PutCursors(m)
+}
+
+// requestFrom turns a jail's decision into a ban request.
+func requestFrom(d jail.Decision) ban.Request {
+	return ban.Request{Target: d.Target, Jail: d.Jail, Reason: d.Reason, Duration: d.Duration, Time: d.Time, Evidence: d.Evidence}
+}
+
+// banOptions gives the ban manager the settings it needs from cfg.
+func banOptions(cfg *configs.Config, fw ban.Firewall, db *store.DB, neverBan func(netip.Prefix, bool) (string, bool), log *slog.Logger) ban.Options {
+	return ban.Options{
+		Firewall: fw, Store: db, NeverBan: neverBan, Logger: log,
+		Batch: cfg.Firewall.Batch, Reconcile: cfg.Firewall.Reconcile,
+		Factor: cfg.Ban.Factor, BantimeMax: cfg.Ban.BantimeMax, HistoryMaxAge: cfg.Ban.HistoryMaxAge,
+		EvidenceLines: cfg.Engine.EvidenceLines,
+	}
 }

@@ -106,7 +106,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
-	d.mgr, err = ban.NewManager(ban.Options{Firewall: fw, Store: db, Config: cfg, Logger: d.log.With("part", "ban")})
+	d.mgr, err = ban.NewManager(banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban")))
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
 	}
@@ -282,7 +282,7 @@ func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
 		}
 		reqs := make([]ban.Request, len(batch))
 		for i, dec := range batch {
-			reqs[i] = ban.FromDecision(dec)
+			reqs[i] = requestFrom(dec)
 		}
 		n, err := d.mgr.BanMany(ctx, reqs)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/prefix"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -415,11 +416,6 @@ func (b *backoff) reset() { b.step = 0 }
 // parsePrefix reads a Docker or Mailu network value: a CIDR, or a bare
 // address taken as a host prefix.
 func parsePrefix(s string) (netip.Prefix, bool) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), true
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), true
-	}
-	return netip.Prefix{}, false
+	p, err := prefix.Parse(s)
+	return p, err == nil
 }
