@@ -54,7 +54,7 @@ func BenchmarkRestore100k(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		ns.Run(b, "nft", "flush", "ruleset")
-		m, err := NewManager(Options{Firewall: fw, Store: db, Config: cfg})
+		m, err := NewManager(withConfig(b, Options{Firewall: fw, Store: db}, cfg))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func BenchmarkBanMany100k(b *testing.B) {
 	ns := netnstest.New(b)
 	cfg := testConfig(b)
 	fw := newNFT(b, ns, cfg)
-	m := startManager(b, Options{Firewall: fw, Store: openStore(b, ""), Config: cfg})
+	m := startManager(b, withConfig(b, Options{Firewall: fw, Store: openStore(b, "")}, cfg))
 	var total time.Duration
 	round := 0
 	for b.Loop() {
@@ -116,7 +116,7 @@ func BenchmarkBanMany100k(b *testing.B) {
 func BenchmarkLatencyIdle(b *testing.B) {
 	ns := netnstest.New(b)
 	cfg := testConfig(b)
-	m := startManager(b, Options{Firewall: newNFT(b, ns, cfg), Store: openStore(b, ""), Config: cfg})
+	m := startManager(b, withConfig(b, Options{Firewall: newNFT(b, ns, cfg), Store: openStore(b, "")}, cfg))
 	var lat []time.Duration
 	i := 0
 	for b.Loop() {
@@ -141,7 +141,7 @@ func BenchmarkLatencyIdle(b *testing.B) {
 func BenchmarkLatencyAt1000PerSecond(b *testing.B) {
 	ns := netnstest.New(b)
 	cfg := testConfig(b)
-	m := startManager(b, Options{Firewall: newNFT(b, ns, cfg), Store: openStore(b, ""), Config: cfg})
+	m := startManager(b, withConfig(b, Options{Firewall: newNFT(b, ns, cfg), Store: openStore(b, "")}, cfg))
 	var (
 		mu  sync.Mutex
 		lat []time.Duration
@@ -190,7 +190,7 @@ func BenchmarkReconcile100k(b *testing.B) {
 	cfg := testConfig(b)
 	fw := newNFT(b, ns, cfg)
 	db := openStore(b, "")
-	m, err := NewManager(Options{Firewall: fw, Store: db, Config: cfg})
+	m, err := NewManager(withConfig(b, Options{Firewall: fw, Store: db}, cfg))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func dataPlane(t *testing.T, iptables string) {
 
 	cfg := testConfig(t)
 	fw := newNFT(t, tp.host, cfg)
-	m := startManager(t, Options{Firewall: fw, Store: openStore(t, ""), Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
 	ctx := t.Context()
 	if _, err := m.Ban(ctx, Request{Target: pfx(bannedV4 + "/32"), Jail: "auth", Duration: time.Hour}); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package ban
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/bansd/bansd/jail"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -166,4 +168,27 @@ func requireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test programs nftables in a network namespace and must run as root")
 	}
+}
+
+// withConfig fills o's settings from cfg the way the daemon does, with the
+// never-ban verdict of a real jail engine built from cfg.
+func withConfig(t testing.TB, o Options, cfg *configs.Config) Options {
+	t.Helper()
+	o, err := configOptions(o, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func configOptions(o Options, cfg *configs.Config) (Options, error) {
+	e, err := jail.NewEngine(cfg, jail.Options{})
+	if err != nil {
+		return o, fmt.Errorf("jail.NewEngine: %w", err)
+	}
+	o.NeverBan = e.NeverBan
+	o.Batch, o.Reconcile = cfg.Firewall.Batch, cfg.Firewall.Reconcile
+	o.Factor, o.BantimeMax, o.HistoryMaxAge = cfg.Ban.Factor, cfg.Ban.BantimeMax, cfg.Ban.HistoryMaxAge
+	o.EvidenceLines = cfg.Engine.EvidenceLines
+	return o, nil
 }

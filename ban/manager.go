@@ -16,8 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bansd/bansd/configs"
-	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/prefix"
 	"github.com/bansd/bansd/store"
 )
 
@@ -50,19 +49,30 @@ type Request struct {
 	Time     time.Time
 	Evidence []string
 	Manual   bool
-}
-
-// FromDecision turns a jail's decision into a request.
-func FromDecision(d jail.Decision) Request {
-	return Request{Target: d.Target, Jail: d.Jail, Reason: d.Reason, Duration: d.Duration, Time: d.Time, Evidence: d.Evidence}
+	// Force (an operator's --force) is passed to Options.NeverBan.
+	Force bool
 }
 
 // Options configures a Manager.
 type Options struct {
 	Firewall Firewall
 	Store    *store.DB
-	Config   *configs.Config
-	Logger   *slog.Logger
+	// NeverBan is the never-ban verdict for a normalized target: the rule
+	// it would cover, if any. The daemon wires it to the jail engine, so
+	// there is one list, and a reloaded ignoreip holds here too.
+	NeverBan func(p netip.Prefix, force bool) (rule string, ok bool)
+	// Batch bounds the elements of one kernel flush.
+	Batch int
+	// Reconcile is how often the kernel is checked against the store.
+	Reconcile time.Duration
+	// Factor, BantimeMax: a ban lasts base × Factor^offences, capped.
+	Factor     float64
+	BantimeMax time.Duration
+	// HistoryMaxAge forgets offences older than this (0: never).
+	HistoryMaxAge time.Duration
+	// EvidenceLines is how many evidence lines a ban keeps.
+	EvidenceLines int
+	Logger        *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -72,7 +82,7 @@ type Options struct {
 type Manager struct {
 	fw    Firewall
 	db    *store.DB
-	cfg   *configs.Config
+	opt   Options
 	log   *slog.Logger
 	now   func() time.Time
 	batch int
@@ -120,16 +130,16 @@ type result struct {
 
 // NewManager checks the options. Nothing happens until Run.
 func NewManager(opt Options) (*Manager, error) {
-	if opt.Firewall == nil || opt.Store == nil || opt.Config == nil {
-		return nil, errors.New("ban: Firewall, Store and Config are required")
+	if opt.Firewall == nil || opt.Store == nil || opt.NeverBan == nil {
+		return nil, errors.New("ban: Firewall, Store and NeverBan are required")
 	}
 	m := &Manager{
 		fw:      opt.Firewall,
 		db:      opt.Store,
-		cfg:     opt.Config,
+		opt:     opt,
 		log:     opt.Logger,
 		now:     opt.Now,
-		batch:   min(max(opt.Config.Firewall.Batch, 1), maxBatch),
+		batch:   min(max(opt.Batch, 1), maxBatch),
 		jobs:    make(chan *job, queueJobs),
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -167,7 +177,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		return fmt.Errorf("ban: initial reconcile: %w", err)
 	}
 	close(m.ready)
-	every := m.cfg.Firewall.Reconcile
+	every := m.opt.Reconcile
 	if every <= 0 {
 		every = 30 * time.Second
 	}
@@ -302,9 +312,9 @@ func (m *Manager) Unban(ctx context.Context, targets []netip.Prefix) (int, error
 	ts := make([]netip.Prefix, 0, len(targets))
 	seen := make(map[netip.Prefix]bool, len(targets))
 	for _, t := range targets {
-		p, err := normalize(t)
+		p, err := prefix.Normalize(t)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		if !seen[p] {
 			seen[p] = true
@@ -366,7 +376,7 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 	var lookup []netip.Prefix
 	var at []int
 	for i, r := range rs {
-		t, err := m.checkTarget(r.Target)
+		t, err := m.checkTarget(r.Target, r.Force)
 		switch {
 		case err != nil:
 			out[i].err = err
@@ -393,7 +403,7 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		}
 		for k, h := range hs {
 			b := &out[at[k]].ban
-			if m.cfg.Ban.HistoryMaxAge > 0 && h.LastBan.Before(now.Add(-m.cfg.Ban.HistoryMaxAge)) {
+			if m.opt.HistoryMaxAge > 0 && h.LastBan.Before(now.Add(-m.opt.HistoryMaxAge)) {
 				h.Offences = 0
 			}
 			b.Level = h.Offences
@@ -410,11 +420,11 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 
 // escalate is base × factor^offences, capped at bantime_max.
 func (m *Manager) escalate(base time.Duration, offences int) time.Duration {
-	limit := m.cfg.Ban.BantimeMax
+	limit := m.opt.BantimeMax
 	if limit <= 0 {
 		limit = maxTimeout
 	}
-	f := m.cfg.Ban.Factor
+	f := m.opt.Factor
 	if f < 1 {
 		f = 1
 	}
@@ -426,7 +436,7 @@ func (m *Manager) escalate(base time.Duration, offences int) time.Duration {
 }
 
 func (m *Manager) boundEvidence(ev []string) []string {
-	keep := m.cfg.Engine.EvidenceLines
+	keep := m.opt.EvidenceLines
 	if keep <= 0 || len(ev) == 0 {
 		return nil
 	}
@@ -446,31 +456,13 @@ func bound(s string, n int) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// normalize unmaps IPv4-mapped IPv6 and masks the prefix.
-func normalize(p netip.Prefix) (netip.Prefix, error) {
-	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("%w: invalid prefix", ErrRefused)
-	}
-	a, bits := p.Addr(), p.Bits()
-	if a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%w: %s: zoned address", ErrRefused, p)
-	}
-	if a.Is4In6() {
-		if bits < 96 {
-			return netip.Prefix{}, fmt.Errorf("%w: %s: IPv4-mapped prefix shorter than /96", ErrRefused, p)
-		}
-		a, bits = a.Unmap(), bits-96
-	}
-	return netip.PrefixFrom(a, bits).Masked(), nil
-}
-
 // checkTarget refuses what must never be banned: networks so wide they
-// would cut off the world, special addresses, and the configured
-// never-ban networks (the jails already skip those; this is the last line).
-func (m *Manager) checkTarget(p netip.Prefix) (netip.Prefix, error) {
-	p, err := normalize(p)
+// would cut off the world, special addresses, and whatever the never-ban
+// verdict protects (the jails already skip those; this is the last line).
+func (m *Manager) checkTarget(p netip.Prefix, force bool) (netip.Prefix, error) {
+	p, err := prefix.Normalize(p)
 	if err != nil {
-		return p, err
+		return p, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	a := p.Addr()
 	if a.Is4() && p.Bits() < 8 || a.Is6() && p.Bits() < 16 {
@@ -479,13 +471,8 @@ func (m *Manager) checkTarget(p netip.Prefix) (netip.Prefix, error) {
 	if a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() {
 		return p, fmt.Errorf("%w: %s is a loopback, unspecified, multicast or link-local address", ErrRefused, p)
 	}
-	e := m.cfg.Engine
-	for _, group := range [][]netip.Prefix{e.IgnoreIP, {e.Subnet, e.Subnet6}, e.RealIPFrom, e.RatelimitExemption} {
-		for _, n := range group {
-			if n.IsValid() && n.Overlaps(p) {
-				return p, fmt.Errorf("%w: %s overlaps never-ban network %s", ErrRefused, p, n)
-			}
-		}
+	if rule, ok := m.opt.NeverBan(p, force); ok {
+		return p, fmt.Errorf("%w: %s overlaps never-ban network %s", ErrRefused, p, rule)
 	}
 	return p, nil
 }
@@ -764,7 +751,7 @@ func (m *Manager) reconcile(l *listing) (err error) {
 			return err
 		}
 	}
-	if age := m.cfg.Ban.HistoryMaxAge; age > 0 && now.Sub(m.historyPurged) >= historyPurgeEvery {
+	if age := m.opt.HistoryMaxAge; age > 0 && now.Sub(m.historyPurged) >= historyPurgeEvery {
 		if _, err := m.db.PurgeHistory(now.Add(-age)); err != nil {
 			return err
 		}

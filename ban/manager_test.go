@@ -20,7 +20,6 @@ import (
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/netnstest"
-	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/store"
 )
 
@@ -56,7 +55,11 @@ func child(spec string) error {
 	if err != nil {
 		return err
 	}
-	m, err := NewManager(Options{Firewall: fw, Store: db, Config: cfg})
+	o, err := configOptions(Options{Firewall: fw, Store: db}, cfg)
+	if err != nil {
+		return err
+	}
+	m, err := NewManager(o)
 	if err != nil {
 		return err
 	}
@@ -78,7 +81,7 @@ func TestBanIPv4IPv6AndNetworks(t *testing.T) {
 	ns := netnstest.New(t)
 	cfg := testConfig(t)
 	fw := newNFT(t, ns, cfg)
-	m := startManager(t, Options{Firewall: fw, Store: openStore(t, ""), Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
 	targets := []string{"192.0.2.1/32", "198.51.100.0/24", "2001:db8::1/128", "2001:db8:a:b::/64", "2001:db8:c::/48", "::ffff:203.0.113.9/128"}
 	for _, s := range targets {
 		b, err := m.Ban(t.Context(), Request{Target: pfx(s), Jail: "auth", Reason: "test", Duration: time.Hour, Evidence: []string{"a line"}})
@@ -127,7 +130,7 @@ func TestBanRules(t *testing.T) {
 	cfg.Engine.IgnoreIP = []netip.Prefix{pfx("203.0.113.128/25")}
 	fw := newNFT(t, ns, cfg)
 	db := openStore(t, "")
-	m := startManager(t, Options{Firewall: fw, Store: db, Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db}, cfg))
 	ctx := t.Context()
 
 	for _, tc := range []struct {
@@ -204,7 +207,7 @@ func TestUnban(t *testing.T) {
 	cfg := testConfig(t)
 	fw := newNFT(t, ns, cfg)
 	db := openStore(t, "")
-	m := startManager(t, Options{Firewall: fw, Store: db, Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db}, cfg))
 	ctx := t.Context()
 	a, b := pfx("192.0.2.30/32"), pfx("2001:db8:30::/64")
 	if n, err := m.BanMany(ctx, []Request{{Target: a, Duration: time.Hour}, {Target: b, Duration: time.Hour}}); n != 2 || err != nil {
@@ -241,12 +244,12 @@ func TestEscalation(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	fw := newNFT(t, ns, cfg)
 	db := openStore(t, "")
-	m := startManager(t, Options{Firewall: fw, Store: db, Config: cfg, Now: clk.Now})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db, Now: clk.Now}, cfg))
 	ctx := t.Context()
 	a := pfx("198.51.100.77/32")
 
 	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
-		b, err := m.Ban(ctx, FromDecision(jail.Decision{Target: a, Jail: "auth", Duration: time.Minute, Time: clk.Now()}))
+		b, err := m.Ban(ctx, Request{Target: a, Jail: "auth", Duration: time.Minute, Time: clk.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +286,7 @@ func TestStoreFirstAndRepair(t *testing.T) {
 	db := openStore(t, "")
 	real := newNFT(t, ns, cfg)
 	fw := &faultFW{Firewall: real, db: db, failAdds: 2}
-	m := startManager(t, Options{Firewall: fw, Store: db, Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db}, cfg))
 	a := pfx("192.0.2.40/32")
 	if _, err := m.Ban(t.Context(), Request{Target: a, Duration: time.Hour}); err == nil {
 		t.Fatal("Ban succeeded although every kernel add failed")
@@ -310,7 +313,7 @@ func TestReconcileRepairs(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Firewall.Reconcile = time.Second
 	fw := newNFT(t, ns, cfg)
-	m := startManager(t, Options{Firewall: fw, Store: openStore(t, ""), Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
 	ctx := t.Context()
 	want := []Request{
 		{Target: pfx("192.0.2.50/32"), Duration: time.Hour},
@@ -419,7 +422,7 @@ func TestRestoreAfterKill(t *testing.T) {
 	ns.Run(t, "nft", "add", "element", "inet", "bansd", "v4_20", "{ 198.51.96.0 timeout 1h }")
 	db := openStore(t, storePath)
 	start := time.Now()
-	m := startManager(t, Options{Firewall: fw, Store: db, Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db}, cfg))
 	t.Logf("restored in %s", time.Since(start))
 	k := kernel(t, fw)
 	if len(k) != 1002 || len(m.Bans()) != 1002 {
@@ -438,7 +441,7 @@ func TestQueueIsBounded(t *testing.T) {
 	ns := netnstest.New(t)
 	cfg := testConfig(t)
 	fw := newNFT(t, ns, cfg)
-	m, err := NewManager(Options{Firewall: fw, Store: openStore(t, ""), Config: cfg})
+	m, err := NewManager(withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +493,7 @@ func TestEscalate(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Ban.Factor = 3
 	cfg.Ban.BantimeMax = 24 * time.Hour
-	m, err := NewManager(Options{Firewall: &NFT{}, Store: &store.DB{}, Config: cfg})
+	m, err := NewManager(withConfig(t, Options{Firewall: &NFT{}, Store: &store.DB{}}, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +547,7 @@ func TestExpiredBansPurged(t *testing.T) {
 	cfg.Firewall.Reconcile = time.Second
 	fw := newNFT(t, ns, cfg)
 	db := openStore(t, "")
-	m := startManager(t, Options{Firewall: fw, Store: db, Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db}, cfg))
 	short, long := pfx("192.0.2.70/32"), pfx("192.0.2.71/32")
 	if n, err := m.BanMany(t.Context(), []Request{{Target: short, Duration: 2 * time.Second}, {Target: long, Duration: time.Hour}}); n != 2 || err != nil {
 		t.Fatal(n, err)

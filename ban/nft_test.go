@@ -210,7 +210,7 @@ func TestDefaultSocketBuffer(t *testing.T) {
 	}
 
 	cfg.Firewall.Batch = 8192 // above the 5000 cap on purpose
-	m := startManager(t, Options{Firewall: fw, Store: openStore(t, ""), Config: cfg})
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
 	rs := make([]Request, len(els))
 	for i := range rs {
 		rs[i] = Request{Target: v4(i), Jail: "bulk", Duration: time.Hour, Manual: true}

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/prefix"
 	"net/netip"
 	"os"
 	"sort"
@@ -599,34 +600,8 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // ParsePrefix accepts a CIDR or a bare address (taken as /32 or /128),
-// unmaps IPv4-mapped IPv6 and returns the masked prefix.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("bad CIDR %q", s)
-		}
-		a := p.Addr()
-		bits := p.Bits()
-		if a.Is4In6() {
-			if bits < 96 {
-				return netip.Prefix{}, fmt.Errorf("bad CIDR %q: IPv4-mapped with a prefix shorter than /96", s)
-			}
-			a, bits = a.Unmap(), bits-96
-		}
-		if a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("bad CIDR %q: zones are not allowed", s)
-		}
-		return netip.PrefixFrom(a, bits).Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("bad address %q", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
+// normalized by prefix.Parse.
+func ParsePrefix(s string) (netip.Prefix, error) { return prefix.Parse(s) }
 
 func parsePrefixes(ss []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(ss))

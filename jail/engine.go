@@ -3,6 +3,8 @@ package jail
 import (
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/jail/parse"
+	"github.com/bansd/bansd/prefix"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
@@ -38,11 +40,11 @@ type Engine struct {
 	opt    Options
 	now    func() time.Time
 	seed   maphash.Seed
-	parser *Parser
+	parser *parse.Parser
 
 	cfg    *configs.Config
 	jails  []*jailRT
-	byKind [kindCount][]uint16
+	byKind [parse.KindCount][]uint16
 	tr     *tracker
 	live   Protected
 	prot   *protectSet
@@ -65,7 +67,7 @@ type Engine struct {
 // counters are the engine's own; lines and matched are the parser's (Process
 // is its only caller).
 type counters struct {
-	events                                                  [kindCount]uint64
+	events                                                  [parse.KindCount]uint64
 	deduped, exempted, protected, frontSkipped, tooOld, ref uint64
 	alarmEvents, alarms                                     uint64
 }
@@ -101,7 +103,7 @@ type Stats struct {
 	// AdminLogins is true once admin's per-attempt lines were seen (Mailu
 	// 2024.06+): front's auth failures are then not counted.
 	AdminLogins bool
-	Parser      ParserStats
+	Parser      parse.ParserStats
 }
 
 // WindowState is one jail's view of an address, for `bansctl why`.
@@ -139,7 +141,7 @@ func NewEngine(cfg *configs.Config, opt Options) (*Engine, error) {
 		opt:    opt,
 		now:    now,
 		seed:   maphash.MakeSeed(),
-		parser: NewParser(ParserOptions{Now: now}),
+		parser: parse.NewParser(parse.ParserOptions{Now: now}),
 		cfg:    cfg,
 		jails:  jails,
 		byKind: byKind,
@@ -158,8 +160,8 @@ func maxTracked(cfg *configs.Config) int {
 	return 200000
 }
 
-func buildJails(cfg *configs.Config) ([]*jailRT, [kindCount][]uint16, error) {
-	var byKind [kindCount][]uint16
+func buildJails(cfg *configs.Config) ([]*jailRT, [parse.KindCount][]uint16, error) {
+	var byKind [parse.KindCount][]uint16
 	var jails []*jailRT
 	for _, name := range cfg.JailNames() {
 		j := cfg.Jails[name]
@@ -177,7 +179,7 @@ func buildJails(cfg *configs.Config) ([]*jailRT, [kindCount][]uint16, error) {
 		}
 		idx := uint16(len(jails))
 		for _, ev := range j.Events {
-			k, ok := ParseKind(ev)
+			k, ok := parse.ParseKind(ev)
 			if !ok {
 				return nil, byKind, fmt.Errorf("jail %s: unknown event %q", name, ev)
 			}
@@ -228,8 +230,8 @@ func (e *Engine) Process(l sources.Line) (matched bool) {
 	return ok
 }
 
-func (e *Engine) processEvent(ev Event, out *pending) {
-	if ev.Kind == KindNone || ev.Kind >= kindCount || !ev.Addr.IsValid() {
+func (e *Engine) processEvent(ev parse.Event, out *pending) {
+	if ev.Kind == parse.KindNone || ev.Kind >= parse.KindCount || !ev.Addr.IsValid() {
 		return
 	}
 	e.st.events[ev.Kind]++
@@ -254,37 +256,37 @@ func (e *Engine) processEvent(ev Event, out *pending) {
 		return
 	}
 	ab := toBits(a)
-	if ev.Origin == OriginAdmin && ev.Port > 0 {
+	if ev.Origin == parse.OriginAdmin && ev.Port > 0 {
 		// Only "Login attempt for: USER/PROTO/PORT" lines carry a mail
 		// port; Mailu 2.0's SSO lines ("Login failed for") do not.
 		switch ev.Kind {
-		case KindAuthFailure, KindUnknownUser, KindAuthSuccess:
+		case parse.KindAuthFailure, parse.KindUnknownUser, parse.KindAuthSuccess:
 			e.latchLogins()
 		}
 	}
 	switch ev.Kind {
-	case KindAuthSuccess:
+	case parse.KindAuthSuccess:
 		if d := e.cfg.Engine.SuccessExempt; d > 0 {
 			e.exempt.add(ab, tn, tn+int64(d))
 		}
 		return
-	case KindRelayClient, KindMisconfigured:
+	case parse.KindRelayClient, parse.KindMisconfigured:
 		// Alarm input only; never an attempt.
 		return
 	}
 	switch ev.Origin {
-	case OriginAdmin:
-		if ev.Kind == KindRateLimited {
+	case parse.OriginAdmin:
+		if ev.Kind == parse.KindRateLimited {
 			e.adminLimiter = true
 		}
-	case OriginNginx, OriginDovecot:
+	case parse.OriginNginx, parse.OriginDovecot:
 		switch ev.Kind {
-		case KindAuthFailure, KindUnknownUser:
+		case parse.KindAuthFailure, parse.KindUnknownUser:
 			if e.adminLogins {
 				e.st.frontSkipped++
 				return
 			}
-		case KindRateLimited:
+		case parse.KindRateLimited:
 			if e.adminLogins || e.adminLimiter {
 				e.st.frontSkipped++
 				return
@@ -349,16 +351,16 @@ func (e *Engine) latchLogins() {
 // fingerprint identifies retries of the same credentials from the same
 // address (Mailu's dedup): a stale password on several devices counts once.
 // ah is the address's addrBits.hash.
-func (e *Engine) fingerprint(ev Event, ah uint64) uint64 {
+func (e *Engine) fingerprint(ev parse.Event, ah uint64) uint64 {
 	var h maphash.Hash
 	switch {
-	case ev.Kind == KindAuthFailure && ev.PassHash != "":
+	case ev.Kind == parse.KindAuthFailure && ev.PassHash != "":
 		h.SetSeed(e.seed)
 		h.WriteByte(1)
 		h.WriteString(ev.User)
 		h.WriteByte(0)
 		h.WriteString(ev.PassHash)
-	case ev.Kind == KindUnknownUser:
+	case ev.Kind == parse.KindUnknownUser:
 		h.SetSeed(e.seed)
 		h.WriteByte(2)
 		h.WriteString(ev.User)
@@ -375,7 +377,7 @@ func (e *Engine) fingerprint(ev Event, ah uint64) uint64 {
 func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending) {
 	target := w.key.prefix()
 	if target.Bits() < target.Addr().BitLen() {
-		if r, ok := e.prot.overlaps(target); ok {
+		if r, ok := e.prot.overlaps(target, false); ok {
 			e.st.ref++
 			e.opt.Logger.Warn("network not banned: it holds a protected address", "jail", j.cfg.Name, "network", target, "rule", r.name)
 			e.tr.removeKey(w.key)
@@ -396,15 +398,15 @@ func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending
 	out.decs = append(out.decs, d)
 }
 
-var kindNouns = [kindCount]string{
-	KindAuthFailure:  "failed logins",
-	KindUnknownUser:  "logins for unknown users",
-	KindPort25Auth:   "AUTH attempts on port 25",
-	KindRateLimited:  "attempts refused by Mailu's rate limiter",
-	KindTokenInvalid: "invalid API tokens",
-	KindRelayDenied:  "relay attempts",
-	KindUserUnknown:  "unknown recipients",
-	KindScan:         "connections without login",
+var kindNouns = [parse.KindCount]string{
+	parse.KindAuthFailure:  "failed logins",
+	parse.KindUnknownUser:  "logins for unknown users",
+	parse.KindPort25Auth:   "AUTH attempts on port 25",
+	parse.KindRateLimited:  "attempts refused by Mailu's rate limiter",
+	parse.KindTokenInvalid: "invalid API tokens",
+	parse.KindRelayDenied:  "relay attempts",
+	parse.KindUserUnknown:  "unknown recipients",
+	parse.KindScan:         "connections without login",
 }
 
 var portNames = map[uint16]string{
@@ -416,7 +418,7 @@ var portNames = map[uint16]string{
 func reason(j *jailRT, w *window, sum int, target netip.Prefix) string {
 	var kinds []string
 	noun := "attempts"
-	for k := Kind(1); k < kindCount; k++ {
+	for k := parse.Kind(1); k < parse.KindCount; k++ {
 		if w.kinds&(1<<k) != 0 {
 			kinds = append(kinds, k.String())
 			if len(kinds) == 1 && kindNouns[k] != "" {
@@ -456,7 +458,7 @@ func shortDuration(d time.Duration) string {
 // alarmWorthy: the "client" is where docker-proxy or a mis-set proxy
 // connects from. Postfix's client= is only alarming for a gateway: internal
 // senders (admin, webmail) legitimately sit inside Docker networks.
-func alarmWorthy(r *protectRule, ev Event) bool {
+func alarmWorthy(r *protectRule, ev parse.Event) bool {
 	if r.alarm == alarmNone {
 		return false
 	}
@@ -465,7 +467,7 @@ func alarmWorthy(r *protectRule, ev Event) bool {
 		// webmail's own listeners on front
 		return false
 	}
-	if ev.Kind == KindRelayClient {
+	if ev.Kind == parse.KindRelayClient {
 		return r.alarm == alarmGateway
 	}
 	return true
@@ -490,12 +492,21 @@ func (e *Engine) IsProtected(a netip.Addr) (rule string, ok bool) {
 	return r.name, true
 }
 
-// ProtectedOverlap says which never-ban rule a network ban of p would
-// cover, if any (for refusing manual network bans).
-func (e *Engine) ProtectedOverlap(p netip.Prefix) (rule string, ok bool) {
+// NeverBan is bansd's one never-ban verdict for a ban of p: the rule p
+// would cover, if any. p is normalized first (prefix.Normalize), so every
+// spelling of a range gets the same answer; one that does not normalize is
+// refused. With force (an operator's --force), only the configured rules
+// hold: ignoreip, Mailu's SUBNET/SUBNET6/REAL_IP_FROM/
+// AUTH_RATELIMIT_EXEMPTION and the special ranges; what was learnt from
+// Docker and the host may be overridden.
+func (e *Engine) NeverBan(p netip.Prefix, force bool) (rule string, ok bool) {
+	p, err := prefix.Normalize(p)
+	if err != nil {
+		return err.Error(), true
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r, ok := e.prot.overlaps(p)
+	r, ok := e.prot.overlaps(p, force)
 	if !ok {
 		return "", false
 	}
@@ -505,9 +516,9 @@ func (e *Engine) ProtectedOverlap(p netip.Prefix) (rule string, ok bool) {
 // Forget drops the windows of every address and network inside target
 // (after an unban, so that the next attempt does not ban again at once).
 func (e *Engine) Forget(target netip.Prefix) {
-	target = target.Masked()
-	if target.Addr().Is4In6() {
-		target = netip.PrefixFrom(target.Addr().Unmap(), max(target.Bits()-96, 0))
+	target, err := prefix.Normalize(target)
+	if err != nil {
+		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -567,8 +578,9 @@ func (e *Engine) Why(a netip.Addr) []WindowState {
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	ps := e.parser.Stats()
 	s := Stats{
-		Lines: e.parser.lines, Matched: e.parser.matched,
+		Lines: ps.Lines, Matched: ps.Matched,
 		Events:    map[string]uint64{},
 		Decisions: map[string]uint64{},
 		Alarms:    e.st.alarms, AlarmEvents: e.st.alarmEvents,
@@ -577,9 +589,9 @@ func (e *Engine) Stats() Stats {
 		Deduplicated: e.st.deduped, Exempted: e.st.exempted, Protected: e.st.protected,
 		FrontSkipped: e.st.frontSkipped, TooOld: e.st.tooOld, Refused: e.st.ref,
 		AdminLogins: e.adminLogins,
-		Parser:      e.parser.Stats(),
+		Parser:      ps,
 	}
-	for k := Kind(1); k < kindCount; k++ {
+	for k := parse.Kind(1); k < parse.KindCount; k++ {
 		s.Events[k.String()] = e.st.events[k]
 	}
 	for _, j := range e.jails {

@@ -2,6 +2,7 @@ package jail
 
 import (
 	"context"
+	"github.com/bansd/bansd/jail/parse"
 	"net/netip"
 	"os"
 	"runtime"
@@ -68,7 +69,7 @@ func BenchmarkParserOnly(b *testing.B) {
 	lines := engineBenchMix(b, 200000)
 	b.ResetTimer()
 	for b.Loop() {
-		p := NewParser(ParserOptions{})
+		p := parse.NewParser(parse.ParserOptions{})
 		for _, l := range lines {
 			p.Parse(l)
 		}
@@ -95,7 +96,7 @@ func BenchmarkMillionDistinct(b *testing.B) {
 			a[0], a[1], a[2], a[3] = 0x20, 0x01, 0x0d, 0xb8
 			a[4], a[5], a[6], a[7] = byte(i>>12), byte(i>>4), 0, byte(i&0xf)
 			a[15] = 1
-			e.feed(Event{Kind: KindTokenInvalid, Origin: OriginAdmin, Time: t0.Add(time.Duration(i) * time.Millisecond), Addr: netip.AddrFrom16(a), Count: 1, Line: line})
+			e.feed(parse.Event{Kind: parse.KindTokenInvalid, Origin: parse.OriginAdmin, Time: t0.Add(time.Duration(i) * time.Millisecond), Addr: netip.AddrFrom16(a), Count: 1, Line: line})
 		}
 		runtime.GC()
 		var ms runtime.MemStats

@@ -2,6 +2,7 @@ package jail
 
 import (
 	"fmt"
+	"github.com/bansd/bansd/jail/parse"
 	"net/netip"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ func newTestEngine(t *testing.T, toml string) (*Engine, *recorder) {
 }
 
 // feed runs events through the engine as Process would, delivering outputs.
-func (e *Engine) feed(evs ...Event) {
+func (e *Engine) feed(evs ...parse.Event) {
 	for _, ev := range evs {
 		var out pending
 		e.mu.Lock()
@@ -70,18 +71,18 @@ func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 // adminFail is admin's "Login attempt ... failed: badauth: <hash>".
-func adminFail(a string, at time.Duration, user, hash string) Event {
-	return Event{Kind: KindAuthFailure, Origin: OriginAdmin, Time: t0.Add(at), Addr: addr(a), User: user, PassHash: hash, Port: 993, Count: 1,
+func adminFail(a string, at time.Duration, user, hash string) parse.Event {
+	return parse.Event{Kind: parse.KindAuthFailure, Origin: parse.OriginAdmin, Time: t0.Add(at), Addr: addr(a), User: user, PassHash: hash, Port: 993, Count: 1,
 		Line: fmt.Sprintf("Login attempt for: %s/imap/993 from: %s/1234: failed: badauth: %s", user, a, hash)}
 }
 
-func dovecotFail(a string, at time.Duration, n int) Event {
-	return Event{Kind: KindAuthFailure, Origin: OriginDovecot, Time: t0.Add(at), Addr: addr(a), User: "u@example.com", Port: 993, Count: n,
+func dovecotFail(a string, at time.Duration, n int) parse.Event {
+	return parse.Event{Kind: parse.KindAuthFailure, Origin: parse.OriginDovecot, Time: t0.Add(at), Addr: addr(a), User: "u@example.com", Port: 993, Count: n,
 		Line: "imap-login: Info: Disconnected: (auth failed, 1 attempts in 2 secs): rip=" + a}
 }
 
-func ev(k Kind, o Origin, a string, at time.Duration) Event {
-	return Event{Kind: k, Origin: o, Time: t0.Add(at), Addr: addr(a), Port: 25, Count: 1, Line: k.String() + " from " + a}
+func ev(k parse.Kind, o parse.Origin, a string, at time.Duration) parse.Event {
+	return parse.Event{Kind: k, Origin: o, Time: t0.Add(at), Addr: addr(a), Port: 25, Count: 1, Line: k.String() + " from " + a}
 }
 
 func targets(ds []Decision) []string {
@@ -163,19 +164,19 @@ func steps(n int, d time.Duration) []time.Duration {
 // Replaying the same events in a slightly different arrival order (as
 // merged files vs live streams) decides the same bans.
 func TestReplayOrderIndependent(t *testing.T) {
-	var evs []Event
+	var evs []parse.Event
 	for i := range 40 {
 		evs = append(evs, adminFail(fmt.Sprintf("203.0.113.%d", 10+i%4), time.Duration(i)*20*time.Second, "x@example.com", fmt.Sprintf("%06x", i)))
-		evs = append(evs, ev(KindPort25Auth, OriginNginx, fmt.Sprintf("192.0.2.%d", 1+i%3), time.Duration(i)*25*time.Second))
+		evs = append(evs, ev(parse.KindPort25Auth, parse.OriginNginx, fmt.Sprintf("192.0.2.%d", 1+i%3), time.Duration(i)*25*time.Second))
 	}
-	run := func(evs []Event) []string {
+	run := func(evs []parse.Event) []string {
 		e, r := newTestEngine(t, "")
 		e.feed(evs...)
 		return targets(r.decs)
 	}
 	want := run(evs)
 	slices.Sort(want)
-	swapped := append([]Event(nil), evs...)
+	swapped := append([]parse.Event(nil), evs...)
 	for i := 0; i+1 < len(swapped); i += 3 {
 		swapped[i], swapped[i+1] = swapped[i+1], swapped[i]
 	}
@@ -189,50 +190,50 @@ func TestReplayOrderIndependent(t *testing.T) {
 func TestDedup(t *testing.T) {
 	tests := []struct {
 		name string
-		evs  func() []Event
+		evs  func() []parse.Event
 		want int
 	}{
-		{"stale password on many devices", func() []Event {
-			var evs []Event
+		{"stale password on many devices", func() []parse.Event {
+			var evs []parse.Event
 			for i := range 60 {
 				evs = append(evs, adminFail("203.0.113.20", time.Duration(i)*10*time.Second, "carol@example.com", "0d41e7"))
 			}
 			return evs
 		}, 0},
-		{"same user, distinct passwords", func() []Event {
-			var evs []Event
+		{"same user, distinct passwords", func() []parse.Event {
+			var evs []parse.Event
 			for i := range 10 {
 				evs = append(evs, adminFail("203.0.113.20", time.Duration(i)*time.Second, "carol@example.com", fmt.Sprintf("%06x", i)))
 			}
 			return evs
 		}, 1},
-		{"unknown user dedup on user", func() []Event {
-			var evs []Event
+		{"unknown user dedup on user", func() []parse.Event {
+			var evs []parse.Event
 			for i := range 30 {
-				e := ev(KindUnknownUser, OriginAdmin, "203.0.113.21", time.Duration(i)*time.Second)
+				e := ev(parse.KindUnknownUser, parse.OriginAdmin, "203.0.113.21", time.Duration(i)*time.Second)
 				e.User, e.PassHash = "'admin'", fmt.Sprintf("%06x", i)
 				evs = append(evs, e)
 			}
 			return evs
 		}, 0},
-		{"unknown users sprayed", func() []Event {
-			var evs []Event
+		{"unknown users sprayed", func() []parse.Event {
+			var evs []parse.Event
 			for i := range 10 {
-				e := ev(KindUnknownUser, OriginAdmin, "203.0.113.21", time.Duration(i)*time.Second)
+				e := ev(parse.KindUnknownUser, parse.OriginAdmin, "203.0.113.21", time.Duration(i)*time.Second)
 				e.User = fmt.Sprintf("'user%d'", i)
 				evs = append(evs, e)
 			}
 			return evs
 		}, 1},
-		{"dovecot without hash is not deduplicated", func() []Event {
-			var evs []Event
+		{"dovecot without hash is not deduplicated", func() []parse.Event {
+			var evs []parse.Event
 			for i := range 10 {
 				evs = append(evs, dovecotFail("203.0.113.22", time.Duration(i)*time.Second, 1))
 			}
 			return evs
 		}, 1},
-		{"dovecot N attempts add N", func() []Event {
-			return []Event{dovecotFail("203.0.113.23", 0, 5), dovecotFail("203.0.113.23", time.Second, 5)}
+		{"dovecot N attempts add N", func() []parse.Event {
+			return []parse.Event{dovecotFail("203.0.113.23", 0, 5), dovecotFail("203.0.113.23", time.Second, 5)}
 		}, 1},
 	}
 	for _, tc := range tests {
@@ -250,7 +251,7 @@ func TestAdminOrFront(t *testing.T) {
 	t.Run("2.0: no admin login lines, front counts", func(t *testing.T) {
 		e, r := newTestEngine(t, "")
 		for i := range 10 {
-			e.feed(Event{Kind: KindAuthFailure, Origin: OriginNginx, Time: t0.Add(time.Duration(i) * time.Second), Addr: addr("203.0.113.30"), Port: 465, Count: 1})
+			e.feed(parse.Event{Kind: parse.KindAuthFailure, Origin: parse.OriginNginx, Time: t0.Add(time.Duration(i) * time.Second), Addr: addr("203.0.113.30"), Port: 465, Count: 1})
 		}
 		if len(r.decs) != 1 || r.decs[0].Jail != "auth" {
 			t.Fatalf("decisions %v", targets(r.decs))
@@ -258,13 +259,13 @@ func TestAdminOrFront(t *testing.T) {
 	})
 	t.Run("2.0 SSO lines from admin do not latch", func(t *testing.T) {
 		e, r := newTestEngine(t, "")
-		sso := ev(KindAuthFailure, OriginAdmin, "198.51.100.3", 0)
+		sso := ev(parse.KindAuthFailure, parse.OriginAdmin, "198.51.100.3", 0)
 		sso.Port = 0
-		ok := ev(KindAuthSuccess, OriginAdmin, "198.51.100.4", 0)
+		ok := ev(parse.KindAuthSuccess, parse.OriginAdmin, "198.51.100.4", 0)
 		ok.Port = 0
 		e.feed(sso, ok)
 		for i := range 10 {
-			e.feed(Event{Kind: KindAuthFailure, Origin: OriginNginx, Time: t0.Add(time.Duration(i) * time.Second), Addr: addr("203.0.113.34"), Port: 993, Count: 1})
+			e.feed(parse.Event{Kind: parse.KindAuthFailure, Origin: parse.OriginNginx, Time: t0.Add(time.Duration(i) * time.Second), Addr: addr("203.0.113.34"), Port: 993, Count: 1})
 		}
 		if len(r.decs) != 1 || e.Stats().AdminLogins {
 			t.Fatalf("decisions %v, latched %v", targets(r.decs), e.Stats().AdminLogins)
@@ -291,7 +292,7 @@ func TestAdminOrFront(t *testing.T) {
 		e, r := newTestEngine(t, "")
 		e.feed(adminFail("198.51.100.1", 0, "x", "000000"))
 		for i := range 5 {
-			e.feed(ev(KindPort25Auth, OriginNginx, "203.0.113.32", time.Duration(i)*time.Second))
+			e.feed(ev(parse.KindPort25Auth, parse.OriginNginx, "203.0.113.32", time.Duration(i)*time.Second))
 		}
 		if len(r.decs) != 1 || r.decs[0].Jail != "smtp-auth-bots" || r.decs[0].Target != pfx("203.0.113.32/32") {
 			t.Fatalf("decisions %v", targets(r.decs))
@@ -299,15 +300,15 @@ func TestAdminOrFront(t *testing.T) {
 	})
 	t.Run("2.0 rate limit from nginx and admin limiter counts once", func(t *testing.T) {
 		e, r := newTestEngine(t, "")
-		e.feed(ev(KindRateLimited, OriginAdmin, "198.51.100.2", 0))
+		e.feed(ev(parse.KindRateLimited, parse.OriginAdmin, "198.51.100.2", 0))
 		for i := range 4 {
 			at := time.Duration(i+1) * time.Second
-			e.feed(ev(KindRateLimited, OriginNginx, "203.0.113.33", at), ev(KindRateLimited, OriginAdmin, "203.0.113.33", at))
+			e.feed(ev(parse.KindRateLimited, parse.OriginNginx, "203.0.113.33", at), ev(parse.KindRateLimited, parse.OriginAdmin, "203.0.113.33", at))
 		}
 		if len(r.decs) != 0 {
 			t.Fatalf("4 limited attempts banned: %v", targets(r.decs))
 		}
-		e.feed(ev(KindRateLimited, OriginAdmin, "203.0.113.33", 6*time.Second))
+		e.feed(ev(parse.KindRateLimited, parse.OriginAdmin, "203.0.113.33", 6*time.Second))
 		if len(r.decs) != 1 || r.decs[0].Jail != "limiter" {
 			t.Fatalf("decisions %v", targets(r.decs))
 		}
@@ -316,11 +317,11 @@ func TestAdminOrFront(t *testing.T) {
 
 func TestSuccessExemption(t *testing.T) {
 	e, r := newTestEngine(t, "")
-	succ := Event{Kind: KindAuthSuccess, Origin: OriginAdmin, Time: t0, Addr: addr("203.0.113.40"), User: "e@example.com", Count: 1}
+	succ := parse.Event{Kind: parse.KindAuthSuccess, Origin: parse.OriginAdmin, Time: t0, Addr: addr("203.0.113.40"), User: "e@example.com", Count: 1}
 	e.feed(succ)
 	for i := range 40 {
 		e.feed(adminFail("203.0.113.40", time.Minute+time.Duration(i)*time.Second, "other@example.com", fmt.Sprintf("%06x", i)))
-		e.feed(ev(KindPort25Auth, OriginNginx, "203.0.113.40", time.Minute+time.Duration(i)*time.Second))
+		e.feed(ev(parse.KindPort25Auth, parse.OriginNginx, "203.0.113.40", time.Minute+time.Duration(i)*time.Second))
 	}
 	if len(r.decs) != 0 {
 		t.Fatalf("exempt address banned: %v", targets(r.decs))
@@ -350,14 +351,14 @@ func TestNetworkJail(t *testing.T) {
 	e, r := newTestEngine(t, networkTOML)
 	// 3 addresses, 4 unknown users each: 12 attempts, but too few addresses.
 	for i := range 12 {
-		u := ev(KindUnknownUser, OriginAdmin, fmt.Sprintf("198.51.100.%d", 1+i%3), time.Duration(i)*time.Second)
+		u := ev(parse.KindUnknownUser, parse.OriginAdmin, fmt.Sprintf("198.51.100.%d", 1+i%3), time.Duration(i)*time.Second)
 		u.User = fmt.Sprintf("'u%d'", i)
 		e.feed(u)
 	}
 	if len(r.decs) != 0 {
 		t.Fatalf("3 addresses banned the network: %v", targets(r.decs))
 	}
-	u := ev(KindUnknownUser, OriginAdmin, "198.51.100.200", 20*time.Second)
+	u := ev(parse.KindUnknownUser, parse.OriginAdmin, "198.51.100.200", 20*time.Second)
 	u.User = "'late'"
 	e.feed(u)
 	if len(r.decs) != 1 || r.decs[0].Target != pfx("198.51.100.0/24") || r.decs[0].Jail != "network" {
@@ -371,7 +372,7 @@ func TestNetworkJail(t *testing.T) {
 	e6, r6 := newTestEngine(t, "")
 	for i := range 64 {
 		a := fmt.Sprintf("2001:db8:6:%x::1", i%8)
-		u := ev(KindUnknownUser, OriginAdmin, a, time.Duration(i)*time.Second)
+		u := ev(parse.KindUnknownUser, parse.OriginAdmin, a, time.Duration(i)*time.Second)
 		u.User = fmt.Sprintf("'v%d'", i)
 		e6.feed(u)
 	}
@@ -408,7 +409,7 @@ real_ip_from = ["192.0.2.100"]
 	}
 	for _, a := range []string{"127.0.0.1", "172.18.0.1", "172.18.3.4", "192.168.203.1", "198.51.100.77", "192.0.2.3", "192.0.2.100"} {
 		for i := range 20 {
-			e.feed(ev(KindPort25Auth, OriginNginx, a, time.Duration(i)*time.Second))
+			e.feed(ev(parse.KindPort25Auth, parse.OriginNginx, a, time.Duration(i)*time.Second))
 		}
 	}
 	if len(r.decs) != 0 {
@@ -416,7 +417,7 @@ real_ip_from = ["192.0.2.100"]
 	}
 	// The network jail must not ban a network holding a protected address.
 	for i := range 40 {
-		u := ev(KindUnknownUser, OriginAdmin, fmt.Sprintf("198.51.100.%d", 1+i%8), time.Minute+time.Duration(i)*time.Second)
+		u := ev(parse.KindUnknownUser, parse.OriginAdmin, fmt.Sprintf("198.51.100.%d", 1+i%8), time.Minute+time.Duration(i)*time.Second)
 		u.User = fmt.Sprintf("'n%d'", i)
 		e.feed(u)
 	}
@@ -436,10 +437,10 @@ func TestGatewayAlarm(t *testing.T) {
 	for i := range 100 {
 		e.feed(dovecotFail("192.168.203.1", time.Duration(i)*time.Second, 1))
 	}
-	relay := ev(KindRelayClient, OriginPostfix, "192.168.203.1", 3*time.Minute)
+	relay := ev(parse.KindRelayClient, parse.OriginPostfix, "192.168.203.1", 3*time.Minute)
 	e.feed(relay)
 	// An internal sender inside SUBNET (admin, webmail) is not an open relay.
-	e.feed(ev(KindRelayClient, OriginPostfix, "192.168.203.7", 3*time.Minute))
+	e.feed(ev(parse.KindRelayClient, parse.OriginPostfix, "192.168.203.7", 3*time.Minute))
 	// webmail's own ports are not lost client addresses.
 	wm := dovecotFail("192.168.203.8", 3*time.Minute, 1)
 	wm.Port = 10143
@@ -475,7 +476,7 @@ func TestGatewayAlarm(t *testing.T) {
 func TestMaxTracked(t *testing.T) {
 	e, _ := newTestEngine(t, "[engine]\nmax_tracked = 100\n")
 	for i := range 1000 {
-		e.feed(ev(KindPort25Auth, OriginNginx, fmt.Sprintf("2001:db8:%x::1", i), time.Duration(i)*time.Millisecond))
+		e.feed(ev(parse.KindPort25Auth, parse.OriginNginx, fmt.Sprintf("2001:db8:%x::1", i), time.Duration(i)*time.Millisecond))
 	}
 	s := e.Stats()
 	if s.Tracked > 100 || s.Evicted < 2900 {
@@ -493,7 +494,7 @@ func TestMaxTracked(t *testing.T) {
 func TestEvidenceBounded(t *testing.T) {
 	e, r := newTestEngine(t, "[engine]\nevidence_lines = 3\n")
 	for i := range 5 {
-		x := ev(KindPort25Auth, OriginNginx, "203.0.113.50", time.Duration(i)*time.Second)
+		x := ev(parse.KindPort25Auth, parse.OriginNginx, "203.0.113.50", time.Duration(i)*time.Second)
 		x.Line = strings.Repeat("A", 100000)
 		e.feed(x)
 	}
@@ -553,7 +554,7 @@ func TestConcurrentProcess(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 500 {
-				e.feed(ev(KindPort25Auth, OriginNginx, fmt.Sprintf("2001:db8:%x::1", g), time.Duration(i)*time.Second))
+				e.feed(ev(parse.KindPort25Auth, parse.OriginNginx, fmt.Sprintf("2001:db8:%x::1", g), time.Duration(i)*time.Second))
 				_ = e.Why(addr("2001:db8:1::1"))
 			}
 		}()
@@ -579,8 +580,8 @@ func FuzzEngineEvents(f *testing.F) {
 			t.Fatal(err)
 		}
 		for len(data) >= 6 {
-			k := Kind(data[0] % uint8(kindCount+1))
-			o := Origin(data[1] % 6)
+			k := parse.Kind(data[0] % uint8(parse.KindCount+1))
+			o := parse.Origin(data[1] % 6)
 			var a netip.Addr
 			if data[2]&1 == 0 {
 				a = netip.AddrFrom4([4]byte{data[2], data[3], data[4], data[5]})
@@ -597,7 +598,7 @@ func FuzzEngineEvents(f *testing.F) {
 				data = data[1:]
 			}
 			user := string(data[:min(len(data), 4)])
-			ev := Event{Kind: k, Origin: o, Addr: a, Time: t0.Add(time.Duration(at%int64(48*time.Hour)) + time.Duration(len(data))*time.Second), User: user, PassHash: user, Port: n * 7, Count: n, Line: user}
+			ev := parse.Event{Kind: k, Origin: o, Addr: a, Time: t0.Add(time.Duration(at%int64(48*time.Hour)) + time.Duration(len(data))*time.Second), User: user, PassHash: user, Port: n * 7, Count: n, Line: user}
 			before := len(decs)
 			e.feed(ev)
 			for _, d := range decs[before:] {

@@ -2,6 +2,7 @@ package jail
 
 import (
 	"encoding/binary"
+	"github.com/bansd/bansd/prefix"
 	"net/netip"
 
 	"github.com/bansd/bansd/configs"
@@ -50,6 +51,10 @@ type protectRule struct {
 	p     netip.Prefix
 	name  string
 	alarm alarmClass
+	// learnt: from Docker or the host (networks, gateways, host
+	// addresses), not from the configuration or Mailu's environment; an
+	// operator's forced ban may override it.
+	learnt bool
 }
 
 // protectSet answers "is this address never to be banned" with a linear
@@ -73,16 +78,8 @@ type rule6 struct {
 
 func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 	ps := &protectSet{}
-	add := func(p netip.Prefix, name string, alarm alarmClass) {
-		if !p.IsValid() {
-			return
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-		}
-		p = p.Masked()
-		ps.rules = append(ps.rules, protectRule{p: p, name: name, alarm: alarm})
-	}
+	add := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, false) }
+	learnt := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, true) }
 	// Order matters: the first match names the rule, and the alarm rules
 	// come before any allow-list that might also cover them.
 	for _, s := range specialRanges {
@@ -90,7 +87,7 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 	}
 	for _, g := range live.Gateways {
 		g = g.Unmap()
-		add(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String(), alarmGateway)
+		learnt(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String(), alarmGateway)
 	}
 	subnet, subnet6 := live.Subnet, live.Subnet6
 	if !subnet.IsValid() {
@@ -105,7 +102,7 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 		for _, s := range []netip.Prefix{subnet, subnet6} {
 			if s.IsValid() && s.Bits() < s.Addr().BitLen()-1 {
 				g := s.Masked().Addr().Next()
-				add(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String()+" (assumed)", alarmGateway)
+				learnt(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String()+" (assumed)", alarmGateway)
 			}
 		}
 	}
@@ -120,11 +117,11 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 		add(c, "engine.subnet6 "+c.String(), alarmNetwork)
 	}
 	for _, n := range live.Networks {
-		add(n, "docker network "+n.Masked().String(), alarmNetwork)
+		learnt(n, "docker network "+n.Masked().String(), alarmNetwork)
 	}
 	for _, h := range live.HostAddrs {
 		h = h.Unmap()
-		add(netip.PrefixFrom(h, h.BitLen()), "host address "+h.String(), alarmNone)
+		learnt(netip.PrefixFrom(h, h.BitLen()), "host address "+h.String(), alarmNone)
 	}
 	realIP, exempt := live.RealIPFrom, live.RatelimitExemption
 	if realIP == nil {
@@ -181,10 +178,22 @@ func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 	return nil, false
 }
 
-// overlaps returns a rule whose range overlaps p: a network ban must not
-// cover anything protected.
-func (ps *protectSet) overlaps(p netip.Prefix) (*protectRule, bool) {
+func (ps *protectSet) add(p netip.Prefix, name string, alarm alarmClass, learnt bool) {
+	p, err := prefix.Normalize(p)
+	if err != nil {
+		return
+	}
+	ps.rules = append(ps.rules, protectRule{p: p, name: name, alarm: alarm, learnt: learnt})
+}
+
+// overlaps returns a rule whose range overlaps p (normalized): a network
+// ban must not cover anything protected. With configuredOnly, learnt rules
+// are skipped.
+func (ps *protectSet) overlaps(p netip.Prefix, configuredOnly bool) (*protectRule, bool) {
 	for i := range ps.rules {
+		if configuredOnly && ps.rules[i].learnt {
+			continue
+		}
 		if ps.rules[i].p.Overlaps(p) {
 			return &ps.rules[i], true
 		}

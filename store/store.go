@@ -65,7 +65,7 @@ type History struct {
 }
 
 // Cursor is where a log source stopped in a container's log (the Docker
-// source's resume point; sources.Cursor says how it is read).
+// source's resume point; sources/docker.Cursor says how it is read).
 type Cursor struct {
 	ContainerID string
 	Time        time.Time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/bansd/bansd/jail/parse"
 	"io"
 	"os"
 	"sort"
@@ -268,7 +269,7 @@ func readStream(ctx context.Context, r io.Reader, service string, maxLine int, r
 	batch := make([]stampedLine, 0, replayBatch)
 	var last int64
 	counts, err := sources.ReadFileCounted(ctx, r, service, maxLine, func(l sources.Line) error {
-		if t, ok := jail.LineTime(l, ref); ok {
+		if t, ok := parse.LineTime(l, ref); ok {
 			last = t.UnixNano()
 		}
 		batch = append(batch, stampedLine{l: l, t: last})

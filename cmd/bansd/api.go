@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/prefix"
 	"net/http"
 	"net/netip"
 	"os"
@@ -70,16 +71,19 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		if !t.IsValid() {
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: "invalid target"}
 		}
-		t = t.Masked()
+		t, err := prefix.Normalize(t)
+		if err != nil {
+			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: err.Error()}
+		}
 		if !req.Force {
-			if rule, ok := d.protects(t); ok {
+			if rule, ok := d.engine.NeverBan(t, false); ok {
 				if len(refused) < maxRefusalDetails {
 					refused = append(refused, fmt.Sprintf("%s: never banned (%s)", t, rule))
 				}
 				continue
 			}
 		}
-		reqs = append(reqs, ban.Request{Target: t, Jail: jail, Reason: reason, Duration: dur, Time: now, Manual: true})
+		reqs = append(reqs, ban.Request{Target: t, Jail: jail, Reason: reason, Duration: dur, Time: now, Manual: true, Force: req.Force})
 	}
 	if len(refused) > 0 {
 		// All or nothing: an import with one protected line bans nothing.
@@ -97,14 +101,6 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	return control.BanResult{Banned: n}, nil
 }
 
-// protects says which never-ban rule covers t.
-func (d *daemon) protects(t netip.Prefix) (string, bool) {
-	if t.IsSingleIP() {
-		return d.engine.IsProtected(t.Addr())
-	}
-	return d.engine.ProtectedOverlap(t)
-}
-
 func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.UnbanResult, error) {
 	targets := req.Targets
 	if req.Jail != "" || req.All {
@@ -116,7 +112,11 @@ func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.U
 		}
 	}
 	for i, t := range targets {
-		targets[i] = t.Masked()
+		p, err := prefix.Normalize(t)
+		if err != nil {
+			return control.UnbanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: err.Error()}
+		}
+		targets[i] = p
 	}
 	n := 0
 	if len(targets) > 0 {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"github.com/bansd/bansd/ban"
+	"github.com/bansd/bansd/sources/docker"
+	"github.com/bansd/bansd/store"
+	"log/slog"
+	"net/netip"
 	"sort"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
-	"github.com/bansd/bansd/sources"
 )
 
 func windowsToAPI(ws []jail.WindowState) []control.WindowStatus {
@@ -54,7 +58,7 @@ func (d *daemon) engineEvents() map[string]uint64 {
 
 // protectedFromMailu turns what Docker told us into never-ban inputs:
 // every Docker network and gateway, and Mailu's own trusted settings.
-func protectedFromMailu(info sources.MailuInfo) jail.Protected {
+func protectedFromMailu(info docker.MailuInfo) jail.Protected {
 	var p jail.Protected
 	for _, n := range info.Networks {
 		p.Networks = append(p.Networks, n.Subnets...)
@@ -87,7 +91,7 @@ func (d *daemon) sourceStatus() (control.DockerStatus, []control.SourceStatus) {
 			Service: s.Service, Container: s.Container, State: s.State, Lines: s.Lines,
 			LagSeconds: s.Lag.Seconds(), Reconnects: uint64(s.Reconnects), LastError: s.LastError, LastLine: s.LastLine,
 		})
-		if s.State == sources.StateReconnecting {
+		if s.State == docker.StateReconnecting {
 			reconnecting = true
 		}
 		if ds.Error == "" {
@@ -115,4 +119,36 @@ func (d *daemon) sourceStates() []sourceSample {
 		out = append(out, sourceSample{service: s.Service, state: s.State, lag: s.Lag.Seconds(), reconnects: uint64(s.Reconnects)})
 	}
 	return out
+}
+
+// cursorStore keeps the Docker source's cursors in the store, converting
+// between the two packages' Cursor types so neither imports the other.
+type cursorStore struct{ db *store.DB }
+
+func (s cursorStore) Cursor(key string) (docker.Cursor, bool, error) {
+	c, ok, err := s.db.Cursor(key)
+	return docker.Cursor(c), ok, err
+}
+
+func (s cursorStore) PutCursors(cs map[string]docker.Cursor) error {
+	m := make(map[string]store.Cursor, len(cs))
+	for k, c := range cs {
+		m[k] = store.Cursor(c)
+	}
+	return s.db.PutCursors(m)
+}
+
+// requestFrom turns a jail's decision into a ban request.
+func requestFrom(d jail.Decision) ban.Request {
+	return ban.Request{Target: d.Target, Jail: d.Jail, Reason: d.Reason, Duration: d.Duration, Time: d.Time, Evidence: d.Evidence}
+}
+
+// banOptions gives the ban manager the settings it needs from cfg.
+func banOptions(cfg *configs.Config, fw ban.Firewall, db *store.DB, neverBan func(netip.Prefix, bool) (string, bool), log *slog.Logger) ban.Options {
+	return ban.Options{
+		Firewall: fw, Store: db, NeverBan: neverBan, Logger: log,
+		Batch: cfg.Firewall.Batch, Reconcile: cfg.Firewall.Reconcile,
+		Factor: cfg.Ban.Factor, BantimeMax: cfg.Ban.BantimeMax, HistoryMaxAge: cfg.Ban.HistoryMaxAge,
+		EvidenceLines: cfg.Engine.EvidenceLines,
+	}
 }

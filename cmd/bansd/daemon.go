@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/sources/docker"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -56,7 +57,7 @@ type daemon struct {
 
 	db      *store.DB
 	mgr     *ban.Manager
-	docker  *sources.Docker
+	docker  *docker.Docker
 	metrics *metrics
 	alarms  *alarmBook
 }
@@ -105,13 +106,13 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
-	d.mgr, err = ban.NewManager(ban.Options{Firewall: fw, Store: db, Config: cfg, Logger: d.log.With("part", "ban")})
+	d.mgr, err = ban.NewManager(banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban")))
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
 	}
-	d.docker, err = sources.NewDocker(sources.DockerOptions{
+	d.docker, err = docker.NewDocker(docker.DockerOptions{
 		Host: cfg.Docker.Host, Project: cfg.Docker.Project, Services: cfg.Docker.Services,
-		MaxLine: cfg.Docker.MaxLine, Cursors: db, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
+		MaxLine: cfg.Docker.MaxLine, Cursors: cursorStore{db}, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
 	})
 	if err != nil {
 		return fmt.Errorf("docker source: %w", err)
@@ -281,7 +282,7 @@ func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
 		}
 		reqs := make([]ban.Request, len(batch))
 		for i, dec := range batch {
-			reqs[i] = ban.FromDecision(dec)
+			reqs[i] = requestFrom(dec)
 		}
 		n, err := d.mgr.BanMany(ctx, reqs)
 		if err != nil {
@@ -355,7 +356,7 @@ func restartNeeded(a, b *configs.Config) bool {
 }
 
 // onMailu receives what the Docker source learnt about the Mailu stack.
-func (d *daemon) onMailu(info sources.MailuInfo) {
+func (d *daemon) onMailu(info docker.MailuInfo) {
 	d.mu.Lock()
 	d.live = protectedFromMailu(info)
 	d.mu.Unlock()

@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
+	"github.com/bansd/bansd/sources/docker"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/bansd/bansd/sources"
 )
 
 // metrics are bansd's Prometheus metrics, in a registry of their own.
@@ -44,7 +43,7 @@ type setCounter struct {
 
 // sourceStates are the values of bansd_source_state's state label; the
 // current one is 1, the others 0, so alerts can match on any of them.
-var sourceStates = []string{sources.StateWaiting, sources.StateAttached, sources.StateStopped, sources.StateReconnecting}
+var sourceStates = []string{docker.StateWaiting, docker.StateAttached, docker.StateStopped, docker.StateReconnecting}
 
 func newMetrics(st scrapeState) *metrics {
 	m := &metrics{

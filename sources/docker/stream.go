@@ -1,4 +1,4 @@
-package sources
+package docker
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/sources"
 	"io"
 	"time"
 	"unicode/utf8"
@@ -43,7 +44,7 @@ type demux struct {
 	tty   bool
 	limit int
 	buf   []byte
-	ts    TimestampParser
+	ts    sources.TimestampParser
 	last  time.Time // used for the rare message without a parsable timestamp
 }
 

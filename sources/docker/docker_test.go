@@ -1,9 +1,10 @@
-package sources
+package docker
 
 import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/bansd/bansd/sources"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -50,7 +51,7 @@ type dkSource struct {
 	ran    chan error
 	drain  chan struct{}
 	mu     sync.Mutex
-	lines  []Line
+	lines  []sources.Line
 	change chan struct{}
 }
 
@@ -62,7 +63,7 @@ func dkStart(t *testing.T, opt DockerOptions) *dkSource {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &dkSource{d: d, cancel: cancel, ran: make(chan error, 1), drain: make(chan struct{}), change: make(chan struct{}, 1)}
-	out := make(chan Line, 64)
+	out := make(chan sources.Line, 64)
 	go func() {
 		s.ran <- d.Run(ctx, out)
 		close(out)
@@ -107,14 +108,14 @@ func (s *dkSource) stop(t *testing.T) {
 	}
 }
 
-func (s *dkSource) got() []Line {
+func (s *dkSource) got() []sources.Line {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Line(nil), s.lines...)
+	return append([]sources.Line(nil), s.lines...)
 }
 
 // waitFor waits until cond holds for the lines so far.
-func (s *dkSource) waitFor(t *testing.T, what string, timeout time.Duration, cond func([]Line) bool) []Line {
+func (s *dkSource) waitFor(t *testing.T, what string, timeout time.Duration, cond func([]sources.Line) bool) []sources.Line {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -131,9 +132,9 @@ func (s *dkSource) waitFor(t *testing.T, what string, timeout time.Duration, con
 	}
 }
 
-func (s *dkSource) waitN(t *testing.T, n int, timeout time.Duration) []Line {
+func (s *dkSource) waitN(t *testing.T, n int, timeout time.Duration) []sources.Line {
 	t.Helper()
-	return s.waitFor(t, fmt.Sprintf("%d lines", n), timeout, func(ls []Line) bool { return len(ls) >= n })
+	return s.waitFor(t, fmt.Sprintf("%d lines", n), timeout, func(ls []sources.Line) bool { return len(ls) >= n })
 }
 
 func (s *dkSource) status(t *testing.T, service string) SourceStatus {
@@ -189,7 +190,7 @@ func dkLogs(t *testing.T, e *dockertest.Engine, id string) (stdout, stderr []str
 
 // dkCheckSeq checks that the lines with each prefix are "prefix 0" ..
 // "prefix n-1", in order, each once.
-func dkCheckSeq(t *testing.T, ls []Line, n int, prefixes ...string) {
+func dkCheckSeq(t *testing.T, ls []sources.Line, n int, prefixes ...string) {
 	t.Helper()
 	for _, p := range prefixes {
 		next := 0
@@ -290,7 +291,7 @@ func TestDocker(t *testing.T) {
 		const n = 3000
 		dkRun(t, e, "p4", "admin", spam, "logspam", "-n", fmt.Sprint(n), "-rate", "1000", "-streams", "both", "-sleep", "600s")
 		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
-		var all []Line
+		var all []sources.Line
 		for round := 0; ; round++ {
 			src := dkStart(t, DockerOptions{Host: e.Host(), Project: "p4", Cursors: st})
 			if round < 3 {
@@ -300,7 +301,7 @@ func TestDocker(t *testing.T) {
 				all = append(all, src.got()...)
 				continue
 			}
-			src.waitFor(t, "the rest", 30*time.Second, func(ls []Line) bool { return len(all)+len(ls) >= 2*n })
+			src.waitFor(t, "the rest", 30*time.Second, func(ls []sources.Line) bool { return len(all)+len(ls) >= 2*n })
 			time.Sleep(300 * time.Millisecond)
 			src.stop(t)
 			all = append(all, src.got()...)

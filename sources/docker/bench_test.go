@@ -1,8 +1,9 @@
-package sources
+package docker
 
 import (
 	"context"
 	"fmt"
+	"github.com/bansd/bansd/sources"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -88,7 +89,7 @@ func benchSource(b *testing.B, e *dockertest.Engine, n int) benchResult {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := make(chan Line, 1024)
+	out := make(chan sources.Line, 1024)
 	ran := make(chan error, 1)
 	start := time.Now()
 	go func() { ran <- d.Run(ctx, out) }()

@@ -1,4 +1,4 @@
-package jail
+package parse
 
 import (
 	"fmt"
@@ -96,7 +96,7 @@ func checkInvariants(t *testing.T, ev Event) {
 		t.Fatalf("Count %d", ev.Count)
 	case len(ev.User) > maxUserLen:
 		t.Fatalf("User is %d bytes", len(ev.User))
-	case ev.Kind == KindNone || ev.Kind >= kindCount, ev.Origin == OriginNone:
+	case ev.Kind == KindNone || ev.Kind >= KindCount, ev.Origin == OriginNone:
 		t.Fatalf("Kind %v Origin %v", ev.Kind, ev.Origin)
 	case ev.Time.IsZero():
 		t.Fatal("zero Time")

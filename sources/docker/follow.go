@@ -1,8 +1,9 @@
-package sources
+package docker
 
 import (
 	"context"
 	"fmt"
+	"github.com/bansd/bansd/sources"
 	"io"
 	"strconv"
 	"time"
@@ -16,7 +17,7 @@ import (
 type follower struct {
 	d   *Docker
 	svc *service
-	out chan<- Line
+	out chan<- sources.Line
 
 	// pos is how far the delivered lines reach in the current container.
 	pos position
@@ -115,7 +116,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		if sendErr != nil {
 			return
 		}
-		l := Line{Service: s.name, Container: id, Time: a.time, Text: a.text}
+		l := sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}
 		if tracking {
 			if sendErr = send(ctx, s.room, struct{}{}); sendErr != nil {
 				return

@@ -1,9 +1,10 @@
-package sources
+package docker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bansd/bansd/prefix"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -13,15 +14,19 @@ import (
 
 	"github.com/docker/docker/client"
 
-	"github.com/bansd/bansd/store"
+	"github.com/bansd/bansd/sources"
 )
 
 // Cursor is where the Docker source stopped in a container's log: resume
 // with since=Time (whole seconds) and skip the first Count log messages
 // (lines, or chunks of lines longer than 16 KiB) the engine returns, which
-// were already processed. It is the store's type, so *store.DB is a
-// CursorStore as it is.
-type Cursor = store.Cursor
+// were already processed. The store keeps its own copy of this shape; the
+// daemon converts between the two, so the store does not import its owner.
+type Cursor struct {
+	ContainerID string
+	Time        time.Time
+	Count       int
+}
 
 // CursorStore keeps cursors under "project/service" keys (store.DB).
 type CursorStore interface {
@@ -156,7 +161,7 @@ func (d *Docker) Host() string { return d.cli.DaemonHost() }
 // dropped. With a CursorStore the consumer must call Done for each line
 // (at most 16384 per service may wait for it). Trouble with the engine is
 // retried with backoff and jitter, never returned.
-func (d *Docker) Run(ctx context.Context, out chan<- Line) error {
+func (d *Docker) Run(ctx context.Context, out chan<- sources.Line) error {
 	defer d.cli.Close()
 	var wg sync.WaitGroup
 	for _, name := range d.order {
@@ -229,7 +234,7 @@ type pendingLine struct {
 
 // Done tells the source that the consumer has processed l: its service's
 // cursor moves past it. Lines must be Done in the order they came.
-func (d *Docker) Done(l Line) {
+func (d *Docker) Done(l sources.Line) {
 	if d.opt.Cursors == nil {
 		return
 	}
@@ -411,11 +416,6 @@ func (b *backoff) reset() { b.step = 0 }
 // parsePrefix reads a Docker or Mailu network value: a CIDR, or a bare
 // address taken as a host prefix.
 func parsePrefix(s string) (netip.Prefix, bool) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), true
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), true
-	}
-	return netip.Prefix{}, false
+	p, err := prefix.Parse(s)
+	return p, err == nil
 }
