@@ -234,16 +234,14 @@ func TestBounded(t *testing.T) {
 	if !h.Intact || !h.Full {
 		t.Fatalf("Health = %+v, want intact and full", h)
 	}
+	want := map[string]int{Seen4: 64, Seen4A: 1, Seen6: 0, Seen6A: 0}
 	for _, s := range h.Sets {
-		switch s.Name {
-		case Seen4:
-			if !s.Full || s.Elements != 64 || s.Size != 64 {
-				t.Errorf("%s: %+v, want full with 64 elements", s.Name, s)
-			}
-		default:
-			if s.Full {
-				t.Errorf("%s full: %+v", s.Name, s)
-			}
+		if s.Full != (s.Name == Seen4) || s.Size != 64 {
+			t.Errorf("%s: %+v, want full only for %s", s.Name, s, Seen4)
+		}
+		n, err := r.Count(context.Background(), s.Name)
+		if err != nil || n != want[s.Name] {
+			t.Errorf("Count(%s) = %d, %v; want %d", s.Name, n, err, want[s.Name])
 		}
 	}
 	// Fails closed: a new connection is not recorded, the address still is.
