@@ -263,3 +263,25 @@ func mustHealth(t testing.TB, r *Record) Health {
 	}
 	return h
 }
+
+// TestAddOperation: the "add" rule the benchmarks compare records too, but
+// writes once: later packets do not reset the element's age.
+func TestAddOperation(t *testing.T) {
+	tp := buildTopo(t)
+	r := openRecord(t, tp.host, Options{}, portIn)
+	r.refresh = false
+	if err := r.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	listen(t, tp.host, ":8025")
+	c, port := mustDial(t, tp.client, hostPort(hostC4, portIn))
+	waitSeen(t, r, client4, port, true, 2*time.Second)
+	time.Sleep(600 * time.Millisecond)
+	if _, err := c.Write([]byte("NOOP\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s := mustSeen(t, r, client4, port); !s.Seen || s.Age < 500*time.Millisecond {
+		t.Errorf("with add: %+v, want the age of the handshake", s)
+	}
+}
