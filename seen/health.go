@@ -1,12 +1,14 @@
 package seen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -159,21 +161,27 @@ func (r *Record) probeFull(s *nftables.Set, sp setSpec) (bool, error) {
 }
 
 // checkRules wants exactly one rule per record set, each looking the
-// destination port up in @ports and ending in a dynset into its set.
+// destination port up in @ports, reading the conntrack direction and the
+// ASSURED bit (a rule on "ct state" instead would record spoofed SYNs), and
+// ending in a dynset into its set.
 func checkRules(rules []*nftables.Rule) string {
 	var got []string
 	for _, rl := range rules {
 		var dyn string
-		lookup := false
+		lookup, dir, assured := false, false, false
 		for _, e := range rl.Exprs {
 			switch e := e.(type) {
 			case *expr.Lookup:
 				lookup = lookup || e.SetName == PortsSet
+			case *expr.Ct:
+				dir = dir || e.Key == expr.CtKeyDIRECTION
+			case *expr.Bitwise:
+				assured = assured || bytes.Equal(e.Mask, binaryutil.NativeEndian.PutUint32(ipsAssured))
 			case *expr.Dynset:
 				dyn = e.SetName
 			}
 		}
-		if dyn == "" || !lookup {
+		if dyn == "" || !lookup || !dir || !assured {
 			return fmt.Sprintf("chain %s holds a rule that is not ours", ChainName)
 		}
 		got = append(got, dyn)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/internal/netnstest"
 )
 
 const (
@@ -283,5 +285,30 @@ func TestAddOperation(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if s := mustSeen(t, r, client4, port); !s.Seen || s.Age < 500*time.Millisecond {
 		t.Errorf("with add: %+v, want the age of the handshake", s)
+	}
+}
+
+// TestHealthWantsAssured: rules that record on "ct state established" (what
+// a spoofed SYN reaches) are not taken for the record's rules.
+func TestHealthWantsAssured(t *testing.T) {
+	ns := netnstest.New(t)
+	r := openRecord(t, ns, Options{}, portIn)
+	ns.Run(t, "nft", "flush", "chain", "inet", "bansd", "seen")
+	for _, rl := range []string{
+		"meta nfproto ipv4 tcp dport @ports ct direction original ct state established update @seen4 { ip saddr . tcp sport }",
+		"meta nfproto ipv4 tcp dport @ports ct direction original ct state established update @seen4a { ip saddr }",
+		"meta nfproto ipv6 tcp dport @ports ct direction original ct state established update @seen6 { ip6 saddr . tcp sport }",
+		"meta nfproto ipv6 tcp dport @ports ct direction original ct state established update @seen6a { ip6 saddr }",
+	} {
+		ns.Run(t, "sh", "-c", "nft add rule inet bansd seen "+rl)
+	}
+	if h := mustHealth(t, r); h.Intact {
+		t.Errorf("ct-state rules taken for the record's: %+v", h)
+	}
+	if err := r.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if h := mustHealth(t, r); !h.OK() {
+		t.Errorf("after Ensure: %+v", h)
 	}
 }
