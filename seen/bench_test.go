@@ -231,3 +231,111 @@ func sunreclaim(b testing.TB) int64 {
 	b.Fatal(fmt.Errorf("no SUnreclaim in /proc/meminfo"))
 	return 0
 }
+
+// BenchmarkConnectionsInterleaved alternates the three variants in chunks
+// of 500 connections (20 rounds) inside one process, so that the load of a
+// shared machine falls on all three alike; run it with -benchtime 1x. It
+// reports each variant's rate and its ratio to "without".
+func BenchmarkConnectionsInterleaved(b *testing.B) {
+	tp := benchTopo(b)
+	listen(b, tp.host, ":8025")
+	addr := hostPort(hostC4, portIn)
+	r := openRecord(b, tp.host, Options{}, portIn)
+	ctx := context.Background()
+	const rounds, chunk = 20, 500
+	for b.Loop() {
+		spent := map[string]time.Duration{}
+		for range rounds {
+			for _, v := range []string{"without", "update", "add"} {
+				tp.host.Exec("nft", "delete", "table", "inet", "bansd")
+				if v != "without" {
+					r.refresh = v == "update"
+					if err := r.Ensure(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				err := tp.client.Do(func() error {
+					d := net.Dialer{Timeout: time.Second}
+					start := time.Now()
+					for range chunk {
+						c, err := d.Dial("tcp", addr)
+						if err != nil {
+							return err
+						}
+						if _, err := c.Write([]byte("QUIT\r\n")); err != nil {
+							return err
+						}
+						c.Close()
+					}
+					spent[v] += time.Since(start)
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		for _, v := range []string{"without", "update", "add"} {
+			b.ReportMetric(rounds*chunk/spent[v].Seconds(), v+"-conns/s")
+		}
+		b.ReportMetric(spent["without"].Seconds()/spent["update"].Seconds(), "update/without")
+		b.ReportMetric(spent["without"].Seconds()/spent["add"].Seconds(), "add/without")
+	}
+}
+
+// BenchmarkRoundTripsInterleaved is BenchmarkRoundTrips with the variants
+// alternated in chunks of 2000 round trips (20 rounds) on one connection
+// per chunk; run it with -benchtime 1x.
+func BenchmarkRoundTripsInterleaved(b *testing.B) {
+	tp := benchTopo(b)
+	var ln net.Listener
+	if err := tp.host.Do(func() (err error) { ln, err = net.Listen("tcp", ":8025"); return err }); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	r := openRecord(b, tp.host, Options{}, portIn)
+	ctx := context.Background()
+	const rounds, chunk = 20, 2000
+	for b.Loop() {
+		spent := map[string]time.Duration{}
+		for range rounds {
+			for _, v := range []string{"without", "update", "add"} {
+				tp.host.Exec("nft", "delete", "table", "inet", "bansd")
+				if v != "without" {
+					r.refresh = v == "update"
+					if err := r.Ensure(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c, err := dial(tp.client, hostPort(hostC4, portIn))
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf := []byte{'x'}
+				start := time.Now()
+				for range chunk {
+					if _, err := c.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := io.ReadFull(c, buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				spent[v] += time.Since(start)
+				c.Close()
+			}
+		}
+		for _, v := range []string{"without", "update", "add"} {
+			b.ReportMetric(float64(spent[v].Nanoseconds())/(rounds*chunk), v+"-ns/rt")
+		}
+	}
+}
