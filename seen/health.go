@@ -104,13 +104,22 @@ func (r *Record) Health(ctx context.Context) (Health, error) {
 			return h, nil
 		}
 	}
-	rules, err := c.GetRules(r.table, r.chain)
-	if err != nil {
-		return h, fmt.Errorf("seen: list rules: %w", err)
-	}
-	if p := checkRules(rules); p != "" {
-		h.Problem = p
-		return h, nil
+	for _, chain := range []*nftables.Chain{r.chain, r.local} {
+		if chain == r.local {
+			ch, err := c.ListChain(r.table, LocalChainName)
+			if err != nil || !r.chainIs(ch, r.local) {
+				h.Problem = "chain " + LocalChainName + " is missing or differs"
+				return h, nil
+			}
+		}
+		rules, err := c.GetRules(r.table, chain)
+		if err != nil {
+			return h, fmt.Errorf("seen: list rules: %w", err)
+		}
+		if p := checkRules(rules); p != "" {
+			h.Problem = chain.Name + ": " + p
+			return h, nil
+		}
 	}
 	ports, err := c.GetSetElements(have[PortsSet])
 	if err != nil {

@@ -30,6 +30,10 @@ import (
 // v4_*/v6_* with their drop_* counters; nothing here may collide with them.
 const (
 	ChainName = "seen"
+	// LocalChainName is the chain that records connections this host
+	// opens itself (output hook): Docker's userland proxy dialling a
+	// container from the bridge gateway, a host-local client.
+	LocalChainName = "seen_local"
 	PortsSet  = "ports"
 	Seen4     = "seen4"  // ipv4_addr . inet_service
 	Seen6     = "seen6"  // ipv6_addr . inet_service
@@ -75,6 +79,7 @@ type Record struct {
 	opts  Options
 	table *nftables.Table
 	chain *nftables.Chain
+	local *nftables.Chain
 
 	// wmu serialises transactions on wconn: a Conn's queued messages are
 	// one batch, so two writers would mix theirs.
@@ -142,6 +147,12 @@ func Open(opts Options) (*Record, error) {
 			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(opts.Priority)),
 			Policy:   &accept,
 		},
+		local: &nftables.Chain{
+			Name: LocalChainName, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookOutput,
+			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(opts.Priority)),
+			Policy:   &accept,
+		},
 		wconn:   wconn,
 		rconn:   rconn,
 		refresh: true,
@@ -202,7 +213,11 @@ func setMatches(have, want *nftables.Set) bool {
 }
 
 func (r *Record) chainMatches(ch *nftables.Chain) bool {
-	return ch.Hooknum != nil && *ch.Hooknum == *nftables.ChainHookPrerouting &&
+	return r.chainIs(ch, r.chain)
+}
+
+func (r *Record) chainIs(ch, want *nftables.Chain) bool {
+	return ch.Hooknum != nil && *ch.Hooknum == *want.Hooknum &&
 		ch.Priority != nil && int(*ch.Priority) == r.opts.Priority &&
 		ch.Policy != nil && *ch.Policy == nftables.ChainPolicyAccept && ch.Type == nftables.ChainTypeFilter
 }
@@ -233,15 +248,26 @@ func (r *Record) Ensure(ctx context.Context) error {
 		chainOK = false
 	}
 
+	localOK := true
+	if ch, err := c.ListChain(r.table, LocalChainName); err == nil && !r.chainIs(ch, r.local) {
+		localOK = false
+	}
+
 	c.AddTable(r.table)
 	if !chainOK {
 		// Hook or priority changed: a base chain cannot be moved in place.
 		c.FlushChain(r.chain)
 		c.DelChain(r.chain)
 	}
+	if !localOK {
+		c.FlushChain(r.local)
+		c.DelChain(r.local)
+	}
 	c.AddChain(r.chain)
+	c.AddChain(r.local)
 	// Rules go first so that a set to be redefined has no user left.
 	c.FlushChain(r.chain)
+	c.FlushChain(r.local)
 
 	ports := r.portsSet()
 	if h := have[PortsSet]; h != nil && !setMatches(h, ports) {
@@ -266,7 +292,8 @@ func (r *Record) Ensure(ctx context.Context) error {
 			r.discard()
 			return fmt.Errorf("seen: set %s: %w", sp.name, err)
 		}
-		c.AddRule(r.rule(sp, s, ports))
+		c.AddRule(r.rule(r.chain, sp, s, ports))
+		c.AddRule(r.rule(r.local, sp, s, ports))
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("seen: ensure chain %s in inet %s: %w", ChainName, r.table.Name, err)
@@ -291,7 +318,7 @@ func (r *Record) discard() {
 // reads bytes 12-15 of IPv6 headers). "update" refreshes the expiry with
 // every packet, so a long IMAP IDLE session stays recorded; "add" would
 // write the element once and let it lapse mid-connection.
-func (r *Record) rule(sp setSpec, s, ports *nftables.Set) *nftables.Rule {
+func (r *Record) rule(chain *nftables.Chain, sp setSpec, s, ports *nftables.Set) *nftables.Rule {
 	proto, off, ln := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4)
 	// The port follows the address in the concatenated key, in the next
 	// 32-bit register after it (nft's own layout: reg 9 after a 4-byte
@@ -324,7 +351,7 @@ func (r *Record) rule(sp setSpec, s, ports *nftables.Set) *nftables.Rule {
 		ex = append(ex, &expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2})
 	}
 	ex = append(ex, &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Operation: op})
-	return &nftables.Rule{Table: r.table, Chain: r.chain, Exprs: ex,
+	return &nftables.Rule{Table: r.table, Chain: chain, Exprs: ex,
 		UserData: userdata.AppendString(nil, userdata.TypeComment, "bansd seen "+s.Name)}
 }
 

@@ -312,3 +312,31 @@ func TestHealthWantsAssured(t *testing.T) {
 		t.Errorf("after Ensure: %+v", h)
 	}
 }
+
+// TestLocalConnectionRecorded: a connection the host opens itself (Docker's
+// userland proxy dialling a container from the bridge gateway) is recorded
+// by the output-hook chain, under its own source address and port.
+func TestLocalConnectionRecorded(t *testing.T) {
+	tp := buildTopo(t)
+	r := openRecord(t, tp.host, Options{}, portIn)
+	listen(t, tp.client, ":8025")
+	c, port := mustDial(t, tp.host, hostPort(client4, portIn))
+	defer c.Close()
+	waitSeen(t, r, hostC4, port, true, 2*time.Second)
+	if s := mustSeen(t, r, hostC4, port+1); s.Seen {
+		t.Error("another port of the host reads as seen")
+	}
+	if h := mustHealth(t, r); !h.Intact {
+		t.Fatalf("health: %+v", h)
+	}
+	tp.host.Run(t, "nft", "delete", "chain", "inet", "bansd", LocalChainName)
+	if h := mustHealth(t, r); h.Intact || !strings.Contains(h.Problem, LocalChainName) {
+		t.Fatalf("health after the local chain was deleted: %+v", h)
+	}
+	if err := r.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if h := mustHealth(t, r); !h.Intact {
+		t.Fatalf("health after Ensure: %+v", h)
+	}
+}
