@@ -34,11 +34,11 @@ const (
 	// opens itself (output hook): Docker's userland proxy dialling a
 	// container from the bridge gateway, a host-local client.
 	LocalChainName = "seen_local"
-	PortsSet  = "ports"
-	Seen4     = "seen4"  // ipv4_addr . inet_service
-	Seen6     = "seen6"  // ipv6_addr . inet_service
-	Seen4A    = "seen4a" // ipv4_addr
-	Seen6A    = "seen6a" // ipv6_addr
+	PortsSet       = "ports"
+	Seen4          = "seen4"  // ipv4_addr . inet_service
+	Seen6          = "seen6"  // ipv6_addr . inet_service
+	Seen4A         = "seen4a" // ipv4_addr
+	Seen6A         = "seen6a" // ipv6_addr
 )
 
 // Defaults and bounds of Options.
