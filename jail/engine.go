@@ -382,14 +382,22 @@ func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending
 			return
 		}
 	}
+	kernel := e.parser.KernelMode()
+	why := reason(j, w, sum, target)
+	if kernel {
+		why += ", each corroborated by the kernel"
+	} else {
+		why += ", uncorroborated (text rules)"
+	}
 	d := Decision{
-		Target:   target,
-		Jail:     j.cfg.Name,
-		Duration: j.cfg.BanTime,
-		Reason:   reason(j, w, sum, target),
-		Time:     t,
-		Events:   sum,
-		Evidence: w.evidence(),
+		Target:       target,
+		Jail:         j.cfg.Name,
+		Duration:     j.cfg.BanTime,
+		Corroborated: kernel,
+		Reason:       why,
+		Time:         t,
+		Events:       sum,
+		Evidence:     w.evidence(),
 	}
 	j.decisions++
 	e.tr.removeKey(w.key)

@@ -188,6 +188,25 @@ func NewParser(opt ParserOptions) *Parser {
 	return p
 }
 
+// KernelMode reports whether lines count only on the kernel's word.
+func (p *Parser) KernelMode() bool { return p.witness != nil }
+
+// SetWitness switches between kernel mode (w != nil) and the text rules
+// (nil), forgetting what either mode tracked.
+func (p *Parser) SetWitness(w Witness) {
+	p.witness = w
+	p.conns.reset()
+	p.front = frontGuard{}
+	p.connMax = connOrder{}
+	p.frontContainer = ""
+	if w != nil && len(p.kconns.slots) == 0 {
+		p.kconns = newKconnTable(len(p.conns.slots))
+		p.tuples = newTupleTable(len(p.conns.slots))
+	}
+	p.kconns.reset()
+	clear(p.tuples.slots)
+}
+
 // Stats returns a copy of the counters.
 func (p *Parser) Stats() ParserStats {
 	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount)}
