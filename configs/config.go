@@ -58,6 +58,14 @@ type Firewall struct {
 	Priority  int
 	Reconcile time.Duration
 	Batch     int
+	// Attribution is "kernel" (a log line counts only for a connection the
+	// kernel saw: the seen chains) or "text" (the log's own text rules,
+	// for hosts where the kernel cannot see the clients).
+	Attribution string
+	// SeenTimeout is how long the kernel remembers a connection; at least
+	// the longest findtime. SeenSize bounds each of its sets.
+	SeenTimeout time.Duration
+	SeenSize    int
 }
 
 type Ban struct {
@@ -177,6 +185,10 @@ type rawFirewall struct {
 	Priority  *int    `toml:"priority"`
 	Reconcile *string `toml:"reconcile"`
 	Batch     *int    `toml:"batch"`
+	// See Firewall.
+	Attribution *string `toml:"attribution"`
+	SeenTimeout *string `toml:"seen_timeout"`
+	SeenSize    *int    `toml:"seen_size"`
 }
 
 type rawBan struct {
@@ -361,6 +373,16 @@ func (c *Config) apply(l *layer) error {
 	if err := setInt(&c.Firewall.Batch, r.Firewall.Batch, 1, 8192); err != nil {
 		return fail("firewall.batch", err)
 	}
+	setStr(&c.Firewall.Attribution, r.Firewall.Attribution)
+	if c.Firewall.Attribution != "kernel" && c.Firewall.Attribution != "text" {
+		return fail("firewall.attribution", fmt.Errorf("%q: want \"kernel\" or \"text\"", c.Firewall.Attribution))
+	}
+	if err := setDur(&c.Firewall.SeenTimeout, r.Firewall.SeenTimeout, time.Second); err != nil {
+		return fail("firewall.seen_timeout", err)
+	}
+	if err := setInt(&c.Firewall.SeenSize, r.Firewall.SeenSize, 64, 1<<24); err != nil {
+		return fail("firewall.seen_size", err)
+	}
 
 	if r.Ban.Factor != nil {
 		if *r.Ban.Factor < 1 || *r.Ban.Factor > 100 {
@@ -489,6 +511,15 @@ func (c *Config) check(l *layer) error {
 		}
 		if c.Ban.BantimeMax > 0 && j.BanTime > c.Ban.BantimeMax {
 			return fail(key+".bantime", fmt.Errorf("%s is longer than ban.bantime_max %s", j.BanTime, c.Ban.BantimeMax))
+		}
+		if j.FindTime > c.Firewall.SeenTimeout && (c.File == "" || l.raw.Firewall.SeenTimeout == nil) {
+			// Not chosen: the kernel remembers at least every window.
+			c.Firewall.SeenTimeout = j.FindTime
+		}
+		if c.Firewall.Attribution == "kernel" && j.FindTime > c.Firewall.SeenTimeout {
+			// A connection forgotten before its window closes would let
+			// the window's later lines go uncounted.
+			return fail(key+".findtime", fmt.Errorf("%s is longer than firewall.seen_timeout %s (the kernel's memory of who connected)", j.FindTime, c.Firewall.SeenTimeout))
 		}
 	}
 	return c.checkNotify(l)

@@ -177,3 +177,21 @@ func TestParsePrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestSeenTimeoutFollowsFindtime(t *testing.T) {
+	c, err := Parse("x.toml", []byte("[jails.slow]\nevents = [\"auth-failure\"]\nfindtime = \"1d\"\nmaxretry = 3\nbantime = \"1h\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Firewall.SeenTimeout != 24*time.Hour || c.Firewall.Attribution != "kernel" {
+		t.Fatalf("seen_timeout %s, attribution %q", c.Firewall.SeenTimeout, c.Firewall.Attribution)
+	}
+	_, err = Parse("y.toml", []byte("[firewall]\nseen_timeout = \"1h\"\n[jails.slow]\nevents = [\"auth-failure\"]\nfindtime = \"1d\"\nmaxretry = 3\nbantime = \"1h\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "jails.slow.findtime") || !strings.Contains(err.Error(), "seen_timeout") {
+		t.Fatalf("explicit seen_timeout shorter than a findtime: %v", err)
+	}
+	_, err = Parse("z.toml", []byte("[firewall]\nattribution = \"log\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "z.toml:2: firewall.attribution") {
+		t.Fatalf("bad attribution: %v", err)
+	}
+}

@@ -267,7 +267,7 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	switch ev.Kind {
 	case parse.KindAuthSuccess:
 		if d := e.cfg.Engine.SuccessExempt; d > 0 {
-			e.exempt.add(ab, tn, tn+int64(d))
+			e.exempt.add(ab, ev.User, tn, tn+int64(d))
 		}
 		return
 	case parse.KindRelayClient, parse.KindMisconfigured:
@@ -293,7 +293,7 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 			}
 		}
 	}
-	if e.exempt.has(ab, tn) {
+	if e.exempt.has(ab, ev.User, tn) {
 		e.st.exempted++
 		return
 	}
@@ -384,14 +384,22 @@ func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending
 			return
 		}
 	}
+	kernel := e.parser.KernelMode()
+	why := reason(j, w, sum, target)
+	if kernel {
+		why += ", each corroborated by the kernel"
+	} else {
+		why += ", uncorroborated (text rules)"
+	}
 	d := Decision{
-		Target:   target,
-		Jail:     j.cfg.Name,
-		Duration: j.cfg.BanTime,
-		Reason:   reason(j, w, sum, target),
-		Time:     t,
-		Events:   sum,
-		Evidence: w.evidence(),
+		Target:       target,
+		Jail:         j.cfg.Name,
+		Duration:     j.cfg.BanTime,
+		Corroborated: kernel,
+		Reason:       why,
+		Time:         t,
+		Events:       sum,
+		Evidence:     w.evidence(),
 	}
 	j.decisions++
 	e.tr.removeKey(w.key)
@@ -541,7 +549,7 @@ func (e *Engine) Why(a netip.Addr) []WindowState {
 	defer e.mu.Unlock()
 	ab := toBits(a)
 	var until time.Time
-	if ex, ok := e.exempt.m[toExemptKey(ab)]; ok && ex.until > e.latest {
+	if ex, ok := e.exempt.m[e.exempt.key(ab, "")]; ok && ex.until > e.latest {
 		until = time.Unix(0, ex.until).UTC()
 	}
 	var out []WindowState
@@ -572,6 +580,14 @@ func (e *Engine) Why(a netip.Addr) []WindowState {
 		out = append(out, WindowState{Key: netip.PrefixFrom(a, a.BitLen()), ExemptUntil: until})
 	}
 	return out
+}
+
+// SetWitness puts the engine in kernel mode (w != nil: a line counts only
+// for a connection the kernel saw) or in text mode (nil).
+func (e *Engine) SetWitness(w parse.Witness) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.parser.SetWitness(w)
 }
 
 // Stats returns a snapshot of the counters.
@@ -654,9 +670,17 @@ func sameJail(a, b configs.Jail) bool {
 		a.Prefix6 == b.Prefix6 && a.MinAddresses == b.MinAddresses
 }
 
-// exemptions are the addresses that logged in successfully, bounded: when
-// full, the earliest added goes first.
+// exemptions are the (address, user) pairs that logged in successfully:
+// that user's stale passwords retried from that address (several devices,
+// a phone changing networks) do not count, as Mailu's own limiter does. It
+// exempts the pair, not the address: one login an attacker owns, or a real
+// user behind the same NAT, must not hide guesses for other users. The
+// address itself has an entry (user "") that counts the attempts its pairs
+// had set aside: past exemptCeiling the exemption stops, so no account
+// makes an address free to guess for ever. Bounded: when full, the earliest
+// added goes first.
 type exemptions struct {
+	seed maphash.Seed
 	m    map[exemptKey]exemption
 	fifo []exemptRef
 	head int
@@ -664,9 +688,15 @@ type exemptions struct {
 	max  int
 }
 
+// exemptCeiling is how many attempts the exempt pairs of one address may
+// set aside while their exemption lasts: far above any set of stale
+// devices (each retry of the same password counts once anyway).
+const exemptCeiling = 100
+
 type exemption struct {
 	since, until int64
 	seq          uint64
+	used         uint32 // on the address's own entry: attempts set aside
 }
 
 type exemptRef struct {
@@ -674,23 +704,38 @@ type exemptRef struct {
 	seq uint64
 }
 
-// exemptKey is an address as two words (IPv4 in its IPv4-mapped form), a
-// plain-memory key that hashes fast.
-type exemptKey [2]uint64
+// exemptKey is an address as two words (IPv4 in its IPv4-mapped form) and
+// a hash of the user (0 for the address's own entry), a plain-memory key
+// that hashes fast.
+type exemptKey [3]uint64
 
-func toExemptKey(ab addrBits) exemptKey {
+func (x *exemptions) key(ab addrBits, user string) exemptKey {
+	k := exemptKey{ab.hi, ab.lo}
 	if !ab.v6 {
-		return exemptKey{0, 0xffff<<32 | ab.lo}
+		k = exemptKey{0, 0xffff<<32 | ab.lo}
 	}
-	return exemptKey{ab.hi, ab.lo}
+	if user != "" {
+		// Mailu's user names are case-insensitive; 0 is the address.
+		k[2] = maphash.String(x.seed, strings.ToLower(user)) | 1
+	}
+	return k
 }
 
 func newExemptions(max int) *exemptions {
-	return &exemptions{m: map[exemptKey]exemption{}, max: max}
+	return &exemptions{seed: maphash.MakeSeed(), m: map[exemptKey]exemption{}, max: max}
 }
 
-func (x *exemptions) add(ab addrBits, since, until int64) {
-	a := toExemptKey(ab)
+// add exempts the pair (ab, user) from since to until. A login without a
+// user name exempts nothing.
+func (x *exemptions) add(ab addrBits, user string, since, until int64) {
+	if user == "" {
+		return
+	}
+	x.put(x.key(ab, user), since, until)
+	x.put(x.key(ab, ""), since, until)
+}
+
+func (x *exemptions) put(a exemptKey, since, until int64) {
 	if ex, ok := x.m[a]; ok {
 		ex.since = min(ex.since, since)
 		ex.until = max(ex.until, until)
@@ -713,11 +758,13 @@ func (x *exemptions) add(ab addrBits, since, until int64) {
 	x.fifo = append(x.fifo, exemptRef{a: a, seq: x.seq})
 }
 
-func (x *exemptions) has(ab addrBits, tn int64) bool {
-	if len(x.m) == 0 {
+// has reports whether an attempt for user from ab at tn is set aside, and
+// counts it against the address's ceiling.
+func (x *exemptions) has(ab addrBits, user string, tn int64) bool {
+	if len(x.m) == 0 || user == "" {
 		return false
 	}
-	a := toExemptKey(ab)
+	a := x.key(ab, user)
 	ex, ok := x.m[a]
 	if !ok {
 		return false
@@ -729,7 +776,17 @@ func (x *exemptions) has(ab addrBits, tn int64) bool {
 		}
 		return false
 	}
-	return tn >= ex.since
+	if tn < ex.since {
+		return false
+	}
+	ak := x.key(ab, "")
+	own, ok := x.m[ak]
+	if !ok || own.used >= exemptCeiling {
+		return false
+	}
+	own.used++
+	x.m[ak] = own
+	return true
 }
 
 // alarmLimiter lets one alarm per address per minute (log time) through,

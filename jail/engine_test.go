@@ -109,7 +109,7 @@ func TestAddressJail(t *testing.T) {
 	if d.Target != pfx("203.0.113.7/32") || d.Jail != "auth" || d.Duration != time.Hour || d.Events != 10 || !d.Time.Equal(t0.Add(9*time.Minute)) {
 		t.Fatalf("decision %+v", d)
 	}
-	if want := "10 failed logins in 1h (auth-failure) on imap/993"; d.Reason != want {
+	if want := "10 failed logins in 1h (auth-failure) on imap/993, uncorroborated (text rules)"; d.Reason != want {
 		t.Fatalf("reason %q, want %q", d.Reason, want)
 	}
 	if len(d.Evidence) != 10 || !strings.HasSuffix(d.Evidence[9], "badauth: ffffff") || !strings.HasSuffix(d.Evidence[0], "badauth: 000000") {
@@ -319,25 +319,50 @@ func TestSuccessExemption(t *testing.T) {
 	e, r := newTestEngine(t, "")
 	succ := parse.Event{Kind: parse.KindAuthSuccess, Origin: parse.OriginAdmin, Time: t0, Addr: addr("203.0.113.40"), User: "e@example.com", Count: 1}
 	e.feed(succ)
+	// The user's own stale passwords (any case of its name) are set aside.
 	for i := range 40 {
-		e.feed(adminFail("203.0.113.40", time.Minute+time.Duration(i)*time.Second, "other@example.com", fmt.Sprintf("%06x", i)))
-		e.feed(ev(parse.KindPort25Auth, parse.OriginNginx, "203.0.113.40", time.Minute+time.Duration(i)*time.Second))
+		e.feed(adminFail("203.0.113.40", time.Minute+time.Duration(i)*time.Second, "E@example.com", fmt.Sprintf("%06x", i)))
 	}
 	if len(r.decs) != 0 {
-		t.Fatalf("exempt address banned: %v", targets(r.decs))
+		t.Fatalf("exempt pair banned: %v", targets(r.decs))
 	}
 	if st := e.Why(addr("203.0.113.40")); len(st) != 1 || !st[0].ExemptUntil.Equal(t0.Add(24*time.Hour)) {
 		t.Fatalf("why %+v", st)
 	}
-	// The exemption ends after success_exempt (log time).
+	// Other users from the same address count: one login the attacker
+	// owns (or a real user behind the same NAT) hides nothing else.
 	for i := range 10 {
-		e.feed(adminFail("203.0.113.40", 25*time.Hour+time.Duration(i)*time.Second, "other@example.com", fmt.Sprintf("b%05x", i)))
+		e.feed(adminFail("203.0.113.40", 2*time.Minute+time.Duration(i)*time.Second, fmt.Sprintf("other%d@example.com", i), fmt.Sprintf("c%05x", i)))
 	}
-	if len(r.decs) != 1 || r.decs[0].Target != pfx("203.0.113.40/32") {
-		t.Fatalf("after exemption: %v", targets(r.decs))
+	if len(r.decs) != 1 || r.decs[0].Jail != "auth" || r.decs[0].Target != pfx("203.0.113.40/32") {
+		t.Fatalf("other users after a success: %v", targets(r.decs))
 	}
-	if s := e.Stats(); s.Exempted != 80 {
+	if s := e.Stats(); s.Exempted != 40 {
 		t.Fatalf("exempted %d", s.Exempted)
+	}
+
+	// The exemption ends after success_exempt (log time).
+	e2, r2 := newTestEngine(t, "")
+	e2.feed(succ)
+	for i := range 10 {
+		e2.feed(adminFail("203.0.113.40", 25*time.Hour+time.Duration(i)*time.Second, "e@example.com", fmt.Sprintf("b%05x", i)))
+	}
+	if len(r2.decs) != 1 || r2.decs[0].Target != pfx("203.0.113.40/32") {
+		t.Fatalf("after exemption: %v", targets(r2.decs))
+	}
+
+	// The ceiling: an exempt pair sets aside at most exemptCeiling
+	// attempts; past it they count.
+	e3, r3 := newTestEngine(t, "")
+	e3.feed(succ)
+	for i := range exemptCeiling + 10 {
+		e3.feed(adminFail("203.0.113.40", time.Minute+time.Duration(i)*time.Second, "e@example.com", fmt.Sprintf("d%05x", i)))
+	}
+	if len(r3.decs) != 1 || r3.decs[0].Jail != "auth" {
+		t.Fatalf("past the ceiling: %v", targets(r3.decs))
+	}
+	if s := e3.Stats(); s.Exempted != exemptCeiling {
+		t.Fatalf("exempted %d, want %d", s.Exempted, exemptCeiling)
 	}
 }
 

@@ -11,7 +11,10 @@ type Decision struct {
 	Jail   string
 	// Duration is the jail's base ban time; the ban manager escalates it.
 	Duration time.Duration
-	Reason   string
+	// Corroborated: every attempt counted was on a connection the kernel
+	// saw (kernel mode); false when text rules alone judged the lines.
+	Corroborated bool
+	Reason       string
 	// Time is the log time of the event that crossed the threshold.
 	Time time.Time
 	// Events is how many counted attempts the window held.

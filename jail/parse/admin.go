@@ -213,12 +213,19 @@ func adminLoginAttempt(s string) (Event, bool) {
 	}
 	proto := who[k+1:]
 	switch proto {
-	case "imap", "pop3", "smtp", "submission", "sieve", "lmtp":
-		if n, ok := atoiBounded(port, 65535); ok {
+	case "imap", "pop3", "smtp", "submission", "sieve", "lmtp", "sso":
+		if n, ok := atoiBounded(port, 65535); ok && proto != "sso" {
 			ev.Port = int(n)
 		}
-	case "web", "sso":
-		// web/<client port> (WebDAV quirk), sso/<scheme>: no server port.
+		if n, ok := atoiBounded(ipsrc[slash+1:], 65535); ok {
+			ev.SrcPort = uint16(n)
+		}
+	case "web":
+		// web/<client port> from: IP/<user> (WebDAV quirk): the client
+		// port sits where the server port would.
+		if n, ok := atoiBounded(port, 65535); ok {
+			ev.SrcPort = uint16(n)
+		}
 	default:
 		return Event{}, false
 	}

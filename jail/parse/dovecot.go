@@ -117,7 +117,8 @@ func dovecotTail(s string) (Event, bool) {
 	}
 	s = s[len(rport):]
 	n = digits(s)
-	if n == 0 {
+	src, ok := atoiBounded(s[:n], 65535)
+	if !ok || src == 0 {
 		return ev, false
 	}
 	s = s[n:]
@@ -143,6 +144,7 @@ func dovecotTail(s string) (Event, bool) {
 	}
 	ev.Addr = addr
 	ev.Port = int(port)
+	ev.SrcPort = uint16(src)
 	return ev, true
 }
 

@@ -111,6 +111,12 @@ type Event struct {
 	PassHash string
 	// Port is the server port the attempt was made on (0 if unknown).
 	Port int
+	// SrcPort is the client's source port when the line carries it (nginx
+	// "connected", Dovecot rport=, admin from: IP/PORT), else 0.
+	SrcPort uint16
+	// Witnessed: the kernel saw this client's TCP handshake (Witness).
+	// False in text mode (replay, or a proxy the kernel cannot see past).
+	Witnessed bool
 	// Count is how many attempts the line stands for (Dovecot's N), >= 1.
 	Count int
 	// Line is the raw line, kept as evidence.

@@ -68,37 +68,39 @@ func parseNginxHeader(s string) (nginxHeader, bool) {
 
 // parseConnected parses "client IP:PORT connected to ADDR:PORT" (IPv6
 // bracketed).
-func parseConnected(msg string) (netip.Addr, bool) {
+func parseConnected(msg string) (netip.Addr, uint16, bool) {
 	const pre, mid = "client ", " connected to "
 	if !strings.HasPrefix(msg, pre) {
-		return netip.Addr{}, false
+		return netip.Addr{}, 0, false
 	}
 	msg = msg[len(pre):]
 	i := strings.Index(msg, mid)
 	if i < 0 {
-		return netip.Addr{}, false
+		return netip.Addr{}, 0, false
 	}
 	hp := msg[:i]
 	var host string
 	if len(hp) > 0 && hp[0] == '[' {
 		j := strings.IndexByte(hp, ']')
 		if j < 0 || j+1 >= len(hp) || hp[j+1] != ':' {
-			return netip.Addr{}, false
+			return netip.Addr{}, 0, false
 		}
 		host = hp[1:j]
 		hp = hp[j+2:]
 	} else {
 		j := strings.LastIndexByte(hp, ':')
 		if j < 0 {
-			return netip.Addr{}, false
+			return netip.Addr{}, 0, false
 		}
 		host = hp[:j]
 		hp = hp[j+1:]
 	}
-	if _, ok := atoiBounded(hp, 65535); !ok {
-		return netip.Addr{}, false
+	port, ok := atoiBounded(hp, 65535)
+	if !ok || port == 0 {
+		return netip.Addr{}, 0, false
 	}
-	return parseAddr(host)
+	a, ok := parseAddr(host)
+	return a, uint16(port), ok
 }
 
 // nginxFailure is a parsed "client login failed" line.
@@ -171,16 +173,19 @@ func parseNginxFailure(msg string) (nginxFailure, bool) {
 	return f, true
 }
 
-// minAuthDelay: a real failure comes after an SMTP/IMAP dialogue (at least a
-// round trip with the client, a DNS lookup on port 25) and admin's auth_http
-// round trip; a forged "connected" line and failure written together reach
-// Docker microseconds apart.
-const minAuthDelay = time.Millisecond
+// minAuthDelay: a real failure comes after the client's AUTH was read and
+// admin answered nginx's auth_http request, separate writes with a round
+// trip between them; a forged "connected" line and failure written together
+// reach Docker a few microseconds apart. A bot pipelining EHLO and AUTH in
+// its first packet gets its failure logged well under a millisecond after
+// "connected" (a few hundred microseconds on a local network), so the bound
+// is far below that. Text mode only.
+const minAuthDelay = 100 * time.Microsecond
 
 // nginxLine handles one nginx-format line of the front stream.
 func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardState) (Event, lineTime, bool) {
 	if h.level == "info" {
-		if addr, ok := parseConnected(h.msg); ok {
+		if addr, _, ok := parseConnected(h.msg); ok {
 			// A "connected" line holds no attacker text: it starts no
 			// chain of pieces.
 			p.nginxConnected(l, h, addr, piece, g)
@@ -189,7 +194,7 @@ func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardSta
 	}
 	ev, ok := p.nginxFailure(l, h, piece, g)
 	if !piece {
-		p.nginxLogin(l, h)
+		p.nginxLogin(l, h, ok)
 	}
 	return ev, h.ts, ok
 }
@@ -212,15 +217,18 @@ func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, piece bool, g guard
 // nginxConnected records a "connected" line.
 func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, piece bool, g guardState) {
 	var flags uint8
-	if r, forged := g.judge(piece, addr); forged {
-		if r != forgeForeign {
-			p.reject(r)
-			return
-		}
-		// Another client connecting just after a login line is most
-		// likely real (a busy port 25 has many bots at once): it opens
-		// its connection, but the failure on it must come as late as a
-		// real one (nginxForged).
+	if piece {
+		// A "connected" line holds no attacker text, so one inside a
+		// chain of pieces was written by the attacker, whoever it names:
+		// it opens nothing and moves no order.
+		p.reject(forgeBurst)
+		return
+	}
+	if _, forged := g.judge(false, addr); forged {
+		// Another client connecting just after a counted attempt is most
+		// likely real (a busy port 25 has many bots at once), but it may
+		// be a piece a stall spread out: the connection opens, and no
+		// failure on it counts (nginxForged).
 		flags = connSuspect
 	}
 	if h.ts.ok && !l.Time.IsZero() && !timeAgrees(h.ts.t, l.Time) {
@@ -232,8 +240,17 @@ func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, 
 	// stale. Without Docker time a forged line naming the attacker
 	// himself is not told from a real one (frontGuard): the order is
 	// recorded (nginxClient needs it) but rejects nothing.
-	if p.connMax.stale(h.connid, flags&connSuspect == 0) && !l.Time.IsZero() {
-		p.reject(forgeStale)
+	switch p.connMax.check(h.connid, flags&connSuspect == 0) {
+	case connStale:
+		if !l.Time.IsZero() {
+			p.reject(forgeStale)
+			return
+		}
+	case connAhead:
+		// nginx's counter moves one by one with the connected lines it
+		// writes: a CONNID far above the highest seen is forged, and
+		// moves nothing.
+		p.reject(forgeAhead)
 		return
 	}
 	var opened int64
@@ -278,11 +295,10 @@ func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, pie
 		return forgeRepeat, true
 	case e.flags&connDockerTime != 0 && !l.Time.IsZero() && l.Time.UnixNano()-e.opened < int64(minAuthDelay):
 		return forgeFast, true
-	case e.flags&connSuspect != 0 && !l.Time.IsZero() && (e.flags&connDockerTime == 0 || l.Time.UnixNano()-e.opened < int64(foreignWindow)):
-		// Opened in another client's window: a forged pair spread out
-		// by a stall comes closer together than a real dialogue over
-		// the Internet. Without Docker time, a failure outside any
-		// window is real: the pieces of one write all fall in it.
+	case e.flags&connSuspect != 0:
+		// Opened in another client's window: it may be a forged line
+		// spread out by a stall. Never counted; the window only follows
+		// counted attempts, so nobody can hold it open for free.
 		return forgeForeign, true
 	}
 	e.flags |= connCounted
@@ -292,12 +308,12 @@ func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, pie
 // nginxLogin starts a chain of pieces after an nginx line that carries
 // attacker text which a line feed could have split: a login field, or an
 // unclosed quote.
-func (p *Parser) nginxLogin(l sources.Line, h nginxHeader) {
+func (p *Parser) nginxLogin(l sources.Line, h nginxHeader, attempt bool) {
 	msg := h.msg
 	if !strings.Contains(msg, `, login: "`) && strings.Count(msg, `"`)%2 == 0 {
 		return
 	}
-	p.front.login(l.Time, p.nginxClient(h))
+	p.front.login(l.Time, p.nginxClient(h), attempt)
 }
 
 // nginxClient returns the client a login-bearing line is about, taken from

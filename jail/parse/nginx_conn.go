@@ -96,16 +96,28 @@ const (
 	staleReset = 16
 )
 
-// stale reports whether a "connected" line for id is out of order, and
-// records it otherwise when trusted.
-func (o *connOrder) stale(id uint64, trusted bool) bool {
+// Results of connOrder.check.
+const (
+	connInOrder = iota
+	connStale
+	connAhead
+)
+
+// check judges a "connected" line for id: stale (far below the highest
+// seen), ahead (far above it: nginx's counter moves one by one with the
+// lines it writes, so only a forged line jumps) or in order, which it
+// records when trusted. The first line seen sets the order.
+func (o *connOrder) check(id uint64, trusted bool) int {
+	if o.max != 0 && id > o.max+connSlack {
+		return connAhead
+	}
 	if o.max > connSlack && id < o.max-connSlack {
 		o.staleRun++
 		if o.staleRun < staleReset {
-			return true
+			return connStale
 		}
 		if !trusted {
-			return false
+			return connInOrder
 		}
 		o.max = id
 	}
@@ -113,5 +125,5 @@ func (o *connOrder) stale(id uint64, trusted bool) bool {
 		o.staleRun = 0
 		o.max = max(o.max, id)
 	}
-	return false
+	return connInOrder
 }

@@ -38,9 +38,19 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		}
 		p.frontContainer = l.Container
 	}
-	piece, guard := p.front.check(l.Time)
 	text := l.Text
-	if h, ok := parseNginxHeader(text); ok {
+	if isHTTPAccess(text) {
+		// nginx's access log goes to stdout, never into a write of its
+		// error log: not a piece, and it carries no chain on. Without
+		// Docker time it is still a line of the span.
+		if l.Time.IsZero() {
+			p.front.lines.take()
+		}
+		return Event{}, lineTime{}, false
+	}
+	h, nginx := parseNginxHeader(text)
+	piece, guard := p.front.check(l.Time, nginx || looksFresh(text))
+	if nginx {
 		return p.nginxLine(l, h, piece, guard)
 	}
 	if !piece && isNginxStart(text) {
@@ -65,11 +75,10 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		}
 		return ev, ts, ok
 	}
-	if guard.active && !looksFresh(text) {
-		// The rest of a split line, spread out: it keeps the window
-		// open. Lines of other programs (HTTP access log) do not, or a
-		// busy web server would keep it open for its whole second.
-		p.front.extend(l.Time)
+	if guard.active && !looksFresh(text) && l.Time.IsZero() {
+		// Without Docker time, the rest of a split line keeps the span
+		// of lines open.
+		p.front.extend()
 	}
 	return Event{}, lineTime{}, false
 }
@@ -103,6 +112,12 @@ func looksFresh(s string) bool {
 	case len(s) >= 20 && s[4] == '/' && s[7] == '/' && s[13] == ':':
 		return true
 	}
+	return isHTTPAccess(s)
+}
+
+// isHTTPAccess reports whether s starts like an nginx access-log line: a
+// client address and " - ".
+func isHTTPAccess(s string) bool {
 	n := addrEnd(s)
 	return n > 0 && strings.HasPrefix(s[n:], " - ")
 }
@@ -113,43 +128,31 @@ const (
 	// separate writes of the next connection at least a network round
 	// trip plus nginx's work apart (1.8 ms and more seen with a 0.1 ms
 	// RTT). A client on the same host might come closer than 1 ms,
-	// hence half of it.
+	// hence half of it. Only such a gap ends a chain of pieces: no count
+	// of pieces and no time makes a later line of the chain trusted.
 	pieceGap = 500 * time.Microsecond
-	// maxPieces bounds a chain of pieces from its login line: nginx
-	// cuts an error-log line at 2 KB (NGX_MAX_ERROR_STR), so it splits
-	// into fewer pieces than that, however slowly a pipe copies them;
-	// without a bound, a flood of HTTP access lines less than pieceGap
-	// apart would keep every line a piece.
-	maxPieces = 2048
-	// foreignWindow: after a login line (or a piece, or a continuation
-	// line), Dovecot failures naming another client do not count, in case
-	// a loaded Docker or Python pipe stalled between the pieces of one
-	// write; another client's connection opened in it needs a failure at
-	// least this much later (a forged pair comes closer). Lines about the
-	// login line's client count: a bot's own next connection is never
-	// swallowed. Longer catches longer stalls but loses more of other
-	// clients' real Dovecot failures that happen to follow an nginx
-	// failure (twice the 5 ms that guarded a closed login before).
+	// foreignWindow: after an attempt that counted, Dovecot failures naming
+	// another client do not count and connections other clients open are
+	// suspect (they never count), in case a loaded Docker or Python pipe
+	// stalled between the pieces of one write. Only counted attempts open
+	// or renew it, so holding it open costs the holder his own ban.
 	foreignWindow = 10 * time.Millisecond
-	// guardMax bounds a guard from its first login line, however often
-	// it is renewed.
-	guardMax = time.Second
 	// Without Docker time the window is counted in lines: a whole nginx
-	// line's pieces.
-	guardLines    = maxPieces
+	// line's pieces (nginx cuts an error-log line at 2 KB).
+	guardLines    = 2048
 	guardMaxLines = 4096
 )
 
 // frontGuard follows the lines after an nginx line carrying a login (or
 // another quoted field the attacker fills), which a line feed in it may have
-// split into lines the attacker writes.
+// split into lines the attacker writes. It is the text rule of front: kernel
+// mode (witness.go) does without it.
 //
 // With Docker time, it detects the pieces of that write (pieceGap): they
 // never count, and a "connected" line among them opens nothing. For
-// foreignWindow after the last of them it sets aside Dovecot failures naming
-// any other client, and marks connections of other clients opened then as
-// suspect (nginxForged). nginx lines have further, independent checks: the
-// connection table, minAuthDelay, connOrder.
+// foreignWindow after a counted attempt it sets aside Dovecot failures
+// naming any other client, and marks connections of other clients opened
+// then as suspect (nginxForged).
 //
 // Without Docker time (files replayed without `docker logs -t`) nothing
 // tells a piece from the next real line. The guard then only sets aside
@@ -158,33 +161,45 @@ const (
 // count, whatever its usernames, and its forged lines about anyone else do
 // not. It cannot tell the bot's forged lines about itself from real ones
 // (they add to its own count), nor count a third party's real failures
-// that fall in that span, and minAuthDelay and the CONNID order cannot
-// reject anything.
+// that fall in that span, and the CONNID order cannot reject anything.
 type frontGuard struct {
-	// addr is the client the guard's login line was about, when its
-	// connection corroborates it; invalid otherwise (then every line in
-	// the window is foreign).
-	addr netip.Addr
-	// Docker-time mode, Unix ns (0: none).
-	start  int64 // first login line of the guard
-	last   int64 // last line of the current chain of pieces
-	pieces int   // pieces in that chain
-	until  int64 // end of the foreign window
+	// chainAddr is the client of the login line that began the current
+	// chain of pieces, when its connection corroborates it; attempt: that
+	// line was a counted attempt.
+	chainAddr netip.Addr
+	attempt   bool
+	// last is the Docker time of the chain's last line, Unix ns (0: none).
+	last int64
+	// winAddr is the client whose line opened the foreign window, which
+	// ends at until. freeAt is when a line that is not an attempt last
+	// opened one.
+	winAddr netip.Addr
+	until   int64
+	freeAt  int64
 	// Line-counted mode.
+	addr  netip.Addr
 	lines lineSpan
 }
 
+// freeWindowEvery: a login line that is not a counted attempt (the
+// attacker's forged lines can ride on one for free) opens a foreign window
+// at most this often, so that a stream of them cannot hold it open for
+// everyone else: at most a tenth of the time, and only while no attempt's
+// window is open.
+const freeWindowEvery = 10 * foreignWindow
+
 // guardState is what frontGuard.check found about one line.
 type guardState struct {
-	active bool
-	addr   netip.Addr
+	active    bool       // in the foreign window (or line-counted span)
+	addr      netip.Addr // the window's client
+	chainAddr netip.Addr // the client of the chain the line is a piece of
 }
 
 // judge decides whether an event about addr, on a line that is a piece or
 // not, is forged.
 func (g guardState) judge(piece bool, addr netip.Addr) (forgeReason, bool) {
 	switch {
-	case piece && addr == g.addr && g.addr.IsValid():
+	case piece && addr == g.chainAddr && g.chainAddr.IsValid():
 		// About the login line's own client: at worst the attacker adds
 		// to his own count. Real lines of a client's parallel sessions
 		// reach Docker this close together, and must count; the
@@ -199,37 +214,42 @@ func (g guardState) judge(piece bool, addr netip.Addr) (forgeReason, bool) {
 }
 
 // check classifies the line at Docker time t (zero: none) and keeps a
-// chain of pieces going. It must be called once per front line.
-func (g *frontGuard) check(t time.Time) (piece bool, s guardState) {
+// chain of pieces going. fresh: the line starts like a line of one of
+// front's programs; one that does not is the rest of a split line, a piece
+// however late it comes. It must be called once per front line.
+func (g *frontGuard) check(t time.Time, fresh bool) (piece bool, s guardState) {
 	if t.IsZero() {
 		if !g.lines.take() {
 			return false, s
 		}
-		return false, guardState{true, g.addr}
-	}
-	if g.until == 0 {
-		return false, s
+		return false, guardState{active: true, addr: g.addr}
 	}
 	n := t.UnixNano()
-	if g.last != 0 && n-g.last <= int64(pieceGap) && g.pieces < maxPieces {
-		g.last = n
-		g.pieces++
-		g.renew(n)
-		piece = true
+	if g.last != 0 {
+		if n-g.last <= int64(pieceGap) || !fresh {
+			g.last = n
+			piece = true
+			s.chainAddr = g.chainAddr
+			if g.attempt && g.chainAddr == g.winAddr && g.until != 0 {
+				// The pieces of a counted attempt's line carry its
+				// window on, however a stall spreads them.
+				g.until = max(g.until, n+int64(foreignWindow))
+			}
+		} else {
+			g.last = 0
+		}
 	}
-	if n > g.until {
-		return piece, s
+	if g.until != 0 && n <= g.until {
+		s.active, s.addr = true, g.winAddr
 	}
-	return piece, guardState{true, g.addr}
+	return piece, s
 }
 
-func (g *frontGuard) renew(n int64) {
-	g.until = max(g.until, min(n+int64(foreignWindow), g.start+int64(guardMax)))
-}
-
-// login starts a chain of pieces at a login line at t that is not itself a
+// login begins a chain of pieces at a login line at t that is not itself a
 // piece, about addr (invalid when its connection does not corroborate it).
-func (g *frontGuard) login(t time.Time, addr netip.Addr) {
+// attempt: the line was a counted attempt of addr, which opens (or renews)
+// the foreign window.
+func (g *frontGuard) login(t time.Time, addr netip.Addr, attempt bool) {
 	if t.IsZero() {
 		if !g.lines.active() {
 			g.addr = addr
@@ -238,23 +258,17 @@ func (g *frontGuard) login(t time.Time, addr netip.Addr) {
 		return
 	}
 	n := t.UnixNano()
-	if g.until == 0 || n > g.until {
-		// A new guard: the old one (and its client) is over. An active
-		// guard keeps its client, or a line naming another (forged,
-		// spread out by a stall) would make that one's lines count.
-		g.start = n
-		g.until = 0
-		g.addr = addr
+	g.last, g.chainAddr, g.attempt = n, addr, attempt && addr.IsValid()
+	open := g.until == 0 || n > g.until
+	switch {
+	case g.attempt && open:
+		g.winAddr, g.until = addr, n+int64(foreignWindow)
+	case g.attempt && addr == g.winAddr:
+		g.until = n + int64(foreignWindow)
+	case !g.attempt && open && (g.freeAt == 0 || n-g.freeAt >= int64(freeWindowEvery)):
+		g.winAddr, g.until, g.freeAt = addr, n+int64(foreignWindow), n
 	}
-	g.last, g.pieces = n, 0
-	g.renew(n)
 }
 
-// extend renews the foreign window after a continuation line at t.
-func (g *frontGuard) extend(t time.Time) {
-	if t.IsZero() {
-		g.lines.extend(guardLines)
-		return
-	}
-	g.renew(t.UnixNano())
-}
+// extend renews the line-counted span after a continuation line.
+func (g *frontGuard) extend() { g.lines.extend(guardLines) }

@@ -41,9 +41,17 @@ type Parser struct {
 	connMax        connOrder
 	adminBurst     burst
 
+	// witness, when set, puts the parser in kernel mode (witness.go).
+	witness Witness
+	kconns  kconnTable
+	tuples  tupleTable
+
 	lines   uint64
 	matched uint64
 	forged  [forgeReasonCount]uint64
+	unseen  [unseenReasonCount]uint64
+	// witnessedN counts corroborated events.
+	witnessedN uint64
 }
 
 // ParserOptions configures NewParser. The zero value is valid.
@@ -53,6 +61,11 @@ type ParserOptions struct {
 	MaxConnections int
 	// Now supplies the year for year-less timestamps when a line has no Docker time (default time.Now).
 	Now func() time.Time
+	// Witness, when set, is the kernel's record of who connected: a line
+	// then counts only if it names a connection the kernel saw (kernel
+	// mode). Nil: the text rules alone (replay; a proxy the kernel cannot
+	// see past).
+	Witness Witness
 }
 
 // ParserStats are the Parser's counters since NewParser.
@@ -65,6 +78,14 @@ type ParserStats struct {
 	// written by an attacker (through a line feed in an nginx username), by
 	// reason: the Forge* constants. Every reason is present, zero or not.
 	Forged map[string]uint64
+	// Uncorroborated counts lines that would have produced an Event but
+	// were not counted in kernel mode, by reason: the Unseen* constants.
+	// Empty in text mode.
+	Uncorroborated map[string]uint64
+	// Witnessed is every Event the kernel corroborated.
+	Witnessed uint64
+	// KernelMode: the parser had a Witness.
+	KernelMode bool
 }
 
 // Reasons a line is judged forged (keys of ParserStats.Forged).
@@ -103,10 +124,13 @@ const (
 	// opened in such a window that came too soon after it (under 10 ms) or
 	// still in a window.
 	ForgeForeign = "foreign"
-	// ForgeFast: the nginx failure came less than 1 ms (Docker time) after
-	// its own "connected" line, less than a real SMTP/IMAP dialogue plus
-	// admin's auth_http round trip.
+	// ForgeFast: the nginx failure came less than 100 µs (Docker time)
+	// after its own "connected" line: less than nginx needs to read an
+	// AUTH and ask admin.
 	ForgeFast = "fast"
+	// ForgeAhead: the "connected" line's *CONNID is far above the highest
+	// seen (nginx's counter moves one by one).
+	ForgeAhead = "ahead"
 	// ForgeStale: the "connected" line's *CONNID is well below the highest
 	// seen (nginx's counter only grows).
 	ForgeStale = "stale"
@@ -125,6 +149,7 @@ const (
 	forgeBurst
 	forgeForeign
 	forgeFast
+	forgeAhead
 	forgeStale
 	forgeReasonCount
 )
@@ -140,6 +165,7 @@ var forgeNames = [forgeReasonCount]string{
 	forgeBurst:        ForgeBurst,
 	forgeForeign:      ForgeForeign,
 	forgeFast:         ForgeFast,
+	forgeAhead:        ForgeAhead,
 	forgeStale:        ForgeStale,
 }
 
@@ -154,7 +180,31 @@ func NewParser(opt ParserOptions) *Parser {
 	if now == nil {
 		now = time.Now
 	}
-	return &Parser{now: now, conns: newConnTable(n)}
+	p := &Parser{now: now, conns: newConnTable(n), witness: opt.Witness}
+	if p.witness != nil {
+		p.kconns = newKconnTable(n)
+		p.tuples = newTupleTable(n)
+	}
+	return p
+}
+
+// KernelMode reports whether lines count only on the kernel's word.
+func (p *Parser) KernelMode() bool { return p.witness != nil }
+
+// SetWitness switches between kernel mode (w != nil) and the text rules
+// (nil), forgetting what either mode tracked.
+func (p *Parser) SetWitness(w Witness) {
+	p.witness = w
+	p.conns.reset()
+	p.front = frontGuard{}
+	p.connMax = connOrder{}
+	p.frontContainer = ""
+	if w != nil && len(p.kconns.slots) == 0 {
+		p.kconns = newKconnTable(len(p.conns.slots))
+		p.tuples = newTupleTable(len(p.conns.slots))
+	}
+	p.kconns.reset()
+	clear(p.tuples.slots)
 }
 
 // Stats returns a copy of the counters.
@@ -162,6 +212,14 @@ func (p *Parser) Stats() ParserStats {
 	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount)}
 	for i, n := range p.forged {
 		s.Forged[forgeNames[i]] = n
+	}
+	if p.witness != nil {
+		s.KernelMode = true
+		s.Witnessed = p.witnessedN
+		s.Uncorroborated = make(map[string]uint64, unseenReasonCount)
+		for i, n := range p.unseen {
+			s.Uncorroborated[unseenNames[i]] = n
+		}
 	}
 	return s
 }
@@ -187,7 +245,11 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 	)
 	switch l.Service {
 	case "front":
-		ev, own, ok = p.parseFront(l)
+		if p.witness != nil {
+			ev, own, ok = p.parseFrontKernel(l)
+		} else {
+			ev, own, ok = p.parseFront(l)
+		}
 	case "admin":
 		ev, own, ok = p.parseAdmin(l)
 	case "smtp":
@@ -195,8 +257,14 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 	case "antispam":
 		ev, own, ok = p.parseRspamd(l)
 	}
+	if ok && p.witness != nil && !ev.Witnessed {
+		ev, own, ok = p.witnessed(ev, own, logNanos(l, own))
+	}
 	if !ok {
 		return Event{}, false
+	}
+	if ev.Witnessed {
+		p.witnessedN++
 	}
 	switch {
 	case !l.Time.IsZero():

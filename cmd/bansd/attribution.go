@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/seen"
+)
+
+// attribution keeps the engine on the kernel's word about who connected:
+// it owns the kernel record (package seen), gives it Mailu's published
+// ports, repairs it, and drops the engine to the text rules when the record
+// cannot be had or cannot see the clients (Mailu behind a remote proxy).
+type attribution struct {
+	log    *slog.Logger
+	engine *jail.Engine
+	rec    *seen.Record // nil: text mode from the start
+
+	mu      sync.Mutex
+	mode    string // "kernel" or "text"
+	why     string // why text mode, or a problem of the record
+	ports   []uint16
+	problem string
+	full    bool
+}
+
+// kernelWitness answers the engine from the kernel record. Each lookup is
+// one netlink round trip (tens of microseconds); it never waits long.
+type kernelWitness struct{ rec *seen.Record }
+
+func (w kernelWitness) Saw(a netip.Addr, port uint16) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := w.rec.Seen(ctx, a, port)
+	return s.Seen, err
+}
+
+// startAttribution opens and ensures the record when the config asks for
+// kernel mode, and sets the engine's mode.
+func startAttribution(ctx context.Context, cfg *configs.Config, e *jail.Engine, log *slog.Logger, netns int) *attribution {
+	a := &attribution{log: log, engine: e, mode: "text"}
+	if cfg.Firewall.Attribution != "kernel" {
+		a.why = "firewall.attribution = \"text\""
+		e.SetWitness(nil)
+		return a
+	}
+	rec, err := seen.Open(seen.Options{Table: cfg.Firewall.Table, Timeout: cfg.Firewall.SeenTimeout,
+		Size: uint32(cfg.Firewall.SeenSize), NetNS: netns})
+	if err == nil {
+		err = rec.Ensure(ctx)
+		if err != nil {
+			rec.Close()
+		}
+	}
+	if err != nil {
+		a.why = "the kernel record of connections is unavailable: " + err.Error()
+		log.Error("attribution falls back to the text rules", "err", err)
+		e.SetWitness(nil)
+		return a
+	}
+	a.rec, a.mode = rec, "kernel"
+	e.SetWitness(kernelWitness{rec})
+	log.Info("attribution: a line counts only for a connection the kernel saw", "table", cfg.Firewall.Table,
+		"chains", seen.ChainName+","+seen.LocalChainName, "timeout", cfg.Firewall.SeenTimeout)
+	return a
+}
+
+// mailu applies what discovery found: the ports to record, and whether the
+// kernel can see Mailu's clients at all.
+func (a *attribution) mailu(ctx context.Context, ports []uint16, env map[string]string) {
+	if a.rec == nil {
+		return
+	}
+	ports = slices.Clone(ports)
+	slices.Sort(ports)
+	ports = slices.Compact(ports)
+	blind := kernelBlind(env)
+	a.mu.Lock()
+	changed := !slices.Equal(ports, a.ports)
+	a.ports = ports
+	was := a.mode
+	a.mu.Unlock()
+	if changed && len(ports) > 0 {
+		if err := a.rec.SetPorts(ctx, ports); err != nil {
+			a.log.Error("attribution: set ports", "ports", ports, "err", err)
+			a.setProblem(err.Error(), false)
+		} else {
+			a.log.Info("attribution: recording connections to Mailu's ports", "ports", ports)
+		}
+	}
+	switch {
+	case blind != "" && was == "kernel":
+		a.log.Warn("attribution falls back to the text rules: the kernel cannot see Mailu's clients", "why", blind)
+		a.engine.SetWitness(nil)
+		a.setMode("text", blind)
+	case blind == "" && was == "text":
+		a.log.Info("attribution back on the kernel's word")
+		a.engine.SetWitness(kernelWitness{a.rec})
+		a.setMode("kernel", "")
+	}
+}
+
+// kernelBlind says why the kernel cannot see Mailu's real clients, from
+// Mailu's environment: a PROXY protocol header or a trusted proxy's header
+// carries the client, and the kernel only sees the proxy.
+func kernelBlind(env map[string]string) string {
+	if v := env["PROXY_PROTOCOL"]; v != "" {
+		return fmt.Sprintf("Mailu takes clients from the PROXY protocol (PROXY_PROTOCOL=%s): the kernel sees the proxy", v)
+	}
+	if v := env["REAL_IP_FROM"]; v != "" {
+		return fmt.Sprintf("Mailu trusts a proxy for the client address (REAL_IP_FROM=%s): the kernel sees the proxy", v)
+	}
+	return ""
+}
+
+func (a *attribution) setMode(mode, why string) {
+	a.mu.Lock()
+	a.mode, a.why = mode, why
+	a.mu.Unlock()
+}
+
+func (a *attribution) setProblem(p string, full bool) {
+	a.mu.Lock()
+	a.problem, a.full = p, full
+	a.mu.Unlock()
+}
+
+// check repairs the record when someone wiped it, and notes a full set.
+func (a *attribution) check(ctx context.Context) {
+	if a.rec == nil {
+		return
+	}
+	h, err := a.rec.Health(ctx)
+	if err != nil {
+		a.setProblem(err.Error(), false)
+		return
+	}
+	if !h.Intact {
+		a.log.Warn("attribution: kernel record damaged, repairing", "problem", h.Problem)
+		if err := a.rec.Ensure(ctx); err != nil {
+			a.setProblem(h.Problem+"; repair failed: "+err.Error(), false)
+			return
+		}
+	}
+	p := ""
+	if h.Full {
+		p = "a set of the kernel record is full (firewall.seen_size): new connections are not recorded and their lines do not count"
+		a.log.Warn("attribution: " + p)
+	}
+	a.setProblem(p, h.Full)
+}
+
+func (a *attribution) close() {
+	if a.rec != nil {
+		a.rec.Close()
+	}
+}
