@@ -74,7 +74,24 @@ type Status struct {
 	Sources  []SourceStatus `json:"sources"`
 	Jails    []JailStatus   `json:"jails"`
 	Firewall FirewallStatus `json:"firewall"`
-	Alarms   []AlarmStatus  `json:"alarms"`
+	// Attribution says on whose word a log line counts.
+	Attribution AttributionStatus `json:"attribution"`
+	Alarms      []AlarmStatus     `json:"alarms"`
+}
+
+// AttributionStatus: in "kernel" mode a line counts only for a connection
+// the kernel saw complete its handshake; in "text" mode the log's own text
+// rules judge it (Why says why).
+type AttributionStatus struct {
+	Mode    string   `json:"mode"`
+	Why     string   `json:"why,omitempty"`
+	Ports   []uint16 `json:"ports,omitempty"`
+	Problem string   `json:"problem,omitempty"`
+	// Witnessed counts events the kernel corroborated; Uncorroborated the
+	// lines it did not, by reason (unseen, alias, spent, unopened,
+	// witness-error).
+	Witnessed      uint64            `json:"witnessed"`
+	Uncorroborated map[string]uint64 `json:"uncorroborated,omitempty"`
 }
 
 // ConfigStatus says which config runs and how the last reload went.

@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -88,6 +91,28 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 	if fw.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", clean(fw.Error))
+	}
+
+	at := st.Attribution
+	switch at.Mode {
+	case "kernel":
+		fmt.Fprintf(w, "\nAttribution: kernel (a line counts only for a connection the kernel saw), ports %v, %d corroborated\n", at.Ports, at.Witnessed)
+	default:
+		fmt.Fprintf(w, "\nAttribution: TEXT RULES ONLY (bans uncorroborated): %s\n", clean(at.Why))
+	}
+	if len(at.Uncorroborated) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(at.Uncorroborated)) {
+			if n := at.Uncorroborated[k]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", k, n))
+			}
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "  not counted: %s\n", strings.Join(parts, ", "))
+		}
+	}
+	if at.Problem != "" {
+		fmt.Fprintf(w, "  problem: %s\n", clean(at.Problem))
 	}
 
 	if len(st.Alarms) == 0 {

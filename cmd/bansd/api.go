@@ -188,6 +188,7 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 			st.Firewall.DroppedBytes += s.Bytes
 		}
 	}
+	st.Attribution = d.attr.status(d.engine.Stats().Parser)
 	st.Alarms = d.alarms.list()
 	return st
 }

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/jail/parse"
 	"github.com/bansd/bansd/seen"
 )
 
@@ -134,7 +136,7 @@ func (a *attribution) setProblem(p string, full bool) {
 
 // check repairs the record when someone wiped it, and notes a full set.
 func (a *attribution) check(ctx context.Context) {
-	if a.rec == nil {
+	if a == nil || a.rec == nil {
 		return
 	}
 	h, err := a.rec.Health(ctx)
@@ -157,8 +159,18 @@ func (a *attribution) check(ctx context.Context) {
 	a.setProblem(p, h.Full)
 }
 
+func (a *attribution) status(ps parse.ParserStats) control.AttributionStatus {
+	if a == nil {
+		return control.AttributionStatus{Mode: "text", Why: "not started"}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return control.AttributionStatus{Mode: a.mode, Why: a.why, Ports: slices.Clone(a.ports), Problem: a.problem,
+		Witnessed: ps.Witnessed, Uncorroborated: ps.Uncorroborated}
+}
+
 func (a *attribution) close() {
-	if a.rec != nil {
+	if a != nil && a.rec != nil {
 		a.rec.Close()
 	}
 }

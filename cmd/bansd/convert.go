@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/bansd/bansd/ban"
+	"github.com/bansd/bansd/jail/parse"
 	"github.com/bansd/bansd/sources/docker"
 	"github.com/bansd/bansd/store"
 	"log/slog"
@@ -55,6 +56,8 @@ func (d *daemon) jailStatus(cfg *configs.Config, active map[string]int) []contro
 func (d *daemon) engineEvents() map[string]uint64 {
 	return d.engine.Stats().Events
 }
+
+func (d *daemon) parserStats() parse.ParserStats { return d.engine.Stats().Parser }
 
 // protectedFromMailu turns what Docker told us into never-ban inputs:
 // every Docker network and gateway, and Mailu's own trusted settings.

@@ -55,9 +55,11 @@ type daemon struct {
 	pendingMu sync.Mutex
 	pending   []jail.Decision
 
-	db      *store.DB
-	mgr     *ban.Manager
-	docker  *docker.Docker
+	db     *store.DB
+	mgr    *ban.Manager
+	docker *docker.Docker
+	// attr keeps the engine on the kernel's word about who connected.
+	attr    *attribution
 	metrics *metrics
 	alarms  *alarmBook
 }
@@ -110,6 +112,8 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
 	}
+	d.attr = startAttribution(ctx, cfg, d.engine, d.log.With("part", "attribution"), 0)
+	defer d.attr.close()
 	d.docker, err = docker.NewDocker(docker.DockerOptions{
 		Host: cfg.Docker.Host, Project: cfg.Docker.Project, Services: cfg.Docker.Services,
 		MaxLine: cfg.Docker.MaxLine, Cursors: cursorStore{db}, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
@@ -176,6 +180,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	// delivered periodically, so status and the log catch up.
 	alarmTick := time.NewTicker(time.Minute)
 	defer alarmTick.Stop()
+	// The kernel record is checked and repaired as often as the ban table.
+	attrTick := time.NewTicker(cfg.Firewall.Reconcile)
+	defer attrTick.Stop()
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
@@ -184,6 +191,8 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.reload()
 		case <-alarmTick.C:
 			d.engine.FlushAlarms()
+		case <-attrTick.C:
+			d.attr.check(ctx)
 		case err := <-mgrDone:
 			// The manager only stops on its own when the firewall is unusable.
 			stopSrc()
@@ -359,8 +368,12 @@ func restartNeeded(a, b *configs.Config) bool {
 func (d *daemon) onMailu(info docker.MailuInfo) {
 	d.mu.Lock()
 	d.live = protectedFromMailu(info)
+	attr := d.attr
 	d.mu.Unlock()
 	d.setProtected()
+	if attr != nil {
+		attr.mailu(context.Background(), info.Ports, info.Env)
+	}
 }
 
 // setProtected gives the engine the never-ban inputs: the host's own

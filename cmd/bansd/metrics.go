@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/bansd/bansd/jail/parse"
 	"github.com/bansd/bansd/sources/docker"
 	"time"
 
@@ -24,6 +25,8 @@ type metrics struct {
 // scrapeState is what the scrape-time collector reads from the daemon.
 type scrapeState interface {
 	engineEvents() map[string]uint64
+	// parserStats: lines corroborated by the kernel, and not, by reason.
+	parserStats() parse.ParserStats
 	activeBans() map[string]int
 	sourceStates() []sourceSample
 	kernelCounters(ctx context.Context) []setCounter
@@ -82,18 +85,35 @@ var (
 	descSrcReconn  = prometheus.NewDesc("bansd_source_reconnects_total", "Reconnections to each service's log stream.", []string{"service"}, nil)
 	descDropPkts   = prometheus.NewDesc("bansd_dropped_packets_total", "Packets dropped by each ban set (kernel counters).", []string{"set"}, nil)
 	descDropBytes  = prometheus.NewDesc("bansd_dropped_bytes_total", "Bytes dropped by each ban set (kernel counters).", []string{"set"}, nil)
+	descWitnessed  = prometheus.NewDesc("bansd_lines_corroborated_total", "Events the kernel corroborated (a completed handshake from that address and port).", nil, nil)
+	descUnseen     = prometheus.NewDesc("bansd_lines_uncorroborated_total", "Lines not counted because the kernel did not corroborate them, by reason.", []string{"reason"}, nil)
+	descForged     = prometheus.NewDesc("bansd_lines_forged_total", "Lines the text rules judged written by an attacker, by reason.", []string{"reason"}, nil)
+	descKernelMode = prometheus.NewDesc("bansd_attribution_kernel", "1 while lines count only on the kernel's word, 0 in text mode.", nil, nil)
 )
 
 // stateCollector reads state at scrape time so the numbers are never stale.
 type stateCollector struct{ st scrapeState }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvents, descBansActive, descSrcState, descSrcLag, descSrcReconn, descDropPkts, descDropBytes} {
+	for _, d := range []*prometheus.Desc{descEvents, descBansActive, descSrcState, descSrcLag, descSrcReconn, descDropPkts, descDropBytes, descWitnessed, descUnseen, descForged, descKernelMode} {
 		ch <- d
 	}
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ps := c.st.parserStats()
+	kernel := 0.0
+	if ps.KernelMode {
+		kernel = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descKernelMode, prometheus.GaugeValue, kernel)
+	ch <- prometheus.MustNewConstMetric(descWitnessed, prometheus.CounterValue, float64(ps.Witnessed))
+	for _, r := range []string{parse.UnseenConnection, parse.UnseenAlias, parse.UnseenSpent, parse.UnseenUnopened, parse.UnseenError} {
+		ch <- prometheus.MustNewConstMetric(descUnseen, prometheus.CounterValue, float64(ps.Uncorroborated[r]), r)
+	}
+	for r, n := range ps.Forged {
+		ch <- prometheus.MustNewConstMetric(descForged, prometheus.CounterValue, float64(n), r)
+	}
 	for kind, n := range c.st.engineEvents() {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(n), kind)
 	}

@@ -46,6 +46,10 @@ type MailuInfo struct {
 	ClientAPI     string
 	// IPv6 is whether one of the project's networks has IPv6 enabled.
 	IPv6 bool
+	// Ports are front's published ports, the host's and the container's
+	// numbers: the ports whose handshakes the kernel records for
+	// attribution (the userland proxy dials the container's port).
+	Ports []uint16
 	// UserlandProxy is "yes" when a docker-proxy process forwards one of
 	// Mailu's published ports, "no" when none does though the engine's
 	// processes are visible, "unknown" otherwise.
@@ -80,6 +84,7 @@ func (m MailuInfo) clone() MailuInfo {
 	c := m
 	c.Networks = slices.Clone(m.Networks)
 	c.Env = maps.Clone(m.Env)
+	c.Ports = slices.Clone(m.Ports)
 	return c
 }
 
@@ -254,6 +259,7 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 	}
 	d.envs = envs
 	info.UserlandProxy = userlandProxy(best["front"])
+	info.Ports = publishedPorts(best["front"])
 	d.setTargets(proj, ts)
 	d.mu.Lock()
 	changed := !reflect.DeepEqual(info, d.info)
@@ -268,6 +274,19 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 		}
 	}
 	return nil
+}
+
+// publishedPorts lists the TCP ports front publishes, host and container
+// numbers, sorted and without repeats.
+func publishedPorts(front container.Summary) []uint16 {
+	var ports []uint16
+	for _, p := range front.Ports {
+		if p.PublicPort != 0 && (p.Type == "" || p.Type == "tcp") {
+			ports = append(ports, p.PublicPort, p.PrivatePort)
+		}
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
 }
 
 // better reports whether a is a better container for its service than b:
