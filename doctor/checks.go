@@ -7,6 +7,7 @@ package doctor
 
 import (
 	"fmt"
+	"github.com/bansd/bansd/seen"
 	"net/netip"
 	"slices"
 	"sort"
@@ -233,7 +234,9 @@ func checkTable(f Facts) Result {
 		return r
 	}
 	for _, c := range n.Chains {
-		if c.Hook != "prerouting" || c.Type != "filter" {
+		if c.Hook != "prerouting" || c.Type != "filter" || c.Name == seen.ChainName {
+			// The kernel record of connections hooks prerouting too,
+			// after conntrack on purpose.
 			continue
 		}
 		if c.Priority != n.WantPriority {

@@ -96,17 +96,23 @@ type replayReport struct {
 	Seconds float64       `json:"seconds"`
 	Bans    []replayBan   `json:"bans"`
 	Alarms  []replayAlarm `json:"alarms"`
+	// Attribution is "text": offline there is no kernel record of who
+	// connected, so the text rules judge and no ban is corroborated.
+	Attribution string `json:"attribution"`
+	// Forged counts lines the text rules set aside, by reason.
+	Forged map[string]uint64 `json:"forged"`
 
 	jails map[string]uint64
 	cut   int64
 }
 
 type replayBan struct {
-	Target string `json:"target"`
-	Jail   string `json:"jail"`
-	Events int    `json:"events"`
-	First  string `json:"first"`
-	Reason string `json:"reason"`
+	Target       string `json:"target"`
+	Jail         string `json:"jail"`
+	Events       int    `json:"events"`
+	First        string `json:"first"`
+	Reason       string `json:"reason"`
+	Corroborated bool   `json:"corroborated"`
 }
 
 type replayAlarm struct {
@@ -167,7 +173,7 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 		streams = append(streams, s)
 	}
 
-	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}}
+	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text"}
 	banned := map[string]bool{}
 	type alarmKey struct{ kind, addr string }
 	alarms := map[alarmKey]*replayAlarm{}
@@ -250,6 +256,7 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 	rep.Seconds = time.Since(start).Seconds()
 	st := eng.Stats()
 	rep.Lines, rep.Matched, rep.jails = st.Lines, st.Matched, st.Decisions
+	rep.Forged = st.Parser.Forged
 	for _, a := range alarms {
 		rep.Alarms = append(rep.Alarms, *a)
 	}
@@ -303,6 +310,7 @@ func printReplay(w io.Writer, rep *replayReport) error {
 		rate = float64(rep.Lines) / rep.Seconds
 	}
 	fmt.Fprintf(w, "Replayed %d lines (%d matched) in %.2fs: %.0f lines/s\n", rep.Lines, rep.Matched, rep.Seconds, rate)
+	fmt.Fprintln(w, "No kernel record offline: the text rules judged every line, and the bans below are uncorroborated.")
 	if rep.cut > 0 {
 		fmt.Fprintf(w, "%d lines longer than docker.max_line were cut\n", rep.cut)
 	}

@@ -71,12 +71,18 @@ type instance struct {
 	exited      chan error
 }
 
+// baseConfig runs the text rules: these tests have containers print
+// synthetic Mailu lines that no client's connection stands behind. The
+// kernel's word (attribution = "kernel") is tested with real clients of a
+// real nginx and Dovecot in integration/.
 const baseConfig = `[daemon]
 %ssocket = %q
 state = %q
 log_level = "debug"
 [docker]
 host = %q
+[firewall]
+attribution = "text"
 `
 
 // noDocker is an engine address where nothing listens: the source waits.

@@ -192,11 +192,69 @@ func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardSta
 			return Event{}, h.ts, false
 		}
 	}
+	if h.level == "info" && !piece {
+		if s, ok := parseNginxLoggedIn(h.msg); ok {
+			// A success holds admin's answer, not client text; it
+			// counts only on the client's own connection.
+			e := p.conns.lookup(h.connid)
+			if e == nil || e.flags&(connPoisoned|connSuspect) != 0 || e.addr != s.addr || e.worker != h.worker {
+				return Event{}, h.ts, false
+			}
+			return Event{Kind: KindAuthSuccess, Origin: OriginNginx, Addr: s.addr, User: s.user, Port: s.port, Count: 1}, h.ts, true
+		}
+	}
 	ev, ok := p.nginxFailure(l, h, piece, g)
 	if !piece {
 		p.nginxLogin(l, h, ok)
 	}
 	return ev, h.ts, ok
+}
+
+// nginxSuccess is a parsed "client logged in" line.
+type nginxSuccess struct {
+	addr netip.Addr
+	port int
+	user string
+}
+
+// parseNginxLoggedIn parses
+//
+//	client logged in, client: IP[ using starttls], server: ADDR:PORT, login: "USER"
+//
+// which nginx writes when it starts proxying after admin accepted the
+// login. On Mailu 2.0, for every port but 25, login: holds the account admin
+// answered (Auth-User), not what the client typed: the success exempts that
+// (address, user) pair. Port 25 has no login (no AUTH there).
+func parseNginxLoggedIn(msg string) (nginxSuccess, bool) {
+	const pre = "client logged in, client: "
+	var s nginxSuccess
+	if !strings.HasPrefix(msg, pre) {
+		return s, false
+	}
+	msg = msg[len(pre):]
+	n := addrEnd(msg)
+	addr, ok := parseAddr(msg[:n])
+	if !ok {
+		return s, false
+	}
+	msg = strings.TrimPrefix(msg[n:], " using starttls")
+	const server = ", server: "
+	if !strings.HasPrefix(msg, server) {
+		return s, false
+	}
+	msg = msg[len(server):]
+	end := strings.IndexByte(msg, ',')
+	if end < 0 {
+		return s, false
+	}
+	s.port = portOf(msg[:end])
+	msg = msg[end:]
+	const login = `, login: "`
+	if !strings.HasPrefix(msg, login) || !strings.HasSuffix(msg, `"`) || s.port == 25 {
+		return s, false
+	}
+	s.addr, s.user = addr, msg[len(login):len(msg)-1]
+	return s, s.user != ""
 }
 
 func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, piece bool, g guardState) (Event, bool) {

@@ -270,6 +270,14 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 		p.kconns.open(h.connid, h.worker, addr, port, at)
 		return Event{}, h.ts, false
 	}
+	if s, ok := parseNginxLoggedIn(h.msg); ok {
+		if c := p.kconns.find(h.connid, h.worker, s.addr); c != nil {
+			return Event{Kind: KindAuthSuccess, Origin: OriginNginx, Addr: s.addr, User: s.user, Port: s.port,
+				SrcPort: c.port, Count: 1, Witnessed: true}, h.ts, true
+		}
+		p.unseen[unseenUnopened]++
+		return Event{}, h.ts, false
+	}
 	f, ok := parseNginxFailure(h.msg)
 	if !ok {
 		return Event{}, h.ts, false

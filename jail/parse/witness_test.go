@@ -275,3 +275,28 @@ func FuzzKernelMode(f *testing.F) {
 		}
 	})
 }
+
+// TestLoggedInIsASuccess: Mailu 2.0's nginx "client logged in" (with the
+// account admin answered) is a success on the client's own connection, in
+// both modes; a forged one on a connection never opened is nothing.
+func TestLoggedInIsASuccess(t *testing.T) {
+	const user, bot = "203.0.113.2", "203.0.113.66"
+	logged := func(id int, addr string) string {
+		return fmt.Sprintf(`%s[info] 23#23: *%d client logged in, client: %s, server: 0.0.0.0:993, login: "alice@example.com"`, ts, id, addr)
+	}
+	f := newKernelFeed(t)
+	f.k.connect(user, 40000)
+	f.line("front", 0, connectedPort("23#23", 100, user, 40000))
+	f.line("front", time.Millisecond, logged(100, user))
+	f.line("front", 2*time.Millisecond, logged(101, bot))
+	if len(f.events) != 1 || f.events[0].Kind != KindAuthSuccess || f.events[0].User != "alice@example.com" || f.events[0].Addr.String() != user {
+		t.Fatalf("kernel mode: %+v", f.events)
+	}
+	tf := newFrontFeed(t)
+	tf.at(0, connected("23#23", 100, user))
+	tf.at(time.Second, logged(100, user))
+	tf.at(2*time.Second, logged(101, bot))
+	if len(tf.events) != 1 || tf.events[0].Kind != KindAuthSuccess {
+		t.Fatalf("text mode: %+v", tf.events)
+	}
+}
