@@ -157,6 +157,7 @@ func attackGroup(t *testing.T, version string, loaded bool) {
 		})
 		t.Logf("%s: %v", sc.name, time.Since(t0).Round(time.Millisecond))
 	}
+	t.Run("replay", func(t *testing.T) { replayAttacks(t, r) })
 	t.Logf("group %s: %v in all", t.Name(), time.Since(start).Round(time.Millisecond))
 }
 

@@ -250,10 +250,18 @@ func parseNginxLoggedIn(msg string) (nginxSuccess, bool) {
 	s.port = portOf(msg[:end])
 	msg = msg[end:]
 	const login = `, login: "`
-	if !strings.HasPrefix(msg, login) || !strings.HasSuffix(msg, `"`) || s.port == 25 {
+	if !strings.HasPrefix(msg, login) || s.port == 25 {
 		return s, false
 	}
-	s.addr, s.user = addr, msg[len(login):len(msg)-1]
+	msg = msg[len(login):]
+	// nginx adds the upstream once it proxies: `", upstream: IP:PORT`.
+	if i := strings.LastIndex(msg, `", upstream: `); i >= 0 && !strings.ContainsAny(msg[i+2:], `"`) {
+		msg = msg[:i+1]
+	}
+	if !strings.HasSuffix(msg, `"`) {
+		return s, false
+	}
+	s.addr, s.user = addr, msg[:len(msg)-1]
 	return s, s.user != ""
 }
 

@@ -289,6 +289,13 @@ func TestLoggedInIsASuccess(t *testing.T) {
 	f.line("front", 0, connectedPort("23#23", 100, user, 40000))
 	f.line("front", time.Millisecond, logged(100, user))
 	f.line("front", 2*time.Millisecond, logged(101, bot))
+	f.k.connect(user, 40001)
+	f.line("front", 3*time.Millisecond, connectedPort("23#23", 102, user, 40001))
+	f.line("front", 4*time.Millisecond, fmt.Sprintf(`%s[info] 23#23: *102 client logged in, client: %s, server: 0.0.0.0:993, login: "alice@example.com", upstream: 192.168.203.3:143`, ts, user))
+	if len(f.events) != 2 || f.events[1].User != "alice@example.com" {
+		t.Fatalf("kernel mode, with upstream: %+v", f.events)
+	}
+	f.events = f.events[:1]
 	if len(f.events) != 1 || f.events[0].Kind != KindAuthSuccess || f.events[0].User != "alice@example.com" || f.events[0].Addr.String() != user {
 		t.Fatalf("kernel mode: %+v", f.events)
 	}
