@@ -26,8 +26,9 @@ import (
 const (
 	// lineBuffer is the channel between the Docker source and the engine.
 	lineBuffer = 4096
-	// decisionBuffer bounds decisions waiting for the ban manager; the
-	// pipeline blocks beyond it rather than grow memory.
+	// decisionBuffer bounds processed lines (and their decisions) waiting
+	// for the ban manager; the pipeline blocks beyond it rather than grow
+	// memory.
 	decisionBuffer = 1024
 	// manualBanTime is a manual ban's duration when bansctl gives none.
 	manualBanTime = 24 * time.Hour
@@ -159,16 +160,16 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.log.Error("docker source stopped", "err", err)
 		}
 	}()
-	decisions := make(chan jail.Decision, decisionBuffer)
+	done := make(chan processed, decisionBuffer)
 	banDone := make(chan struct{})
 	go func() {
 		defer close(banDone)
-		d.banLoop(mgrCtx, decisions)
+		d.banLoop(mgrCtx, done)
 	}()
 	pipeDone := make(chan struct{})
 	go func() {
 		defer close(pipeDone)
-		d.pipeline(lines, srcDone, decisions)
+		d.pipeline(lines, srcDone, done)
 	}()
 
 	d.log.Info("bansd started", "version", version, "config", cfgName(d.path), "socket", cfg.Daemon.Socket, "state", cfg.Daemon.State)
@@ -222,27 +223,26 @@ func cfgName(p string) string {
 	return p
 }
 
-// pipeline is the one goroutine that feeds the engine. A line's decisions
-// go out after the cursors are saved and before the line is marked done,
-// so the saved cursor and the ban agree.
-func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, decisions chan<- jail.Decision) {
-	defer close(decisions)
+// processed is one line the engine has seen and the decisions it caused.
+type processed struct {
+	line sources.Line
+	decs []jail.Decision
+}
+
+// pipeline is the one goroutine that feeds the engine. Every line goes on
+// to banLoop, which marks it done only after the bans it caused are in the
+// store: the source's cursor, saved every second, never passes a line
+// whose ban is still queued.
+func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, out chan<- processed) {
+	defer close(out)
 	handle := func(l sources.Line) {
 		d.metrics.lines.WithLabelValues(l.Service).Inc()
 		d.engine.Process(l)
 		d.pendingMu.Lock()
-		out := d.pending
+		decs := d.pending
 		d.pending = nil
 		d.pendingMu.Unlock()
-		if len(out) > 0 {
-			if err := d.docker.FlushCursors(); err != nil {
-				d.log.Error("flush cursors", "err", err)
-			}
-			for _, dec := range out {
-				decisions <- dec
-			}
-		}
-		d.docker.Done(l)
+		out <- processed{line: l, decs: decs}
 	}
 	for {
 		select {
@@ -262,16 +262,19 @@ func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, de
 	}
 }
 
-// banLoop hands decisions to the ban manager, coalescing those that
-// arrive together into one BanMany.
-func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
-	batch := make([]jail.Decision, 0, 64)
-	for dec := range decisions {
-		batch = append(batch[:0], dec)
+// banLoop hands decisions to the ban manager, coalescing the lines that
+// arrive together into one BanMany, and then marks those lines done, in
+// the order they came.
+func (d *daemon) banLoop(ctx context.Context, in <-chan processed) {
+	batch := make([]processed, 0, 64)
+	var reqs []ban.Request
+	var decs []jail.Decision
+	for p := range in {
+		batch = append(batch[:0], p)
 	drain:
 		for len(batch) < cap(batch) {
 			select {
-			case more, ok := <-decisions:
+			case more, ok := <-in:
 				if !ok {
 					break drain
 				}
@@ -280,21 +283,39 @@ func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
 				break drain
 			}
 		}
-		reqs := make([]ban.Request, len(batch))
-		for i, dec := range batch {
-			reqs[i] = requestFrom(dec)
-		}
-		n, err := d.mgr.BanMany(ctx, reqs)
-		if err != nil {
-			d.log.Error("ban", "err", err, "decisions", len(batch), "banned", n)
-		}
-		now := time.Now()
-		for _, dec := range batch {
-			if !dec.Time.IsZero() {
-				d.metrics.banLatency.Observe(now.Sub(dec.Time).Seconds())
+		reqs, decs = reqs[:0], decs[:0]
+		for _, p := range batch {
+			for _, dec := range p.decs {
+				reqs = append(reqs, requestFrom(dec))
+				decs = append(decs, dec)
 			}
-			d.log.Info("ban", "target", dec.Target, "jail", dec.Jail, "reason", dec.Reason, "events", dec.Events)
 		}
+		if len(reqs) > 0 {
+			d.ban(ctx, reqs, decs)
+		}
+		for _, p := range batch {
+			d.docker.Done(p.line)
+		}
+	}
+}
+
+// ban commits one batch of decisions and logs each ban that happened.
+func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decision) {
+	errs, err := d.mgr.BanEach(ctx, reqs)
+	if err != nil {
+		d.log.Error("ban", "err", err, "decisions", len(reqs))
+		return
+	}
+	now := time.Now()
+	for i, dec := range decs {
+		if errs[i] != nil {
+			d.log.Warn("ban not applied", "target", dec.Target, "jail", dec.Jail, "err", errs[i])
+			continue
+		}
+		if !dec.Time.IsZero() {
+			d.metrics.banLatency.Observe(now.Sub(dec.Time).Seconds())
+		}
+		d.log.Info("ban", "target", dec.Target, "jail", dec.Jail, "reason", dec.Reason, "events", dec.Events)
 	}
 }
 
