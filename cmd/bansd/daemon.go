@@ -51,10 +51,6 @@ type daemon struct {
 	live       jail.Protected
 
 	engine *jail.Engine
-	// pending collects the decisions of the line being processed: the
-	// engine calls onDecision from inside Process, on the pipeline.
-	pendingMu sync.Mutex
-	pending   []jail.Decision
 
 	db      *store.DB
 	mgr     *ban.Manager
@@ -77,7 +73,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	}
 	d.metrics.alarms.WithLabelValues("gateway-client")
 	var err error
-	d.engine, err = jail.NewEngine(cfg, jail.Options{OnDecision: d.onDecision, OnAlarm: d.onAlarm, Logger: log.With("part", "jail")})
+	d.engine, err = jail.NewEngine(cfg, jail.Options{Logger: log.With("part", "jail")})
 	if err != nil {
 		return nil, fmt.Errorf("jail engine: %w", err)
 	}
@@ -184,7 +180,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 			d.reload()
 		case <-alarmTick.C:
-			d.engine.FlushAlarms()
+			for _, a := range d.engine.FlushAlarms() {
+				d.onAlarm(a)
+			}
 		case err := <-mgrDone:
 			// The manager only stops on its own when the firewall is unusable.
 			stopSrc()
@@ -237,12 +235,14 @@ func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, ou
 	defer close(out)
 	handle := func(l sources.Line) {
 		d.metrics.lines.WithLabelValues(l.Service).Inc()
-		d.engine.Process(l)
-		d.pendingMu.Lock()
-		decs := d.pending
-		d.pending = nil
-		d.pendingMu.Unlock()
-		out <- processed{line: l, decs: decs}
+		res := d.engine.Process(l)
+		for _, a := range res.Alarms {
+			d.onAlarm(a)
+		}
+		for _, dec := range res.Decisions {
+			d.metrics.decisions.WithLabelValues(dec.Jail).Inc()
+		}
+		out <- processed{line: l, decs: res.Decisions}
 	}
 	for {
 		select {
@@ -319,15 +319,7 @@ func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decisi
 	}
 }
 
-// onDecision runs inside engine.Process.
-func (d *daemon) onDecision(dec jail.Decision) {
-	d.metrics.decisions.WithLabelValues(dec.Jail).Inc()
-	d.pendingMu.Lock()
-	d.pending = append(d.pending, dec)
-	d.pendingMu.Unlock()
-}
-
-// onAlarm runs inside engine.Process.
+// onAlarm records an alarm the engine returned.
 func (d *daemon) onAlarm(a jail.Alarm) {
 	d.metrics.alarms.WithLabelValues(a.Kind).Inc()
 	d.alarms.add(a, time.Now())
