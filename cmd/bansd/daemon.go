@@ -125,6 +125,17 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	// Every listener is taken before anything starts, so a failure here
+	// leaves no goroutine, manager or server behind.
+	if addr := cfg.Daemon.MetricsListen; addr != "" {
+		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		go msrv.Serve(ml)
+		defer msrv.Close()
+	}
 
 	// The manager outlives the pipeline so that pending bans are flushed.
 	mgrCtx, stopMgr := context.WithCancel(context.Background())
@@ -137,14 +148,6 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.log.Error("control socket", "err", err)
 		}
 	}()
-	if addr := cfg.Daemon.MetricsListen; addr != "" {
-		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
-		if err != nil {
-			return err
-		}
-		go msrv.Serve(ml)
-		defer msrv.Close()
-	}
 
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
