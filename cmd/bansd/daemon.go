@@ -98,7 +98,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		}
 	}()
 
-	nft, err := ban.NewNFT(cfg.Firewall)
+	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
