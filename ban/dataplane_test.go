@@ -16,7 +16,7 @@ import (
 	"github.com/bansd/bansd/internal/netnstest"
 )
 
-// The data-plane test (reference nftables.md §3, §6 layer 3): Docker's
+// The data-plane test (Docker publishing a port behind bansd's prerouting chain): Docker's
 // `-p 8080:80` emulated with the iptables rules Docker writes, a banned and
 // an unbanned client, real TCP. It proves the prerouting chain stops a
 // banned client on the published port (DNAT + FORWARD), on a host port and

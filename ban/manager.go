@@ -274,6 +274,36 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	return res.effective[0], res.err
 }
 
+// BanEach is BanMany with one outcome per request: errs[i] is nil when
+// rs[i]'s ban (or a longer one) is in the store, else why not (ErrRefused,
+// ErrExpired). err is set when the batch itself failed; then nothing is
+// known to be committed.
+func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err error) {
+	prepared, err := m.prepare(rs)
+	if err != nil {
+		return nil, err
+	}
+	errs = make([]error, len(rs))
+	bans := make([]store.Ban, 0, len(prepared))
+	for i, p := range prepared {
+		if p.err != nil {
+			errs[i] = p.err
+			continue
+		}
+		bans = append(bans, p.ban)
+	}
+	if len(bans) > 0 {
+		res, err := m.submit(ctx, &job{bans: bans})
+		if err != nil {
+			return nil, err
+		}
+		if res.err != nil {
+			return nil, res.err
+		}
+	}
+	return errs, nil
+}
+
 // BanMany is Ban for many requests, applied in as few transactions as the
 // batch size allows. It returns how many bans were written (new or
 // longer); invalid or already-over requests are skipped and reported in

@@ -51,7 +51,7 @@ func child(spec string) error {
 	if err != nil {
 		return err
 	}
-	fw, err := NewNFT(cfg.Firewall, WithNetNS(fd))
+	fw, err := NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, WithNetNS(fd))
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,6 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
-
-	"github.com/bansd/bansd/configs"
 )
 
 // chainName is the one base chain in our table.
@@ -26,7 +24,7 @@ const chainName = "prerouting"
 // maxBatch caps elements per transaction whatever the configuration says:
 // with the distributions' default wmem_max a transaction above ~416 KiB
 // (about 10k timeout elements) fails with EMSGSIZE, and batches of 2-5k
-// already run at near-peak rate (reference §4.9, §5.1).
+// already run at near-peak rate (BenchmarkBanMany100k in bench_test.go measures it).
 const maxBatch = 5000
 
 // Timeouts travel in milliseconds, and an element without one in a timeout
@@ -144,7 +142,7 @@ type Counter struct {
 	Packets, Bytes uint64
 }
 
-// NFT is the nftables Firewall: table inet <cfg.Table>, one base chain at
+// NFT is the nftables Firewall: table inet <table>, one base chain at
 // prerouting, one timeout hash set per class.
 type NFT struct {
 	conn     *nftables.Conn
@@ -187,14 +185,14 @@ func WithDeleteRefresh(on bool) NFTOption {
 	return func(o *nftOptions) { o.portable = &on }
 }
 
-// NewNFT returns the nftables firewall for cfg. It touches nothing until
-// Ensure.
-func NewNFT(cfg configs.Firewall, opts ...NFTOption) (*NFT, error) {
+// NewNFT returns the nftables firewall: table inet <table>, its base chain
+// at priority. It touches nothing until Ensure.
+func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 	var o nftOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if cfg.Table == "" {
+	if table == "" {
 		return nil, errors.New("nftables: empty table name")
 	}
 	conn, err := nftables.New(o.conn...)
@@ -205,17 +203,17 @@ func NewNFT(cfg configs.Firewall, opts ...NFTOption) (*NFT, error) {
 	if o.portable != nil {
 		readd = !*o.portable
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: cfg.Table}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
 	accept := nftables.ChainPolicyAccept
 	return &NFT{
 		conn:  conn,
 		table: t,
 		chain: &nftables.Chain{
 			Name: chainName, Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(cfg.Priority)),
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(priority)),
 			Policy: &accept,
 		},
-		priority:       cfg.Priority,
+		priority:       priority,
 		sets:           map[SetClass]*nftables.Set{},
 		readdRefreshes: readd,
 	}, nil

@@ -194,7 +194,7 @@ func TestDoctorRealDocker(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fw, err := ban.NewNFT(cfg.Firewall, ban.WithNetNS(nsfd))
+			fw, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithNetNS(nsfd))
 			if err != nil {
 				t.Fatal(err)
 			}

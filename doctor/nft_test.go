@@ -91,7 +91,7 @@ func TestGatherNFTRealTable(t *testing.T) {
 		t.Errorf("no table: %+v", r)
 	}
 
-	fw, err := ban.NewNFT(cfg.Firewall, ban.WithNetNS(ns.Fd()))
+	fw, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithNetNS(ns.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 // TestStackLogs checks that the test bed is worth testing against: real
 // nginx and Dovecot, configured as Mailu 2024.06 and 2.0 configure front,
-// print the lines of reference/mailu-logs.md §7, and admin prints Mailu's.
+// print the lines the parser's tests in jail/parse use, and admin prints Mailu's.
 func TestStackLogs(t *testing.T) {
 	for _, tc := range []struct {
 		version string

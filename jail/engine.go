@@ -18,14 +18,8 @@ import (
 	"github.com/bansd/bansd/sources"
 )
 
-// Options are the Engine's outputs and clock.
+// Options are the Engine's clock and logger.
 type Options struct {
-	// OnDecision is called synchronously from Process (after the engine's
-	// lock is released); it may block, which slows Process down.
-	OnDecision func(Decision)
-	// OnAlarm is called like OnDecision, at most once a minute (log time)
-	// per address; Alarm.Count says how many events it stands for.
-	OnAlarm func(Alarm)
 	// Now is used when an event has no time at all. Default time.Now.
 	Now func() time.Time
 	// Logger receives the engine's rare notices. Default: discard.
@@ -196,27 +190,27 @@ func buildJails(cfg *configs.Config) ([]*jailRT, [parse.KindCount][]uint16, erro
 }
 
 // pending holds what one Process call has to deliver once unlocked.
+// Output is what one line produced.
+type Output struct {
+	// Matched says the line carried a signal.
+	Matched bool
+	// Decisions are the bans the line's event triggered.
+	Decisions []Decision
+	// Alarms are raised at most once a minute (log time) per address;
+	// Alarm.Count says how many events one stands for.
+	Alarms []Alarm
+}
+
+// pending is what processEvent adds to.
 type pending struct {
 	decs   []Decision
 	alarms []Alarm
 }
 
-func (e *Engine) deliver(p *pending) {
-	if e.opt.OnAlarm != nil {
-		for _, a := range p.alarms {
-			e.opt.OnAlarm(a)
-		}
-	}
-	if e.opt.OnDecision != nil {
-		for _, d := range p.decs {
-			e.opt.OnDecision(d)
-		}
-	}
-}
-
-// Process parses one line and counts its event; it reports whether the
-// line carried a signal.
-func (e *Engine) Process(l sources.Line) (matched bool) {
+// Process parses one line, counts its event and returns what it produced;
+// the caller decides where decisions and alarms go (and when the line
+// counts as done).
+func (e *Engine) Process(l sources.Line) Output {
 	var out pending
 	e.mu.Lock()
 	ev, ok := e.parser.Parse(l)
@@ -224,10 +218,7 @@ func (e *Engine) Process(l sources.Line) (matched bool) {
 		e.processEvent(ev, &out)
 	}
 	e.mu.Unlock()
-	if out.decs != nil || out.alarms != nil {
-		e.deliver(&out)
-	}
-	return ok
+	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms}
 }
 
 func (e *Engine) processEvent(ev parse.Event, out *pending) {
@@ -619,12 +610,12 @@ func (e *Engine) Stats() Stats {
 // FlushAlarms delivers an alarm for every address whose events were held
 // back by the once-a-minute limit since its last alarm (at the end of a
 // replay, or periodically).
-func (e *Engine) FlushAlarms() {
+func (e *Engine) FlushAlarms() []Alarm {
 	e.mu.Lock()
-	out := pending{alarms: e.alarms.flush()}
-	e.st.alarms += uint64(len(out.alarms))
-	e.mu.Unlock()
-	e.deliver(&out)
+	defer e.mu.Unlock()
+	out := e.alarms.flush()
+	e.st.alarms += uint64(len(out))
+	return out
 }
 
 // Reload switches to cfg. Jails whose settings did not change keep their

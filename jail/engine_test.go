@@ -22,11 +22,35 @@ type recorder struct {
 	alarms []Alarm
 }
 
-func (r *recorder) opts() Options {
-	return Options{
-		OnDecision: func(d Decision) { r.mu.Lock(); r.decs = append(r.decs, d); r.mu.Unlock() },
-		OnAlarm:    func(a Alarm) { r.mu.Lock(); r.alarms = append(r.alarms, a); r.mu.Unlock() },
-		Now:        func() time.Time { return t0 },
+func (r *recorder) record(decs []Decision, alarms []Alarm) {
+	r.mu.Lock()
+	r.decs = append(r.decs, decs...)
+	r.alarms = append(r.alarms, alarms...)
+	r.mu.Unlock()
+}
+
+// testEngine records what its engine returns.
+type testEngine struct {
+	*Engine
+	r *recorder
+}
+
+func (e testEngine) Process(l sources.Line) bool {
+	out := e.Engine.Process(l)
+	e.r.record(out.Decisions, out.Alarms)
+	return out.Matched
+}
+
+func (e testEngine) FlushAlarms() { e.r.record(nil, e.Engine.FlushAlarms()) }
+
+// feed runs events through the engine as Process would.
+func (e testEngine) feed(evs ...parse.Event) {
+	for _, ev := range evs {
+		var out pending
+		e.mu.Lock()
+		e.processEvent(ev, &out)
+		e.mu.Unlock()
+		e.r.record(out.decs, out.alarms)
 	}
 }
 
@@ -45,25 +69,14 @@ func testConfig(t *testing.T, toml string) *configs.Config {
 	return cfg
 }
 
-func newTestEngine(t *testing.T, toml string) (*Engine, *recorder) {
+func newTestEngine(t *testing.T, toml string) (testEngine, *recorder) {
 	t.Helper()
 	r := &recorder{}
-	e, err := NewEngine(testConfig(t, toml), r.opts())
+	e, err := NewEngine(testConfig(t, toml), Options{Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatalf("NewEngine: %v", err)
 	}
-	return e, r
-}
-
-// feed runs events through the engine as Process would, delivering outputs.
-func (e *Engine) feed(evs ...parse.Event) {
-	for _, ev := range evs {
-		var out pending
-		e.mu.Lock()
-		e.processEvent(ev, &out)
-		e.mu.Unlock()
-		e.deliver(&out)
-	}
+	return testEngine{e, r}, r
 }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -598,12 +611,13 @@ func FuzzEngineEvents(f *testing.F) {
 	f.Add([]byte("\x01\x03\xcb\x00\x71\x07\x00\x05user"), int64(0))
 	f.Add([]byte("\x04\x01\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"), int64(3600e9))
 	f.Fuzz(func(t *testing.T, data []byte, at int64) {
-		var decs []Decision
 		cfg := testConfig(t, "[engine]\nmax_tracked = 100\n")
-		e, err := NewEngine(cfg, Options{OnDecision: func(d Decision) { decs = append(decs, d) }, Now: func() time.Time { return t0 }})
+		ng, err := NewEngine(cfg, Options{Now: func() time.Time { return t0 }})
 		if err != nil {
 			t.Fatal(err)
 		}
+		r := &recorder{}
+		e := testEngine{ng, r}
 		for len(data) >= 6 {
 			k := parse.Kind(data[0] % uint8(parse.KindCount+1))
 			o := parse.Origin(data[1] % 6)
@@ -624,9 +638,9 @@ func FuzzEngineEvents(f *testing.F) {
 			}
 			user := string(data[:min(len(data), 4)])
 			ev := parse.Event{Kind: k, Origin: o, Addr: a, Time: t0.Add(time.Duration(at%int64(48*time.Hour)) + time.Duration(len(data))*time.Second), User: user, PassHash: user, Port: n * 7, Count: n, Line: user}
-			before := len(decs)
+			before := len(r.decs)
 			e.feed(ev)
-			for _, d := range decs[before:] {
+			for _, d := range r.decs[before:] {
 				if !d.Target.Contains(a.Unmap()) {
 					t.Fatalf("decision %v for event from %v", d.Target, a)
 				}

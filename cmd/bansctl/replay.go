@@ -177,25 +177,23 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 	banned := map[string]bool{}
 	type alarmKey struct{ kind, addr string }
 	alarms := map[alarmKey]*replayAlarm{}
-	// The callbacks run on this goroutine, inside eng.Process and FlushAlarms.
-	eng, err := jail.NewEngine(cfg, jail.Options{
-		OnDecision: func(d jail.Decision) {
-			t := d.Target.String()
-			if banned[t] {
-				return
-			}
-			banned[t] = true
-			rep.Bans = append(rep.Bans, replayBan{Target: t, Jail: d.Jail, Events: d.Events, First: d.Time.UTC().Format(time.RFC3339), Reason: d.Reason})
-		},
-		OnAlarm: func(a jail.Alarm) {
-			k := alarmKey{a.Kind, a.Addr.String()}
-			if x, ok := alarms[k]; ok {
-				x.Count += a.Count
-				return
-			}
-			alarms[k] = &replayAlarm{Kind: a.Kind, Address: k.addr, Count: a.Count, Hint: a.Hint}
-		},
-	})
+	onDecision := func(d jail.Decision) {
+		t := d.Target.String()
+		if banned[t] {
+			return
+		}
+		banned[t] = true
+		rep.Bans = append(rep.Bans, replayBan{Target: t, Jail: d.Jail, Events: d.Events, First: d.Time.UTC().Format(time.RFC3339), Reason: d.Reason})
+	}
+	onAlarm := func(a jail.Alarm) {
+		k := alarmKey{a.Kind, a.Addr.String()}
+		if x, ok := alarms[k]; ok {
+			x.Count += a.Count
+			return
+		}
+		alarms[k] = &replayAlarm{Kind: a.Kind, Address: k.addr, Count: a.Count, Hint: a.Hint}
+	}
+	eng, err := jail.NewEngine(cfg, jail.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +240,13 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 			break
 		}
 		s := streams[best]
-		eng.Process(s.buf[s.pos].l)
+		out := eng.Process(s.buf[s.pos].l)
+		for _, a := range out.Alarms {
+			onAlarm(a)
+		}
+		for _, d := range out.Decisions {
+			onDecision(d)
+		}
 		s.pos++
 	}
 	wg.Wait()
@@ -252,7 +256,9 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 		}
 		rep.cut += s.cut
 	}
-	eng.FlushAlarms()
+	for _, a := range eng.FlushAlarms() {
+		onAlarm(a)
+	}
 	rep.Seconds = time.Since(start).Seconds()
 	st := eng.Stats()
 	rep.Lines, rep.Matched, rep.jails = st.Lines, st.Matched, st.Decisions

@@ -26,8 +26,9 @@ import (
 const (
 	// lineBuffer is the channel between the Docker source and the engine.
 	lineBuffer = 4096
-	// decisionBuffer bounds decisions waiting for the ban manager; the
-	// pipeline blocks beyond it rather than grow memory.
+	// decisionBuffer bounds processed lines (and their decisions) waiting
+	// for the ban manager; the pipeline blocks beyond it rather than grow
+	// memory.
 	decisionBuffer = 1024
 	// manualBanTime is a manual ban's duration when bansctl gives none.
 	manualBanTime = 24 * time.Hour
@@ -50,10 +51,6 @@ type daemon struct {
 	live       jail.Protected
 
 	engine *jail.Engine
-	// pending collects the decisions of the line being processed: the
-	// engine calls onDecision from inside Process, on the pipeline.
-	pendingMu sync.Mutex
-	pending   []jail.Decision
 
 	db     *store.DB
 	mgr    *ban.Manager
@@ -78,7 +75,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	}
 	d.metrics.alarms.WithLabelValues("gateway-client")
 	var err error
-	d.engine, err = jail.NewEngine(cfg, jail.Options{OnDecision: d.onDecision, OnAlarm: d.onAlarm, Logger: log.With("part", "jail")})
+	d.engine, err = jail.NewEngine(cfg, jail.Options{Logger: log.With("part", "jail")})
 	if err != nil {
 		return nil, fmt.Errorf("jail engine: %w", err)
 	}
@@ -103,7 +100,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		}
 	}()
 
-	nft, err := ban.NewNFT(cfg.Firewall)
+	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -132,6 +129,17 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	// Every listener is taken before anything starts, so a failure here
+	// leaves no goroutine, manager or server behind.
+	if addr := cfg.Daemon.MetricsListen; addr != "" {
+		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		go msrv.Serve(ml)
+		defer msrv.Close()
+	}
 
 	// The manager outlives the pipeline so that pending bans are flushed.
 	mgrCtx, stopMgr := context.WithCancel(context.Background())
@@ -144,14 +152,6 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.log.Error("control socket", "err", err)
 		}
 	}()
-	if addr := cfg.Daemon.MetricsListen; addr != "" {
-		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
-		if err != nil {
-			return err
-		}
-		go msrv.Serve(ml)
-		defer msrv.Close()
-	}
 
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
@@ -163,16 +163,16 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.log.Error("docker source stopped", "err", err)
 		}
 	}()
-	decisions := make(chan jail.Decision, decisionBuffer)
+	done := make(chan processed, decisionBuffer)
 	banDone := make(chan struct{})
 	go func() {
 		defer close(banDone)
-		d.banLoop(mgrCtx, decisions)
+		d.banLoop(mgrCtx, done)
 	}()
 	pipeDone := make(chan struct{})
 	go func() {
 		defer close(pipeDone)
-		d.pipeline(lines, srcDone, decisions)
+		d.pipeline(lines, srcDone, done)
 	}()
 
 	d.log.Info("bansd started", "version", version, "config", cfgName(d.path), "socket", cfg.Daemon.Socket, "state", cfg.Daemon.State)
@@ -190,7 +190,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		case <-hup:
 			d.reload()
 		case <-alarmTick.C:
-			d.engine.FlushAlarms()
+			for _, a := range d.engine.FlushAlarms() {
+				d.onAlarm(a)
+			}
 		case <-attrTick.C:
 			d.attr.check(ctx)
 		case err := <-mgrDone:
@@ -231,27 +233,28 @@ func cfgName(p string) string {
 	return p
 }
 
-// pipeline is the one goroutine that feeds the engine. A line's decisions
-// go out after the cursors are saved and before the line is marked done,
-// so the saved cursor and the ban agree.
-func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, decisions chan<- jail.Decision) {
-	defer close(decisions)
+// processed is one line the engine has seen and the decisions it caused.
+type processed struct {
+	line sources.Line
+	decs []jail.Decision
+}
+
+// pipeline is the one goroutine that feeds the engine. Every line goes on
+// to banLoop, which marks it done only after the bans it caused are in the
+// store: the source's cursor, saved every second, never passes a line
+// whose ban is still queued.
+func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, out chan<- processed) {
+	defer close(out)
 	handle := func(l sources.Line) {
 		d.metrics.lines.WithLabelValues(l.Service).Inc()
-		d.engine.Process(l)
-		d.pendingMu.Lock()
-		out := d.pending
-		d.pending = nil
-		d.pendingMu.Unlock()
-		if len(out) > 0 {
-			if err := d.docker.FlushCursors(); err != nil {
-				d.log.Error("flush cursors", "err", err)
-			}
-			for _, dec := range out {
-				decisions <- dec
-			}
+		res := d.engine.Process(l)
+		for _, a := range res.Alarms {
+			d.onAlarm(a)
 		}
-		d.docker.Done(l)
+		for _, dec := range res.Decisions {
+			d.metrics.decisions.WithLabelValues(dec.Jail).Inc()
+		}
+		out <- processed{line: l, decs: res.Decisions}
 	}
 	for {
 		select {
@@ -271,16 +274,19 @@ func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, de
 	}
 }
 
-// banLoop hands decisions to the ban manager, coalescing those that
-// arrive together into one BanMany.
-func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
-	batch := make([]jail.Decision, 0, 64)
-	for dec := range decisions {
-		batch = append(batch[:0], dec)
+// banLoop hands decisions to the ban manager, coalescing the lines that
+// arrive together into one BanMany, and then marks those lines done, in
+// the order they came.
+func (d *daemon) banLoop(ctx context.Context, in <-chan processed) {
+	batch := make([]processed, 0, 64)
+	var reqs []ban.Request
+	var decs []jail.Decision
+	for p := range in {
+		batch = append(batch[:0], p)
 	drain:
 		for len(batch) < cap(batch) {
 			select {
-			case more, ok := <-decisions:
+			case more, ok := <-in:
 				if !ok {
 					break drain
 				}
@@ -289,33 +295,43 @@ func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
 				break drain
 			}
 		}
-		reqs := make([]ban.Request, len(batch))
-		for i, dec := range batch {
-			reqs[i] = requestFrom(dec)
-		}
-		n, err := d.mgr.BanMany(ctx, reqs)
-		if err != nil {
-			d.log.Error("ban", "err", err, "decisions", len(batch), "banned", n)
-		}
-		now := time.Now()
-		for _, dec := range batch {
-			if !dec.Time.IsZero() {
-				d.metrics.banLatency.Observe(now.Sub(dec.Time).Seconds())
+		reqs, decs = reqs[:0], decs[:0]
+		for _, p := range batch {
+			for _, dec := range p.decs {
+				reqs = append(reqs, requestFrom(dec))
+				decs = append(decs, dec)
 			}
-			d.log.Info("ban", "target", dec.Target, "jail", dec.Jail, "reason", dec.Reason, "events", dec.Events)
+		}
+		if len(reqs) > 0 {
+			d.ban(ctx, reqs, decs)
+		}
+		for _, p := range batch {
+			d.docker.Done(p.line)
 		}
 	}
 }
 
-// onDecision runs inside engine.Process.
-func (d *daemon) onDecision(dec jail.Decision) {
-	d.metrics.decisions.WithLabelValues(dec.Jail).Inc()
-	d.pendingMu.Lock()
-	d.pending = append(d.pending, dec)
-	d.pendingMu.Unlock()
+// ban commits one batch of decisions and logs each ban that happened.
+func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decision) {
+	errs, err := d.mgr.BanEach(ctx, reqs)
+	if err != nil {
+		d.log.Error("ban", "err", err, "decisions", len(reqs))
+		return
+	}
+	now := time.Now()
+	for i, dec := range decs {
+		if errs[i] != nil {
+			d.log.Warn("ban not applied", "target", dec.Target, "jail", dec.Jail, "err", errs[i])
+			continue
+		}
+		if !dec.Time.IsZero() {
+			d.metrics.banLatency.Observe(now.Sub(dec.Time).Seconds())
+		}
+		d.log.Info("ban", "target", dec.Target, "jail", dec.Jail, "reason", dec.Reason, "events", dec.Events)
+	}
 }
 
-// onAlarm runs inside engine.Process.
+// onAlarm records an alarm the engine returned.
 func (d *daemon) onAlarm(a jail.Alarm) {
 	d.metrics.alarms.WithLabelValues(a.Kind).Inc()
 	d.alarms.add(a, time.Now())

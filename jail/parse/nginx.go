@@ -335,7 +335,7 @@ func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, 
 	}
 }
 
-// nginxForged applies DESIGN/mailu-logs §7: an nginx failure counts only on
+// nginxForged decides whether a line was forged: an nginx failure counts only on
 // a connection nginx itself opened for that client, once, and not as a piece
 // of a split line.
 func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, piece bool, g guardState) (forgeReason, bool) {

@@ -11,7 +11,7 @@ import (
 // A 2024.06 front stream interleaves nginx (port 25) and Dovecot (every other
 // mail port) lines, plus nginx's HTTP access log. A line feed (or, through
 // Mailu's Python pipe, a CR) in an nginx username lets the attacker write
-// whole lines of either format (mailu-logs.md §7). nginx lines are
+// whole lines of either format (nginx_test.go, TestNginxForgedLines, shows how). nginx lines are
 // corroborated by their connection; Dovecot lines have no connection number,
 // so frontGuard is all that guards them.
 //

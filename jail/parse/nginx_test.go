@@ -155,7 +155,7 @@ func TestNginxCorroboration(t *testing.T) {
 }
 
 // TestNginxForgedLines writes whole nginx (and Dovecot) lines through a line
-// feed in the username, as in mailu-logs.md §7.
+// feed in the username, as an attacker can.
 func TestNginxForgedLines(t *testing.T) {
 	const real, victim = "203.0.113.66", "198.51.100.1"
 	forgedConn := connected("23#23", 200, victim)

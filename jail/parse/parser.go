@@ -1,3 +1,9 @@
+// Package parse turns one Mailu log line into an Event: who (the client
+// address), what (Kind), from which program (Origin), when (log time).
+// Each Mailu source has its file (nginx.go with its connection table and
+// forgery guard beside it in nginx_conn.go and nginx_front.go, dovecot.go,
+// admin.go, postfix.go, rspamd.go); the shared scanners and timestamps are
+// in parser.go and timestamp.go. It knows nothing of windows or bans.
 package parse
 
 import (
@@ -8,7 +14,7 @@ import (
 	"github.com/bansd/bansd/sources"
 )
 
-// The matchers (mailu-logs.md §1.9) are hand-written scanners: each service
+// The matchers are hand-written scanners: each service
 // has a literal prefilter that throws out benign lines without allocating,
 // then anchored parsing. Attacker text (usernames, addresses, HELO) sits in
 // the middle of lines, so every trusted field is taken from the side the
