@@ -20,7 +20,7 @@ func TestBesideBan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw, err := ban.NewNFT(cfg.Firewall, ban.WithNetNS(tp.host.Fd()))
+	fw, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithNetNS(tp.host.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
