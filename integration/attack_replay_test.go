@@ -15,10 +15,23 @@ import (
 // replayAttacks replays the group's `docker logs -t` with `bansctl replay`,
 // where no kernel record exists and the text rules judge alone: no framed
 // address may be banned there either, and every address the live daemon
-// banned on the kernel's word must be banned by the text rules too.
+// banned on the kernel's word must be banned by the text rules too, but for
+// the camping bot: a dense stream of login lines from another client makes
+// the bot's real "connected" lines look like pieces of those lines, and no
+// text rule can tell them from forged ones (README, Security: text mode).
 func replayAttacks(t *testing.T, r *attackRun) {
 	t.Helper()
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "bansd-attack-replay-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replayed logs kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
 	var args []string
 	for _, svc := range []string{"front", "admin"} {
 		f := filepath.Join(dir, svc+".log")
@@ -71,6 +84,10 @@ func replayAttacks(t *testing.T, r *attackRun) {
 		t.Fatal(err)
 	}
 	for _, b := range list.Bans {
+		if slices.ContainsFunc(r.textLimited, b.Target.Contains) {
+			t.Logf("live ban of %s (%s): replayed %v (text rules cannot tell a camped bot's lines from pieces)", b.Target, b.Jail, slices.Contains(replayed, b.Target))
+			continue
+		}
 		if !slices.Contains(replayed, b.Target) {
 			t.Errorf("live ban of %s (%s) is not made by the text rules on replay (replay bans %v, forged %v)", b.Target, b.Jail, replayed, rep.Forged)
 		}

@@ -105,6 +105,9 @@ type attackRun struct {
 	legit    *peer
 	attacker *peer
 	next     int // next unused attacker address
+	// textLimited are attackers that the text rules alone (replay) are not
+	// expected to ban: see replayAttacks.
+	textLimited []netip.Addr
 }
 
 // fresh is an attacker address no earlier scenario used.
@@ -357,6 +360,7 @@ func itemPoisoning(t *testing.T, r *attackRun) {
 // its real failures: the bot is banned within maxretry.
 func itemCamping(t *testing.T, r *attackRun) {
 	camper, bot := r.fresh(), r.fresh()
+	r.textLimited = append(r.textLimited, bot)
 	ctx, cancel := context.WithCancel(context.Background())
 	var sent atomic.Int64
 	var wg sync.WaitGroup

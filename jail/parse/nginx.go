@@ -283,12 +283,19 @@ func (p *Parser) nginxFailure(l sources.Line, h nginxHeader, piece bool, g guard
 // nginxConnected records a "connected" line.
 func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, piece bool, g guardState) {
 	var flags uint8
+	ownPiece := false
 	if piece {
 		// A "connected" line holds no attacker text, so one inside a
-		// chain of pieces was written by the attacker, whoever it names:
-		// it opens nothing and moves no order.
-		p.reject(forgeBurst)
-		return
+		// chain of pieces about anyone but the chain's own client was
+		// written by the attacker: it opens nothing and moves no order.
+		// About the chain's own client (a bot's next connection right
+		// after its previous line) it may open a connection, at worst
+		// adding to that client's own count, and it moves no order.
+		if !g.chainAddr.IsValid() || addr != g.chainAddr {
+			p.reject(forgeBurst)
+			return
+		}
+		ownPiece = true
 	}
 	if _, forged := g.judge(false, addr); forged {
 		// Another client connecting just after a counted attempt is most
@@ -306,7 +313,7 @@ func (p *Parser) nginxConnected(l sources.Line, h nginxHeader, addr netip.Addr, 
 	// stale. Without Docker time a forged line naming the attacker
 	// himself is not told from a real one (frontGuard): the order is
 	// recorded (nginxClient needs it) but rejects nothing.
-	switch p.connMax.check(h.connid, flags&connSuspect == 0) {
+	switch p.connMax.check(h.connid, flags&connSuspect == 0 && !ownPiece) {
 	case connStale:
 		if !l.Time.IsZero() {
 			p.reject(forgeStale)
