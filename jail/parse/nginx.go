@@ -3,7 +3,6 @@ package parse
 import (
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/bansd/bansd/sources"
 )
@@ -172,15 +171,6 @@ func parseNginxFailure(msg string) (nginxFailure, bool) {
 	}
 	return f, true
 }
-
-// minAuthDelay: a real failure comes after the client's AUTH was read and
-// admin answered nginx's auth_http request, separate writes with a round
-// trip between them; a forged "connected" line and failure written together
-// reach Docker a few microseconds apart. A bot pipelining EHLO and AUTH in
-// its first packet gets its failure logged well under a millisecond after
-// "connected" (a few hundred microseconds on a local network), so the bound
-// is far below that. Text mode only.
-const minAuthDelay = 100 * time.Microsecond
 
 // nginxLine handles one nginx-format line of the front stream.
 func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardState) (Event, lineTime, bool) {
@@ -366,8 +356,6 @@ func (p *Parser) nginxForged(l sources.Line, h nginxHeader, addr netip.Addr, pie
 		return forgeFormat, true
 	case e.flags&connCounted != 0:
 		return forgeRepeat, true
-	case e.flags&connDockerTime != 0 && !l.Time.IsZero() && l.Time.UnixNano()-e.opened < int64(minAuthDelay):
-		return forgeFast, true
 	case e.flags&connSuspect != 0:
 		// Opened in another client's window: it may be a forged line
 		// spread out by a stall. Never counted; the window only follows

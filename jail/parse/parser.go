@@ -130,10 +130,6 @@ const (
 	// opened in such a window that came too soon after it (under 10 ms) or
 	// still in a window.
 	ForgeForeign = "foreign"
-	// ForgeFast: the nginx failure came less than 100 µs (Docker time)
-	// after its own "connected" line: less than nginx needs to read an
-	// AUTH and ask admin.
-	ForgeFast = "fast"
 	// ForgeAhead: the "connected" line's *CONNID is far above the highest
 	// seen (nginx's counter moves one by one).
 	ForgeAhead = "ahead"
@@ -154,7 +150,6 @@ const (
 	forgeTime
 	forgeBurst
 	forgeForeign
-	forgeFast
 	forgeAhead
 	forgeStale
 	forgeReasonCount
@@ -170,7 +165,6 @@ var forgeNames = [forgeReasonCount]string{
 	forgeTime:         ForgeTime,
 	forgeBurst:        ForgeBurst,
 	forgeForeign:      ForgeForeign,
-	forgeFast:         ForgeFast,
 	forgeAhead:        ForgeAhead,
 	forgeStale:        ForgeStale,
 }

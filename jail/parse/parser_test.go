@@ -315,7 +315,7 @@ func TestParseUnknownServiceAndStats(t *testing.T) {
 	if s.Lines != 2 || s.Matched != 1 {
 		t.Fatalf("stats %+v, want 2 lines 1 matched", s)
 	}
-	for _, r := range []string{ForgeUnopened, ForgeOtherAddress, ForgePoisoned, ForgeRepeat, ForgeWorker, ForgeFormat, ForgeTime, ForgeBurst, ForgeForeign, ForgeFast, ForgeStale} {
+	for _, r := range []string{ForgeUnopened, ForgeOtherAddress, ForgePoisoned, ForgeRepeat, ForgeWorker, ForgeFormat, ForgeTime, ForgeBurst, ForgeForeign, ForgeStale, ForgeAhead} {
 		if _, ok := s.Forged[r]; !ok {
 			t.Fatalf("Forged lacks %q", r)
 		}
