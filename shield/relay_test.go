@@ -134,7 +134,7 @@ postlog   unix-dgram n - n - 1 postlogd
 	// The image is busybox; Debian's Postfix, its libraries and the host's
 	// users come in read-only from the host.
 	cname := "mailu-smtp-1"
-	eng.Docker(t, "run", "-d", "-t", "--name", cname, "--network", "mailu_default", "-p", "25:25",
+	eng.Docker(t, "run", "-d", "-t", "--name", cname, "--network", "mailu_default", "-p", "25:25", "-p", "2525:25",
 		"-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/etc:/etc:ro",
 		"-v", dir+":/pf", img, "/usr/sbin/postfix", "-c", "/pf/conf", "start-fg")
 
@@ -315,9 +315,16 @@ func TestRelayShield(t *testing.T) {
 		t.Errorf("Postfix logged %d new connections with the shield up", n-connects)
 	}
 	st, err := s.Status(ctx)
-	if err != nil || !st.Up || !st.Intact || st.Refused < 1 {
-		t.Fatalf("status = %+v, %v; want up, intact, refused >= 1", st, err)
+	if err != nil || !st.Up || !st.Intact || st.Refused != 1 {
+		t.Fatalf("status = %+v, %v; want up, intact, refused 1", st, err)
 	}
+
+	// IPv6 to a port not shielded still reaches docker-proxy.
+	c, err = r.dial("tcp", net.JoinHostPort(hostV6, "2525"))
+	if err != nil {
+		t.Fatalf("IPv6 to unshielded 2525: %v", err)
+	}
+	c.Close()
 
 	// IPv4 is untouched by the shield.
 	c, err = r.dial("tcp", v4)
@@ -345,6 +352,31 @@ func TestRelayShield(t *testing.T) {
 		t.Fatalf("IPv6 after Lower: %v", err)
 	}
 	c.Close()
+
+	// Raised again, then someone runs `nft flush ruleset` (it also wipes
+	// Docker's iptables-nft rules; docker-proxy keeps listening): IPv6
+	// gets through until Ensure puts the shield back.
+	if err := s.Raise(ctx, ports); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.dial("tcp", v6); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("IPv6 after re-raise: %v, want refused", err)
+	}
+	r.eng.Exec(t, "nft", "flush", "ruleset")
+	c, err = r.dial("tcp", v6)
+	if err != nil {
+		t.Fatalf("IPv6 after flush ruleset, before Ensure: %v, want connected", err)
+	}
+	c.Close()
+	if err := s.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.dial("tcp", v6); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("IPv6 after Ensure: %v, want refused", err)
+	}
+	if st, err := s.Status(ctx); err != nil || !st.Up || !st.Intact {
+		t.Fatalf("status after Ensure = %+v, %v", st, err)
+	}
 }
 
 func stripCounters(s string) string {
