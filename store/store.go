@@ -48,13 +48,15 @@ type DB struct {
 
 // Ban is one ban as it is persisted.
 type Ban struct {
-	Target   netip.Prefix
-	Jail     string
-	Reason   string
-	Since    time.Time
-	Until    time.Time
-	Level    int
-	Manual   bool
+	Target netip.Prefix
+	Jail   string
+	Reason string
+	Since  time.Time
+	Until  time.Time
+	Level  int
+	Manual bool
+	// Pulled: enforced for another host (CrowdSec); not an offence here.
+	Pulled   bool
 	Evidence []string
 }
 
@@ -190,7 +192,8 @@ func (db *DB) recoverCorrupt(err *error) {
 	}
 }
 
-// PutBans writes bans in one transaction. For every ban that is not Manual
+// PutBans writes bans in one transaction. For every ban that is neither
+// Manual nor Pulled
 // it also counts an offence in the target's history.
 func (db *DB) PutBans(bans []Ban) error {
 	type rec struct {
@@ -215,7 +218,7 @@ func (db *DB) PutBans(bans []Ban) error {
 			if err := bb.Put(r.key, encodeBan(nil, b)); err != nil {
 				return fmt.Errorf("put ban %s: %w", b.Target, err)
 			}
-			if b.Manual {
+			if b.Manual || b.Pulled {
 				continue
 			}
 			h, err := historyIn(hb, r.key, b.Target)
