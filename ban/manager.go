@@ -28,6 +28,9 @@ var ErrExpired = errors.New("ban already over")
 // ErrStopped is returned once Run has returned.
 var ErrStopped = errors.New("ban manager stopped")
 
+// ErrSomeRefused heads BanMany's error when requests were refused.
+var ErrSomeRefused = errors.New("ban: some requests refused")
+
 // ErrRefused wraps the reason a target can never be banned.
 var ErrRefused = errors.New("target refused")
 
@@ -304,7 +307,7 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 		}
 	}
 	if len(bad) > 0 {
-		bad = append([]error{fmt.Errorf("ban: some requests refused")}, bad...)
+		bad = append([]error{ErrSomeRefused}, bad...)
 	}
 	return res.n, errors.Join(append(bad, res.err)...)
 }

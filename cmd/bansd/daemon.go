@@ -62,6 +62,8 @@ type daemon struct {
 	attr    *attribution
 	metrics *metrics
 	alarms  *alarmBook
+	// crowdsec is the LAPI link (crowdsec.go); nil when off.
+	crowdsec *crowdsecLink
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -138,6 +140,11 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	defer stopMgr()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- d.mgr.Run(mgrCtx) }()
+	stopCrowdSec, err := d.startCrowdSec(mgrCtx, cfg)
+	if err != nil {
+		return fmt.Errorf("crowdsec: %w", err)
+	}
+	defer stopCrowdSec()
 
 	go func() {
 		if err := srv.Serve(ln); err != nil {
@@ -297,6 +304,7 @@ func (d *daemon) banLoop(ctx context.Context, decisions <-chan jail.Decision) {
 		if err != nil {
 			d.log.Error("ban", "err", err, "decisions", len(batch), "banned", n)
 		}
+		d.shareDecisions(batch)
 		now := time.Now()
 		for _, dec := range batch {
 			if !dec.Time.IsZero() {
