@@ -16,7 +16,8 @@ const APIVersion = "/v1"
 const DefaultSocket = "/run/bansd/bansd.sock"
 
 // Ban is one active ban as the API shows it. The JSON shape is a contract
-// with scripts: {"target","jail","reason","since","until","level","manual"}.
+// with scripts: {"target","jail","reason","since","until","level","manual"}, and "origin"
+// since bansd learnt to share bans.
 type Ban struct {
 	Target netip.Prefix `json:"target"`
 	Jail   string       `json:"jail"`
