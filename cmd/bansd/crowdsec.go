@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -44,8 +45,9 @@ type crowdsecLink struct {
 }
 
 // startCrowdSec starts the LAPI link when configured; stop ends it and
-// waits. d.crowdsec stays nil when the link is off.
-func (d *daemon) startCrowdSec(ctx context.Context, cfg *configs.Config) (stop func(), err error) {
+// waits. d.crowdsec stays nil when the link is off. hc is the HTTP client
+// (nil: the default; tests dial into another network namespace).
+func (d *daemon) startCrowdSec(ctx context.Context, cfg *configs.Config, hc *http.Client) (stop func(), err error) {
 	cs := cfg.CrowdSec
 	if !cs.Enabled() {
 		return func() {}, nil
@@ -53,7 +55,7 @@ func (d *daemon) startCrowdSec(ctx context.Context, cfg *configs.Config) (stop f
 	log := d.log.With("part", "crowdsec")
 	client, err := crowdsec.NewClient(crowdsec.ClientConfig{
 		URL: cs.URL, MachineID: cs.MachineID, Password: cs.Password.Reveal(), BouncerKey: cs.BouncerKey.Reveal(),
-		MaxDuration: cs.MaxDuration,
+		MaxDuration: cs.MaxDuration, HTTP: hc,
 	})
 	if err != nil {
 		return nil, err

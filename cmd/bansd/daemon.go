@@ -140,7 +140,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	defer stopMgr()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- d.mgr.Run(mgrCtx) }()
-	stopCrowdSec, err := d.startCrowdSec(mgrCtx, cfg)
+	stopCrowdSec, err := d.startCrowdSec(mgrCtx, cfg, nil)
 	if err != nil {
 		return fmt.Errorf("crowdsec: %w", err)
 	}
