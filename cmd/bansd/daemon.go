@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -354,7 +355,7 @@ func (d *daemon) reload() control.ReloadResult {
 		d.level.Set(parseLevel(cfg.Daemon.LogLevel))
 		d.log.Info("config reloaded", "config", cfgName(d.path))
 		if restartNeeded(old, cfg) {
-			d.log.Warn("daemon, docker and firewall settings changed: they take effect at the next restart")
+			d.log.Warn("daemon, docker, firewall, ban or crowdsec settings changed: they take effect at the next restart")
 		}
 	}
 	d.lastReload = &res
@@ -369,7 +370,8 @@ func restartNeeded(a, b *configs.Config) bool {
 	return a.Daemon.Socket != b.Daemon.Socket || a.Daemon.SocketGroup != b.Daemon.SocketGroup ||
 		a.Daemon.State != b.Daemon.State || a.Daemon.MetricsListen != b.Daemon.MetricsListen ||
 		a.Docker.Host != b.Docker.Host || a.Docker.Project != b.Docker.Project ||
-		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || a.Firewall != b.Firewall || a.Ban != b.Ban
+		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || a.Firewall != b.Firewall || a.Ban != b.Ban ||
+		!reflect.DeepEqual(a.CrowdSec, b.CrowdSec)
 }
 
 // onMailu receives what the Docker source learnt about the Mailu stack.
