@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -175,6 +176,15 @@ func TestCrowdSecTwoHosts(t *testing.T) {
 		// B does not push a pulled ban back.
 		if st := b.status(t).CrowdSec; st == nil || st.Pushed != 0 || st.Applied == 0 {
 			t.Errorf("B's link = %+v", st)
+		}
+		var m strings.Builder
+		if err := control.NewClient(a.socket).Metrics(t.Context(), &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`bansd_crowdsec_pushes_total\{result="pushed"\} 1\n`, `bansd_crowdsec_pulls_total\{result="ok"\} [1-9]`, `bansd_crowdsec_pulled_decisions_total\{outcome="own"\} [1-9]`} {
+			if !regexp.MustCompile(want).MatchString(m.String()) {
+				t.Errorf("A's metrics lack %s", want)
+			}
 		}
 		// Unban on A withdraws it from LAPI, and B lifts it.
 		a.mustCtl(t, 0, "unban", "203.0.113.10")
