@@ -48,15 +48,14 @@ type DB struct {
 
 // Ban is one ban as it is persisted.
 type Ban struct {
-	Target netip.Prefix
-	Jail   string
-	Reason string
-	Since  time.Time
-	Until  time.Time
-	Level  int
-	Manual bool
-	// Pulled: enforced for another host (CrowdSec); not an offence here.
-	Pulled   bool
+	Target   netip.Prefix
+	Jail     string
+	Reason   string
+	Since    time.Time
+	Until    time.Time
+	Level    int
+	Manual   bool
+	Pulled   bool // enforced for another host (CrowdSec); not an offence here
 	Evidence []string
 }
 
@@ -193,8 +192,7 @@ func (db *DB) recoverCorrupt(err *error) {
 }
 
 // PutBans writes bans in one transaction. For every ban that is neither
-// Manual nor Pulled
-// it also counts an offence in the target's history.
+// Manual nor Pulled it also counts an offence in the target's history.
 func (db *DB) PutBans(bans []Ban) error {
 	type rec struct {
 		key []byte
