@@ -28,6 +28,9 @@ var ErrExpired = errors.New("ban already over")
 // ErrStopped is returned once Run has returned.
 var ErrStopped = errors.New("ban manager stopped")
 
+// ErrSomeRefused heads BanMany's error when requests were refused.
+var ErrSomeRefused = errors.New("ban: some requests refused")
+
 // ErrRefused wraps the reason a target can never be banned.
 var ErrRefused = errors.New("target refused")
 
@@ -51,6 +54,9 @@ type Request struct {
 	Manual   bool
 	// Force (an operator's --force) is passed to Options.NeverBan.
 	Force bool
+	// Pulled: another host's decision (CrowdSec), enforced for its own
+	// duration; never escalated and never counted in the history.
+	Pulled bool
 }
 
 // Options configures a Manager.
@@ -331,7 +337,7 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 		}
 	}
 	if len(bad) > 0 {
-		bad = append([]error{fmt.Errorf("ban: some requests refused")}, bad...)
+		bad = append([]error{ErrSomeRefused}, bad...)
 	}
 	return res.n, errors.Join(append(bad, res.err)...)
 }
@@ -419,9 +425,9 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		if since.IsZero() || since.After(now) {
 			since = now
 		}
-		out[i].ban = store.Ban{Target: t, Jail: bound(r.Jail, 64), Reason: bound(r.Reason, 1024), Since: since, Manual: r.Manual,
+		out[i].ban = store.Ban{Target: t, Jail: bound(r.Jail, 64), Reason: bound(r.Reason, 1024), Since: since, Manual: r.Manual, Pulled: r.Pulled,
 			Until: since.Add(r.Duration), Evidence: m.boundEvidence(r.Evidence)}
-		if !r.Manual {
+		if !r.Manual && !r.Pulled {
 			lookup = append(lookup, t)
 			at = append(at, i)
 		}
@@ -853,6 +859,9 @@ func (m *Manager) reconcile(l *listing) (err error) {
 	}
 	return nil
 }
+
+// Lookup returns the live ban of a normalized target.
+func (m *Manager) Lookup(t netip.Prefix) (store.Ban, bool) { return m.current(t) }
 
 // Bans returns the live bans, sorted by target.
 func (m *Manager) Bans() []store.Ban {

@@ -266,6 +266,12 @@ func TestEscalation(t *testing.T) {
 	if err != nil || b.Level != 0 || b.Until.Sub(b.Since) != time.Minute {
 		t.Errorf("manual ban = %+v, %v", b, err)
 	}
+	clk.Add(2 * time.Minute)
+	// Nor does a pulled one (another host's decision), whose duration is its own.
+	b, err = m.Ban(ctx, Request{Target: a, Jail: "crowdsec", Duration: 90 * time.Second, Pulled: true})
+	if err != nil || b.Level != 0 || b.Until.Sub(b.Since) != 90*time.Second || !b.Pulled {
+		t.Errorf("pulled ban = %+v, %v", b, err)
+	}
 	if h, _ := db.History(a); h.Offences != 5 {
 		t.Errorf("offences = %d, want 5", h.Offences)
 	}

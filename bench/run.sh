@@ -30,3 +30,6 @@ gobench -bench '^BenchmarkBanLatency$' -benchtime 20x -timeout 20m ./integration
 
 section "end to end: the same attack against Fail2Ban 1.0.2 as Mailu's FAQ sets it up"
 gobench -bench '^BenchmarkFail2BanVsBansd$' -benchtime 3x -timeout 20m ./integration
+
+section "two hosts through CrowdSec LAPI: ban on A to element in B's kernel set (1 s pull, 60 runs)"
+gobench -bench '^BenchmarkCrowdSecShare$' -benchtime 60x -timeout 10m ./cmd/bansd

@@ -36,6 +36,8 @@ type Config struct {
 	Jails map[string]Jail
 	// Notify is in notify.go.
 	Notify Notify
+	// CrowdSec is in crowdsec.go.
+	CrowdSec CrowdSec
 }
 
 type Daemon struct {
@@ -163,6 +165,7 @@ type rawFile struct {
 	Engine   rawEngine          `toml:"engine"`
 	Jails    map[string]rawJail `toml:"jails"`
 	Notify   rawNotify          `toml:"notify"`
+	CrowdSec rawCrowdSec        `toml:"crowdsec"`
 }
 
 type rawDaemon struct {
@@ -486,6 +489,9 @@ func (c *Config) apply(l *layer) error {
 		}
 		c.Jails[name] = j
 	}
+	if err := c.applyCrowdSec(l); err != nil {
+		return err
+	}
 	return c.applyNotify(l)
 }
 
@@ -521,6 +527,9 @@ func (c *Config) check(l *layer) error {
 			// the window's later lines go uncounted.
 			return fail(key+".findtime", fmt.Errorf("%s is longer than firewall.seen_timeout %s (the kernel's memory of who connected)", j.FindTime, c.Firewall.SeenTimeout))
 		}
+	}
+	if err := c.checkCrowdSec(l); err != nil {
+		return err
 	}
 	return c.checkNotify(l)
 }

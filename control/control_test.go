@@ -407,11 +407,12 @@ func TestDecodeBanListFallback(t *testing.T) {
 // FuzzAppendBan checks the hand-written list encoder against encoding/json
 // for attacker-influenced reasons and jail names.
 func FuzzAppendBan(f *testing.F) {
-	f.Add("auth", "10 failures: user \"x\\y\"", int64(1767323045), 3, true)
-	f.Add("j", "\x00\x1b[31mred\u2028é\xff", int64(0), 0, false)
-	f.Fuzz(func(t *testing.T, jail, reason string, sec int64, level int, manual bool) {
+	f.Add("auth", "10 failures: user \"x\\y\"", int64(1767323045), 3, true, "")
+	f.Add("j", "\x00\x1b[31mred\u2028é\xff", int64(0), 0, false, "local")
+	f.Add("crowdsec", "crowdsec:cscli/manual 'ban'", int64(5), 0, false, "crowdsec:cscli/manual 'ban' from \"x\"")
+	f.Fuzz(func(t *testing.T, jail, reason string, sec int64, level int, manual bool, origin string) {
 		since := time.Unix(sec%(1<<34), 0).UTC()
-		b := Ban{Target: netip.MustParsePrefix("2001:db8::/64"), Jail: jail, Reason: reason, Since: since, Until: since.Add(time.Hour), Level: level, Manual: manual}
+		b := Ban{Target: netip.MustParsePrefix("2001:db8::/64"), Jail: jail, Reason: reason, Since: since, Until: since.Add(time.Hour), Level: level, Manual: manual, Origin: origin}
 		var got, want Ban
 		out := appendBan(nil, &b)
 		if err := json.Unmarshal(out, &got); err != nil {

@@ -16,16 +16,19 @@ const APIVersion = "/v1"
 const DefaultSocket = "/run/bansd/bansd.sock"
 
 // Ban is one active ban as the API shows it. The JSON shape is a contract
-// with scripts: {"target","jail","reason","since","until","level","manual"}.
+// with scripts: {"target","jail","reason","since","until","level","manual"}, and "origin"
+// since bansd learnt to share bans.
 type Ban struct {
-	Target   netip.Prefix `json:"target"`
-	Jail     string       `json:"jail"`
-	Reason   string       `json:"reason"`
-	Since    time.Time    `json:"since"`
-	Until    time.Time    `json:"until"`
-	Level    int          `json:"level"`
-	Manual   bool         `json:"manual"`
-	Evidence []string     `json:"evidence,omitempty"`
+	Target netip.Prefix `json:"target"`
+	Jail   string       `json:"jail"`
+	Reason string       `json:"reason"`
+	Since  time.Time    `json:"since"`
+	Until  time.Time    `json:"until"`
+	Level  int          `json:"level"`
+	Manual bool         `json:"manual"`
+	// Origin is where the ban came from: "local" or crowdsec:<origin>/<scenario>.
+	Origin   string   `json:"origin,omitempty"`
+	Evidence []string `json:"evidence,omitempty"`
 }
 
 // BanList is the body of GET /v1/bans.
@@ -77,6 +80,31 @@ type Status struct {
 	// Attribution says on whose word a log line counts.
 	Attribution AttributionStatus `json:"attribution"`
 	Alarms      []AlarmStatus     `json:"alarms"`
+	// CrowdSec is the LAPI link; nil when it is off.
+	CrowdSec *CrowdSecStatus `json:"crowdsec,omitempty"`
+}
+
+// CrowdSecStatus is the link to CrowdSec's Local API.
+type CrowdSecStatus struct {
+	URL           string    `json:"url"`
+	Push          bool      `json:"push"`
+	Pull          bool      `json:"pull"`
+	LastPush      time.Time `json:"last_push"`
+	LastPull      time.Time `json:"last_pull"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at"`
+	PendingPushes int       `json:"pending_pushes"`
+	PendingUnbans int       `json:"pending_unbans"`
+	// Shared counts pushed bans still live (kept to recognise them).
+	Shared       int    `json:"shared"`
+	Pushed       uint64 `json:"pushed"`
+	Pulls        uint64 `json:"pulls"`
+	PullErrors   uint64 `json:"pull_errors"`
+	Applied      uint64 `json:"applied"`
+	Lifted       uint64 `json:"lifted"`
+	Refused      uint64 `json:"refused"`
+	Rejected     uint64 `json:"rejected"`
+	QueueDropped uint64 `json:"queue_dropped"`
 }
 
 // AttributionStatus: in "kernel" mode a line counts only for a connection

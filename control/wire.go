@@ -57,6 +57,10 @@ func appendBan(buf []byte, b *Ban) []byte {
 	buf = strconv.AppendInt(buf, int64(b.Level), 10)
 	buf = append(buf, `,"manual":`...)
 	buf = strconv.AppendBool(buf, b.Manual)
+	if b.Origin != "" {
+		buf = append(buf, `,"origin":`...)
+		buf = appendString(buf, b.Origin)
+	}
 	return append(buf, '}')
 }
 
@@ -185,11 +189,16 @@ func (p *wireParser) ban(b *Ban) bool {
 	}
 	p.i = j
 	switch {
-	case p.lit(`,"manual":true}`):
+	case p.lit(`,"manual":true`):
 		b.Manual = true
-	case p.lit(`,"manual":false}`):
+	case p.lit(`,"manual":false`):
 	default:
 		return false
 	}
-	return true
+	if p.lit(`,"origin":`) {
+		if b.Origin, ok = p.str(); !ok {
+			return false
+		}
+	}
+	return p.lit("}")
 }

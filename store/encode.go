@@ -30,6 +30,9 @@ func encodeBan(dst []byte, b *Ban) []byte {
 	if b.Manual {
 		flags |= 1
 	}
+	if b.Pulled {
+		flags |= 2
+	}
 	dst = append(dst, flags)
 	dst = appendString(dst, b.Jail)
 	dst = appendString(dst, b.Reason)
@@ -52,7 +55,8 @@ func decodeBan(v []byte) (Ban, error) {
 	b.Since = d.time()
 	b.Until = d.time()
 	b.Level = int(d.uvarint(1 << 16))
-	b.Manual = d.byte()&1 != 0
+	flags := d.byte()
+	b.Manual, b.Pulled = flags&1 != 0, flags&2 != 0
 	b.Jail = d.string()
 	b.Reason = d.string()
 	if n := int(d.uvarint(maxEvidence)); n > 0 && d.err == nil {

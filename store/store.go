@@ -55,6 +55,7 @@ type Ban struct {
 	Until    time.Time
 	Level    int
 	Manual   bool
+	Pulled   bool // enforced for another host (CrowdSec); not an offence here
 	Evidence []string
 }
 
@@ -190,8 +191,8 @@ func (db *DB) recoverCorrupt(err *error) {
 	}
 }
 
-// PutBans writes bans in one transaction. For every ban that is not Manual
-// it also counts an offence in the target's history.
+// PutBans writes bans in one transaction. For every ban that is neither
+// Manual nor Pulled it also counts an offence in the target's history.
 func (db *DB) PutBans(bans []Ban) error {
 	type rec struct {
 		key []byte
@@ -215,7 +216,7 @@ func (db *DB) PutBans(bans []Ban) error {
 			if err := bb.Put(r.key, encodeBan(nil, b)); err != nil {
 				return fmt.Errorf("put ban %s: %w", b.Target, err)
 			}
-			if b.Manual {
+			if b.Manual || b.Pulled {
 				continue
 			}
 			h, err := historyIn(hb, r.key, b.Target)

@@ -92,6 +92,7 @@ func TestBansRoundTrip(t *testing.T) {
 		{Target: netip.MustParsePrefix("198.51.100.0/24"), Jail: "net", Since: now, Until: now.Add(time.Minute)},
 		{Target: netip.MustParsePrefix("2001:db8:1:2::/64"), Jail: "manual", Reason: "admin", Since: now, Until: now.Add(24 * time.Hour), Manual: true},
 		{Target: netip.MustParsePrefix("2001:db8::1/128"), Jail: "auth", Since: now, Until: now.Add(time.Second)},
+		{Target: netip.MustParsePrefix("203.0.113.0/24"), Jail: "crowdsec", Reason: "crowdsec:cscli/manual", Since: now, Until: now.Add(time.Hour), Pulled: true},
 	}
 	if err := db.PutBans(bans); err != nil {
 		t.Fatal(err)
@@ -147,6 +148,13 @@ func TestHistory(t *testing.T) {
 	}
 	if err := db.PutBans([]Ban{{Target: m, Since: t0, Until: t0.Add(time.Hour), Manual: true}}); err != nil {
 		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix("192.0.2.3/32")
+	if err := db.PutBans([]Ban{{Target: p, Since: t0, Until: t0.Add(time.Hour), Pulled: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := db.History(p); h.Offences != 0 {
+		t.Errorf("a pulled ban counted as an offence: %+v", h)
 	}
 	h, err := db.History(a)
 	if err != nil {

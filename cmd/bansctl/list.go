@@ -43,15 +43,23 @@ func newListCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// originOf is "local" for daemons that predate the field.
+func originOf(b control.Ban) string {
+	if b.Origin == "" {
+		return "local"
+	}
+	return b.Origin
+}
+
 func printBans(w io.Writer, bans []control.Ban, now time.Time) error {
 	t := &table{rows: make([][]string, 0, len(bans)+1)}
-	t.add("TARGET", "JAIL", "REASON", "SINCE", "REMAINING", "LEVEL", "MANUAL")
+	t.add("TARGET", "JAIL", "ORIGIN", "REASON", "SINCE", "REMAINING", "LEVEL", "MANUAL")
 	for _, b := range bans {
 		manual := "no"
 		if b.Manual {
 			manual = "yes"
 		}
-		t.add(b.Target.String(), b.Jail, cut(clean(b.Reason), 48), stamp(b.Since), human(b.Until.Sub(now)), strconv.Itoa(b.Level), manual)
+		t.add(b.Target.String(), b.Jail, cut(clean(originOf(b)), 48), cut(clean(b.Reason), 48), stamp(b.Since), human(b.Until.Sub(now)), strconv.Itoa(b.Level), manual)
 	}
 	return t.write(w)
 }

@@ -115,6 +115,8 @@ func printStatus(w io.Writer, st control.Status) error {
 		fmt.Fprintf(w, "  problem: %s\n", clean(at.Problem))
 	}
 
+	printCrowdSec(w, st.CrowdSec)
+
 	if len(st.Alarms) == 0 {
 		fmt.Fprintln(w, "\nAlarms: none")
 		return nil
@@ -169,7 +171,7 @@ func printWhy(w io.Writer, why control.Why) {
 		if b.Manual {
 			how = "manually"
 		}
-		fmt.Fprintf(w, "  BANNED %s %s, level %d, since %s, %s left\n", b.Target, how, b.Level, stamp(b.Since), human(b.Until.Sub(now)))
+		fmt.Fprintf(w, "  BANNED %s %s (origin %s), level %d, since %s, %s left\n", b.Target, how, clean(originOf(b)), b.Level, stamp(b.Since), human(b.Until.Sub(now)))
 		if b.Reason != "" {
 			fmt.Fprintf(w, "    reason: %s\n", clean(b.Reason))
 		}

@@ -21,7 +21,8 @@ const (
 
 // alarmFix is what the operator should do about each alarm kind.
 var alarmFix = map[string]string{
-	"gateway-client": `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network; run "bansctl doctor".`,
+	alarmCrowdSecRefused: `CrowdSec's LAPI holds a decision against an address bansd never bans (a Docker gateway, Mailu's SUBNET, this host, ignoreip): it is not enforced here. Find who made it with "cscli decisions list" and delete it.`,
+	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network; run "bansctl doctor".`,
 }
 
 const defaultFix = `a never-ban address appears as a client: the real client address is being lost; run "bansctl doctor".`

@@ -23,7 +23,7 @@ func toAPI(b store.Ban, evidence bool) control.Ban {
 	out := control.Ban{
 		Target: b.Target, Jail: b.Jail, Reason: b.Reason,
 		Since: b.Since.UTC().Truncate(time.Second), Until: b.Until.UTC().Truncate(time.Second),
-		Level: b.Level, Manual: b.Manual,
+		Level: b.Level, Manual: b.Manual, Origin: origin(b),
 	}
 	if evidence {
 		out.Evidence = b.Evidence
@@ -97,6 +97,7 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		}
 		return control.BanResult{Banned: n}, err
 	}
+	d.shareManual(reqs)
 	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", dur, "reason", reason)
 	return control.BanResult{Banned: n}, nil
 }
@@ -128,6 +129,7 @@ func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.U
 	for _, t := range targets {
 		d.engine.Forget(t)
 	}
+	d.shareUnbans(targets)
 	d.log.Info("unban", "targets", len(targets), "unbanned", n, "jail", req.Jail, "all", req.All)
 	return control.UnbanResult{Unbanned: n}, nil
 }
@@ -190,6 +192,7 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	}
 	st.Attribution = d.attr.status(d.engine.Stats().Parser)
 	st.Alarms = d.alarms.list()
+	st.CrowdSec = d.crowdsecStatus()
 	return st
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -59,6 +60,8 @@ type daemon struct {
 	attr    *attribution
 	metrics *metrics
 	alarms  *alarmBook
+	// crowdsec is the LAPI link (crowdsec.go); nil when off.
+	crowdsec *crowdsecLink
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -146,6 +149,11 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	defer stopMgr()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- d.mgr.Run(mgrCtx) }()
+	stopCrowdSec, err := d.startCrowdSec(mgrCtx, cfg, nil)
+	if err != nil {
+		return fmt.Errorf("crowdsec: %w", err)
+	}
+	defer stopCrowdSec()
 
 	go func() {
 		if err := srv.Serve(ln); err != nil {
@@ -319,6 +327,7 @@ func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decisi
 		return
 	}
 	now := time.Now()
+	applied := decs[:0:0]
 	for i, dec := range decs {
 		if errs[i] != nil {
 			d.log.Warn("ban not applied", "target", dec.Target, "jail", dec.Jail, "err", errs[i])
@@ -328,7 +337,11 @@ func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decisi
 			d.metrics.banLatency.Observe(now.Sub(dec.Time).Seconds())
 		}
 		d.log.Info("ban", "target", dec.Target, "jail", dec.Jail, "reason", dec.Reason, "events", dec.Events)
+		applied = append(applied, dec)
 	}
+	// Shared only once committed: CrowdSec never learns a ban this host
+	// did not make.
+	d.shareDecisions(applied)
 }
 
 // onAlarm records an alarm the engine returned.
@@ -362,7 +375,7 @@ func (d *daemon) reload() control.ReloadResult {
 		d.level.Set(parseLevel(cfg.Daemon.LogLevel))
 		d.log.Info("config reloaded", "config", cfgName(d.path))
 		if restartNeeded(old, cfg) {
-			d.log.Warn("daemon, docker and firewall settings changed: they take effect at the next restart")
+			d.log.Warn("daemon, docker, firewall, ban or crowdsec settings changed: they take effect at the next restart")
 		}
 	}
 	d.lastReload = &res
@@ -377,7 +390,8 @@ func restartNeeded(a, b *configs.Config) bool {
 	return a.Daemon.Socket != b.Daemon.Socket || a.Daemon.SocketGroup != b.Daemon.SocketGroup ||
 		a.Daemon.State != b.Daemon.State || a.Daemon.MetricsListen != b.Daemon.MetricsListen ||
 		a.Docker.Host != b.Docker.Host || a.Docker.Project != b.Docker.Project ||
-		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || a.Firewall != b.Firewall || a.Ban != b.Ban
+		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || a.Firewall != b.Firewall || a.Ban != b.Ban ||
+		!reflect.DeepEqual(a.CrowdSec, b.CrowdSec)
 }
 
 // onMailu receives what the Docker source learnt about the Mailu stack.

@@ -272,8 +272,8 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	}
 	rfc3339 := regexp.MustCompile(`^"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"$`)
 	for _, b := range list.Bans {
-		if len(b) != 7 {
-			t.Errorf("ban has keys %v, want target jail reason since until level manual", b)
+		if len(b) != 8 || string(b["origin"]) != `"local"` {
+			t.Errorf("ban has keys %v, want target jail reason since until level manual origin (local)", b)
 		}
 		for _, k := range []string{"since", "until"} {
 			if !rfc3339.Match(b[k]) {
