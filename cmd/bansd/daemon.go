@@ -62,6 +62,9 @@ type daemon struct {
 	attr    *attribution
 	metrics *metrics
 	alarms  *alarmBook
+
+	// mailPorts hands a "mail"-scoped firewall the ports front publishes.
+	mailPorts func([]uint16)
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -108,6 +111,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
+	d.mailPorts = scopeHook(nft, d.log.With("part", "ban"))
 	d.mgr, err = ban.NewManager(banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban")))
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
@@ -361,16 +365,19 @@ func restartNeeded(a, b *configs.Config) bool {
 	return a.Daemon.Socket != b.Daemon.Socket || a.Daemon.SocketGroup != b.Daemon.SocketGroup ||
 		a.Daemon.State != b.Daemon.State || a.Daemon.MetricsListen != b.Daemon.MetricsListen ||
 		a.Docker.Host != b.Docker.Host || a.Docker.Project != b.Docker.Project ||
-		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || a.Firewall != b.Firewall || a.Ban != b.Ban
+		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || !a.Firewall.Equal(b.Firewall) || a.Ban != b.Ban
 }
 
 // onMailu receives what the Docker source learnt about the Mailu stack.
 func (d *daemon) onMailu(info docker.MailuInfo) {
 	d.mu.Lock()
 	d.live = protectedFromMailu(info)
-	attr := d.attr
+	attr, mailPorts := d.attr, d.mailPorts
 	d.mu.Unlock()
 	d.setProtected()
+	if mailPorts != nil {
+		mailPorts(info.Ports)
+	}
 	if attr != nil {
 		attr.mailu(context.Background(), info.Ports, info.Env)
 	}
