@@ -30,7 +30,7 @@ func testConfig(t testing.TB) *configs.Config {
 
 func newNFT(t testing.TB, ns *netnstest.NS, cfg *configs.Config, opts ...NFTOption) *NFT {
 	t.Helper()
-	n, err := NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, append([]NFTOption{WithNetNS(ns.Fd())}, opts...)...)
+	n, err := NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, append([]NFTOption{WithNetNS(ns.Fd()), WithScope(cfg.Firewall.Scope, cfg.Firewall.ScopePorts)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

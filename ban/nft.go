@@ -157,11 +157,27 @@ type NFT struct {
 	// (Linux >= 6.12). Older kernels keep the old expiry, so a refresh
 	// there must delete and re-add in the same transaction.
 	readdRefreshes bool
+	// scope is nil for scope "all"; for "mail" every drop rule also
+	// matches TCP to a port of the set ScopeSetName. portMu serializes the
+	// transactions that write that set (Ensure, SetMailPorts); scopeS is
+	// the set as Ensure queued it, for rules queued later.
+	scope  *scope
+	portMu sync.Mutex
+	scopeS *nftables.Set
 }
 
 type nftOptions struct {
-	conn     []nftables.ConnOption
-	portable *bool
+	conn       []nftables.ConnOption
+	portable   *bool
+	scope      string
+	scopePorts []uint16
+}
+
+// WithScope chooses what a ban drops: "all" (every packet, the default)
+// or "mail" (TCP to Mailu's published ports, learnt later through
+// SetMailPorts, plus extra).
+func WithScope(scope string, extra []uint16) NFTOption {
+	return func(o *nftOptions) { o.scope, o.scopePorts = scope, extra }
 }
 
 // NFTOption configures NewNFT.
@@ -204,8 +220,21 @@ func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 		readd = !*o.portable
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+	var sc *scope
+	switch o.scope {
+	case "", "all":
+	case "mail":
+		c2, err := nftables.New(o.conn...)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: %w", err)
+		}
+		sc = &scope{extra: slices.Clone(o.scopePorts), conn: c2}
+	default:
+		return nil, fmt.Errorf("nftables: scope %q: want \"all\" or \"mail\"", o.scope)
+	}
 	accept := nftables.ChainPolicyAccept
 	return &NFT{
+		scope: sc,
 		conn:  conn,
 		table: t,
 		chain: &nftables.Chain{
@@ -265,12 +294,28 @@ func (n *NFT) Ensure(classes []SetClass) error {
 		n.conn.FlushChain(n.chain)
 		n.conn.DelChain(n.chain)
 	}
+	n.portMu.Lock()
+	defer n.portMu.Unlock()
 	n.conn.AddTable(n.table)
 	n.conn.AddChain(n.chain)
 	n.conn.FlushChain(n.chain)
+	var scopeS *nftables.Set
+	if n.scope != nil {
+		scopeS = n.scopeSet()
+		n.mu.Lock()
+		ports := n.scope.ports()
+		n.mu.Unlock()
+		if err := n.queueScope(n.conn, scopeS, ports); err != nil {
+			n.discard()
+			return err
+		}
+	} else if _, err := n.conn.GetSetByName(n.table, ScopeSetName); err == nil {
+		// Left by a "mail" run; its rules went with the flush above.
+		n.conn.DelSet(n.scopeSet())
+	}
 	sets := make(map[SetClass]*nftables.Set, len(cs))
 	for _, c := range cs {
-		s, err := n.queueSet(c)
+		s, err := n.queueSet(c, scopeS)
 		if err != nil {
 			n.discard()
 			return err
@@ -282,6 +327,7 @@ func (n *NFT) Ensure(classes []SetClass) error {
 	}
 	n.mu.Lock()
 	n.sets = sets
+	n.scopeS = scopeS
 	n.mu.Unlock()
 	return nil
 }
@@ -303,7 +349,7 @@ func (n *NFT) chainMatches(ch *nftables.Chain) bool {
 
 // queueSet adds to the pending transaction the set, counter and drop rule
 // of one class.
-func (n *NFT) queueSet(c SetClass) (*nftables.Set, error) {
+func (n *NFT) queueSet(c SetClass, scopeS *nftables.Set) (*nftables.Set, error) {
 	s := &nftables.Set{
 		Table: n.table, Name: c.Name(), KeyType: nftables.TypeIPAddr,
 		KeyByteOrder: binaryutil.BigEndian, HasTimeout: true,
@@ -315,14 +361,16 @@ func (n *NFT) queueSet(c SetClass) (*nftables.Set, error) {
 		return nil, fmt.Errorf("nftables: set %s: %w", s.Name, err)
 	}
 	n.conn.AddObj(&nftables.CounterObj{Table: n.table, Name: c.Counter()})
-	n.conn.AddRule(n.dropRule(c, s))
+	n.conn.AddRule(n.dropRule(c, s, scopeS))
 	return s, nil
 }
 
-// dropRule is "meta nfproto ipvX <saddr> [& mask] @set counter name <c> drop".
+// dropRule is "meta nfproto ipvX [meta l4proto tcp tcp dport @scope_ports]
+// <saddr> [& mask] @set counter name <c> drop", the bracketed match only
+// for scope "mail" (scopeS != nil).
 // The nfproto guard is required in an inet table: without it the IPv4
 // source load would also read bytes 12-15 of IPv6 headers.
-func (n *NFT) dropRule(c SetClass, s *nftables.Set) *nftables.Rule {
+func (n *NFT) dropRule(c SetClass, s, scopeS *nftables.Set) *nftables.Rule {
 	proto, off := byte(unix.NFPROTO_IPV4), uint32(12)
 	if c.V6 {
 		proto, off = unix.NFPROTO_IPV6, 8
@@ -331,8 +379,9 @@ func (n *NFT) dropRule(c SetClass, s *nftables.Set) *nftables.Rule {
 	ex := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: ln},
 	}
+	ex = append(ex, scopeExprs(scopeS)...)
+	ex = append(ex, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: ln})
 	if c.Bits < int(ln)*8 {
 		ex = append(ex, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: ln,
 			Mask: net.CIDRMask(c.Bits, int(ln)*8), Xor: make([]byte, ln)})
@@ -402,6 +451,9 @@ func (n *NFT) Check() (Health, error) {
 	if len(rules) != len(want) {
 		return Health{Problem: fmt.Sprintf("chain has %d rules, want %d", len(rules), len(want))}, nil
 	}
+	if p, err := n.checkScope(have, ruleFor[ScopeSetName], len(rules)); err != nil || p != "" {
+		return Health{Problem: p}, err
+	}
 	return Health{OK: true}, nil
 }
 
@@ -428,7 +480,14 @@ func (n *NFT) Add(elems []Element) error {
 		s := n.sets[c]
 		if s == nil {
 			var err error
-			if s, err = n.queueSet(c); err != nil {
+			n.mu.Lock()
+			scopeS := n.scopeS
+			n.mu.Unlock()
+			if scopeS != nil {
+				// Named only: the set exists, its transaction ID is gone.
+				scopeS = n.scopeSet()
+			}
+			if s, err = n.queueSet(c, scopeS); err != nil {
 				n.discard()
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/bansd/bansd/prefix"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,6 +69,21 @@ type Firewall struct {
 	// the longest findtime. SeenSize bounds each of its sets.
 	SeenTimeout time.Duration
 	SeenSize    int
+	// Scope is what a ban drops: "all" (every packet from the address) or
+	// "mail" (only TCP to Mailu's published ports and ScopePorts), so that
+	// a banned admin behind a shared address keeps SSH to the host.
+	Scope string
+	// ScopePorts are ports a "mail" ban covers beside the ones Docker
+	// reports, sorted and without duplicates.
+	ScopePorts []uint16
+}
+
+// Equal reports whether f and o are the same settings (Firewall holds a
+// slice, so == does not compile).
+func (f Firewall) Equal(o Firewall) bool {
+	return f.Table == o.Table && f.Priority == o.Priority && f.Reconcile == o.Reconcile && f.Batch == o.Batch &&
+		f.Attribution == o.Attribution && f.SeenTimeout == o.SeenTimeout && f.SeenSize == o.SeenSize &&
+		f.Scope == o.Scope && slices.Equal(f.ScopePorts, o.ScopePorts)
 }
 
 type Ban struct {
@@ -192,6 +208,8 @@ type rawFirewall struct {
 	Attribution *string `toml:"attribution"`
 	SeenTimeout *string `toml:"seen_timeout"`
 	SeenSize    *int    `toml:"seen_size"`
+	Scope       *string `toml:"scope"`
+	ScopePorts  *[]int  `toml:"scope_ports"`
 }
 
 type rawBan struct {
@@ -385,6 +403,21 @@ func (c *Config) apply(l *layer) error {
 	}
 	if err := setInt(&c.Firewall.SeenSize, r.Firewall.SeenSize, 64, 1<<24); err != nil {
 		return fail("firewall.seen_size", err)
+	}
+	setStr(&c.Firewall.Scope, r.Firewall.Scope)
+	if c.Firewall.Scope != "all" && c.Firewall.Scope != "mail" {
+		return fail("firewall.scope", fmt.Errorf("%q: want \"all\" or \"mail\"", c.Firewall.Scope))
+	}
+	if r.Firewall.ScopePorts != nil {
+		ports := make([]uint16, 0, len(*r.Firewall.ScopePorts))
+		for _, p := range *r.Firewall.ScopePorts {
+			if p < 1 || p > 65535 {
+				return fail("firewall.scope_ports", fmt.Errorf("port %d is outside 1..65535", p))
+			}
+			ports = append(ports, uint16(p))
+		}
+		slices.Sort(ports)
+		c.Firewall.ScopePorts = slices.Compact(ports)
 	}
 
 	if r.Ban.Factor != nil {

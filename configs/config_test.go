@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,35 @@ func TestSeenTimeoutFollowsFindtime(t *testing.T) {
 	_, err = Parse("z.toml", []byte("[firewall]\nattribution = \"log\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "z.toml:2: firewall.attribution") {
 		t.Fatalf("bad attribution: %v", err)
+	}
+}
+
+func TestScope(t *testing.T) {
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Firewall.Scope != "all" || len(def.Firewall.ScopePorts) != 0 {
+		t.Fatalf("default scope %q, ports %v", def.Firewall.Scope, def.Firewall.ScopePorts)
+	}
+	c, err := Parse("s.toml", []byte("[firewall]\nscope = \"mail\"\nscope_ports = [8443, 22000, 8443]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Firewall.Scope != "mail" || !slices.Equal(c.Firewall.ScopePorts, []uint16{8443, 22000}) {
+		t.Fatalf("scope %q, ports %v", c.Firewall.Scope, c.Firewall.ScopePorts)
+	}
+	if c.Firewall.Equal(def.Firewall) || !c.Firewall.Equal(c.Firewall) {
+		t.Fatal("Firewall.Equal does not tell the scopes apart")
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"[firewall]\nscope = \"ssh\"\n", "s.toml:2: firewall.scope"},
+		{"[firewall]\n\nscope_ports = [0]\n", "s.toml:3: firewall.scope_ports"},
+		{"[firewall]\nscope_ports = [65536]\n", "s.toml:2: firewall.scope_ports"},
+		{"[firewall]\nscope_ports = \"25\"\n", "firewall.scope_ports"},
+	} {
+		if _, err := Parse("s.toml", []byte(tt.in)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tt.in, err, tt.want)
+		}
 	}
 }

@@ -62,6 +62,9 @@ type daemon struct {
 	alarms  *alarmBook
 	// crowdsec is the LAPI link (crowdsec.go); nil when off.
 	crowdsec *crowdsecLink
+
+	// mailPorts hands a "mail"-scoped firewall the ports front publishes.
+	mailPorts func([]uint16)
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -103,11 +106,12 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		}
 	}()
 
-	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority)
+	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithScope(cfg.Firewall.Scope, cfg.Firewall.ScopePorts))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
 	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
+	d.mailPorts = scopeHook(nft, d.log.With("part", "ban"))
 	d.mgr, err = ban.NewManager(banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban")))
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
@@ -390,7 +394,7 @@ func restartNeeded(a, b *configs.Config) bool {
 	return a.Daemon.Socket != b.Daemon.Socket || a.Daemon.SocketGroup != b.Daemon.SocketGroup ||
 		a.Daemon.State != b.Daemon.State || a.Daemon.MetricsListen != b.Daemon.MetricsListen ||
 		a.Docker.Host != b.Docker.Host || a.Docker.Project != b.Docker.Project ||
-		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || a.Firewall != b.Firewall || a.Ban != b.Ban ||
+		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || !a.Firewall.Equal(b.Firewall) || a.Ban != b.Ban ||
 		!reflect.DeepEqual(a.CrowdSec, b.CrowdSec)
 }
 
@@ -398,9 +402,12 @@ func restartNeeded(a, b *configs.Config) bool {
 func (d *daemon) onMailu(info docker.MailuInfo) {
 	d.mu.Lock()
 	d.live = protectedFromMailu(info)
-	attr := d.attr
+	attr, mailPorts := d.attr, d.mailPorts
 	d.mu.Unlock()
 	d.setProtected()
+	if mailPorts != nil {
+		mailPorts(info.Ports)
+	}
 	if attr != nil {
 		attr.mailu(context.Background(), info.Ports, info.Env)
 	}
