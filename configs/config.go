@@ -36,6 +36,8 @@ type Config struct {
 	Jails map[string]Jail
 	// Notify is in notify.go.
 	Notify Notify
+	// History (the audit history of actions) is in history.go.
+	History History
 }
 
 type Daemon struct {
@@ -163,6 +165,7 @@ type rawFile struct {
 	Engine   rawEngine          `toml:"engine"`
 	Jails    map[string]rawJail `toml:"jails"`
 	Notify   rawNotify          `toml:"notify"`
+	History  rawHistory         `toml:"history"`
 }
 
 type rawDaemon struct {
@@ -485,6 +488,9 @@ func (c *Config) apply(l *layer) error {
 			return fail(key+".min_addresses", err)
 		}
 		c.Jails[name] = j
+	}
+	if err := c.applyHistory(r.History, fail); err != nil {
+		return err
 	}
 	return c.applyNotify(l)
 }
