@@ -46,3 +46,17 @@ func alarmEvent(a jail.Alarm) store.Event {
 	}
 	return e
 }
+
+// History answers GET /v1/history from the store.
+func (d *daemon) History(ctx context.Context, q control.HistoryQuery) ([]control.HistoryEvent, error) {
+	evs, err := d.db.Events(store.EventFilter{Target: q.Target, Since: q.Since, Jail: q.Jail, Kinds: q.Kinds, Limit: q.Limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]control.HistoryEvent, len(evs))
+	for i, e := range evs {
+		out[i] = control.HistoryEvent{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Target: e.Target, Jail: e.Jail, Reason: e.Reason,
+			Duration: control.Duration(e.Duration), Level: e.Level, UID: e.UID, Evidence: e.Evidence, Detail: e.Detail}
+	}
+	return out, nil
+}
