@@ -99,6 +99,8 @@ type Manager struct {
 
 	// historyPurged is when the actor last purged old offences.
 	historyPurged time.Time
+	// eventsPruned is when the actor last pruned the audit history.
+	eventsPruned time.Time
 
 	mu      sync.Mutex
 	running bool
@@ -123,6 +125,7 @@ type stats struct {
 type job struct {
 	bans  []store.Ban
 	unban []netip.Prefix
+	uid   int // the caller's, for the history
 	done  chan result
 }
 
@@ -270,7 +273,7 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	if cur, ok := m.current(bans[0].ban.Target); ok && !cur.Until.Before(bans[0].ban.Until) {
 		return cur, nil
 	}
-	res, err := m.submit(ctx, &job{bans: []store.Ban{bans[0].ban}})
+	res, err := m.submit(ctx, &job{bans: []store.Ban{bans[0].ban}, uid: callerFrom(ctx)})
 	if err != nil {
 		return store.Ban{}, err
 	}
@@ -332,7 +335,7 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 	}
 	var res result
 	if len(bans) > 0 {
-		if res, err = m.submit(ctx, &job{bans: bans}); err != nil {
+		if res, err = m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)}); err != nil {
 			return 0, err
 		}
 	}
@@ -360,7 +363,7 @@ func (m *Manager) Unban(ctx context.Context, targets []netip.Prefix) (int, error
 	if len(ts) == 0 {
 		return 0, nil
 	}
-	res, err := m.submit(ctx, &job{unban: ts})
+	res, err := m.submit(ctx, &job{unban: ts, uid: callerFrom(ctx)})
 	if err != nil {
 		return 0, err
 	}
@@ -551,6 +554,7 @@ func (m *Manager) doBans(jobs []*job) {
 	now := m.now()
 	// Keep the longest ban per target, against the index and within the batch.
 	best := map[netip.Prefix]store.Ban{}
+	uid := map[netip.Prefix]int{}
 	m.mu.Lock()
 	for _, j := range jobs {
 		for _, b := range j.bans {
@@ -561,14 +565,20 @@ func (m *Manager) doBans(jobs []*job) {
 			}
 			if !ok || cur.Until.Before(b.Until) {
 				cur = b
+				uid[b.Target] = j.uid
 			}
 			best[b.Target] = cur
 		}
 	}
 	var write []store.Ban
+	refresh := map[netip.Prefix]bool{}
 	for _, b := range best {
-		if old, ok := m.index[b.Target]; !ok || old.Until.Before(b.Until) || !old.Until.After(now) {
+		old, ok := m.index[b.Target]
+		if !ok || old.Until.Before(b.Until) || !old.Until.After(now) {
 			write = append(write, b)
+			if ok && old.Until.After(now) {
+				refresh[b.Target] = true
+			}
 		}
 	}
 	m.mu.Unlock()
@@ -597,10 +607,12 @@ func (m *Manager) doBans(jobs []*job) {
 	}
 	// The store first: a crash between the two is repaired by the next
 	// reconcile, which restores from the store.
-	if err := m.db.PutBans(write); err != nil {
+	evs := banEvents(write, refresh, uid, now)
+	if err := m.db.PutBans(write, evs...); err != nil {
 		answer(fmt.Errorf("ban: write store: %w", err))
 		return
 	}
+	m.logEvents(evs)
 	m.mu.Lock()
 	for _, b := range write {
 		m.index[b.Target] = b
@@ -682,18 +694,22 @@ func (m *Manager) classes() []SetClass {
 }
 
 func (m *Manager) doUnban(j *job) {
+	now := m.now()
 	m.mu.Lock()
 	n := 0
+	var evs []store.Event
 	for _, t := range j.unban {
-		if _, ok := m.index[t]; ok {
+		if b, ok := m.index[t]; ok {
 			n++
+			evs = append(evs, store.Event{Time: now, Kind: store.EventUnban, Target: t, Jail: b.Jail, Level: b.Level, UID: j.uid})
 		}
 	}
 	m.mu.Unlock()
-	if err := m.db.DeleteBans(j.unban); err != nil {
+	if err := m.db.DeleteBans(j.unban, evs...); err != nil {
 		j.done <- result{err: fmt.Errorf("ban: unban in store: %w", err)}
 		return
 	}
+	m.logEvents(evs)
 	m.mu.Lock()
 	for _, t := range j.unban {
 		delete(m.index, t)
@@ -770,23 +786,27 @@ func (m *Manager) reconcile(l *listing) (err error) {
 	// deletes what the index saw expire; the full scans run at start and
 	// (history) hourly, as they read every record.
 	var expired []netip.Prefix
+	var expiredEvs []store.Event
 	m.mu.Lock()
 	for t, b := range m.index {
 		if !b.Until.After(now) {
 			delete(m.index, t)
 			expired = append(expired, t)
+			expiredEvs = append(expiredEvs, expireEvent(b, now))
 		}
 	}
 	m.mu.Unlock()
 	if initial {
-		if _, err := m.db.PurgeExpired(now); err != nil {
+		if err := m.purgeExpiredLogged(now); err != nil {
 			return err
 		}
 	} else if len(expired) > 0 {
-		if err := m.db.DeleteBans(expired); err != nil {
+		if err := m.db.DeleteBans(expired, expiredEvs...); err != nil {
 			return err
 		}
+		m.logEvents(expiredEvs)
 	}
+	m.pruneEvents(now)
 	if age := m.opt.HistoryMaxAge; age > 0 && now.Sub(m.historyPurged) >= historyPurgeEvery {
 		if _, err := m.db.PurgeHistory(now.Add(-age)); err != nil {
 			return err

@@ -25,6 +25,10 @@ import (
 
 // TestMain lets tests re-exec this binary as a bansd that gets SIGKILLed.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("BANSD_BAN_BURST"); spec != "" {
+		fmt.Println("error:", burstChild(spec))
+		os.Exit(1)
+	}
 	if spec := os.Getenv("BANSD_BAN_CHILD"); spec != "" {
 		if err := child(spec); err != nil {
 			fmt.Println("error:", err)

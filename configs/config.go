@@ -39,6 +39,8 @@ type Config struct {
 	Notify Notify
 	// CrowdSec is in crowdsec.go.
 	CrowdSec CrowdSec
+	// History (the audit history of actions) is in history.go.
+	History History
 }
 
 type Daemon struct {
@@ -182,6 +184,7 @@ type rawFile struct {
 	Jails    map[string]rawJail `toml:"jails"`
 	Notify   rawNotify          `toml:"notify"`
 	CrowdSec rawCrowdSec        `toml:"crowdsec"`
+	History  rawHistory         `toml:"history"`
 }
 
 type rawDaemon struct {
@@ -523,6 +526,9 @@ func (c *Config) apply(l *layer) error {
 		c.Jails[name] = j
 	}
 	if err := c.applyCrowdSec(l); err != nil {
+		return err
+	}
+	if err := c.applyHistory(r.History, fail); err != nil {
 		return err
 	}
 	return c.applyNotify(l)

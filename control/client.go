@@ -120,6 +120,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		return nil
 	}
+	if h, ok := out.(historyDecoder); ok {
+		return decodeHistoryLines(resp.Body, h)
+	}
 	if w, ok := out.(io.Writer); ok {
 		_, err := io.Copy(w, resp.Body)
 		return err

@@ -192,6 +192,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+APIVersion+"/status", s.status)
 	mux.HandleFunc("GET "+APIVersion+"/why", s.why)
 	mux.HandleFunc("POST "+APIVersion+"/reload", s.reload)
+	mux.HandleFunc("GET "+APIVersion+"/history", s.history)
 	if s.metrics != nil {
 		mux.Handle("GET "+APIVersion+"/metrics", s.metrics)
 	}

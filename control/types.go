@@ -229,6 +229,8 @@ type Backend interface {
 	Status(ctx context.Context) Status
 	Why(ctx context.Context, addr netip.Addr) (Why, error)
 	Reload(ctx context.Context) ReloadResult
+	// History returns the audit events q selects, oldest first.
+	History(ctx context.Context, q HistoryQuery) ([]HistoryEvent, error)
 }
 
 // HTTPError is an error with the HTTP status the server answers with.

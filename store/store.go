@@ -42,8 +42,9 @@ var ErrNewerSchema = errors.New("store was written by a newer bansd")
 
 // DB is an open store.
 type DB struct {
-	path string
-	bolt *bolt.DB
+	path        string
+	bolt        *bolt.DB
+	eventLimits EventLimits
 }
 
 // Ban is one ban as it is persisted.
@@ -149,7 +150,7 @@ func (db *DB) init() error {
 		if v[0] > SchemaVersion {
 			return fmt.Errorf("%w: schema version %d, this bansd reads up to %d", ErrNewerSchema, v[0], SchemaVersion)
 		}
-		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox} {
+		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox, bucketEvents} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -192,8 +193,9 @@ func (db *DB) recoverCorrupt(err *error) {
 }
 
 // PutBans writes bans in one transaction. For every ban that is neither
-// Manual nor Pulled it also counts an offence in the target's history.
-func (db *DB) PutBans(bans []Ban) error {
+// Manual nor Pulled it also counts an offence in the target's history. evs
+// (the history of the action) are written in the same transaction.
+func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 	type rec struct {
 		key []byte
 		ban *Ban
@@ -231,13 +233,14 @@ func (db *DB) PutBans(bans []Ban) error {
 				return fmt.Errorf("put history %s: %w", b.Target, err)
 			}
 		}
-		return nil
+		return db.appendEvents(tx, evs)
 	})
 }
 
 // DeleteBans removes the bans of targets in one transaction; targets that
-// are not banned are ignored. The history is kept.
-func (db *DB) DeleteBans(targets []netip.Prefix) error {
+// are not banned are ignored. The history is kept; evs are written in the
+// same transaction.
+func (db *DB) DeleteBans(targets []netip.Prefix, evs ...Event) error {
 	return db.update(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBans)
 		var kbuf [17]byte
@@ -249,7 +252,7 @@ func (db *DB) DeleteBans(targets []netip.Prefix) error {
 				return fmt.Errorf("delete ban %s: %w", t, err)
 			}
 		}
-		return nil
+		return db.appendEvents(tx, evs)
 	})
 }
 

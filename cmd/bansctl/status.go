@@ -152,7 +152,7 @@ func newWhyCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), why)
 			}
 			printWhy(cmd.OutOrStdout(), why)
-			return nil
+			return printRecentHistory(cmd, g, a.Unmap())
 		},
 	}
 }

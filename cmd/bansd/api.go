@@ -46,6 +46,7 @@ func (d *daemon) Bans(jail string) []control.Ban {
 const maxRefusalDetails = 100
 
 func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanResult, error) {
+	ctx, uid := withCaller(ctx)
 	dur := manualBanTime
 	if req.Duration != "" {
 		var err error
@@ -98,11 +99,12 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		return control.BanResult{Banned: n}, err
 	}
 	d.shareManual(reqs)
-	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", dur, "reason", reason)
+	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", dur, "reason", reason, "jail", jail, "uid", uid)
 	return control.BanResult{Banned: n}, nil
 }
 
 func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.UnbanResult, error) {
+	ctx, uid := withCaller(ctx)
 	targets := req.Targets
 	if req.Jail != "" || req.All {
 		targets = nil
@@ -130,7 +132,7 @@ func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.U
 		d.engine.Forget(t)
 	}
 	d.shareUnbans(targets)
-	d.log.Info("unban", "targets", len(targets), "unbanned", n, "jail", req.Jail, "all", req.All)
+	d.log.Info("unban", "targets", len(targets), "unbanned", n, "jail", req.Jail, "all", req.All, "uid", uid)
 	return control.UnbanResult{Unbanned: n}, nil
 }
 
@@ -161,7 +163,10 @@ func (d *daemon) Why(ctx context.Context, a netip.Addr) (control.Why, error) {
 	return w, nil
 }
 
-func (d *daemon) Reload(context.Context) control.ReloadResult { return d.reload() }
+func (d *daemon) Reload(ctx context.Context) control.ReloadResult {
+	_, uid := withCaller(ctx)
+	return d.reload(uid)
+}
 
 func (d *daemon) Status(ctx context.Context) control.Status {
 	d.mu.Lock()

@@ -100,6 +100,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("open state: %w", err)
 	}
 	d.db = db
+	db.SetEventLimits(store.EventLimits{MaxEvents: cfg.History.MaxEvents, MaxAge: cfg.History.MaxAge})
 	defer func() {
 		if err := db.Close(); err != nil {
 			d.log.Error("close state", "err", err)
@@ -188,6 +189,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	}()
 
 	d.log.Info("bansd started", "version", version, "config", cfgName(d.path), "socket", cfg.Daemon.Socket, "state", cfg.Daemon.State)
+	d.event(store.Event{Kind: store.EventStart, Detail: "version " + version, UID: store.NoUID})
 	// Alarms the engine held back (once a minute per address) are
 	// delivered periodically, so status and the log catch up.
 	alarmTick := time.NewTicker(time.Minute)
@@ -200,7 +202,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		case <-ctx.Done():
 			running = false
 		case <-hup:
-			d.reload()
+			d.reload(store.NoUID)
 		case <-alarmTick.C:
 			for _, a := range d.engine.FlushAlarms() {
 				d.onAlarm(a)
@@ -234,6 +236,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err := <-mgrDone; err != nil && !errors.Is(err, context.Canceled) {
 		d.log.Error("ban manager", "err", err)
 	}
+	d.event(store.Event{Kind: store.EventStop, UID: store.NoUID})
 	d.log.Info("stopped")
 	return nil
 }
@@ -352,6 +355,7 @@ func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decisi
 func (d *daemon) onAlarm(a jail.Alarm) {
 	d.metrics.alarms.WithLabelValues(a.Kind).Inc()
 	d.alarms.add(a, time.Now())
+	d.event(alarmEvent(a))
 }
 
 func (d *daemon) config() *configs.Config {
@@ -362,7 +366,7 @@ func (d *daemon) config() *configs.Config {
 
 // reload re-reads the config file. A bad file is refused and the running
 // config stays; jails whose settings did not change keep their counts.
-func (d *daemon) reload() control.ReloadResult {
+func (d *daemon) reload(uid int) control.ReloadResult {
 	res := control.ReloadResult{Time: time.Now()}
 	cfg, err := configs.Load(d.path)
 	if err == nil {
@@ -384,6 +388,11 @@ func (d *daemon) reload() control.ReloadResult {
 	}
 	d.lastReload = &res
 	d.mu.Unlock()
+	if res.OK {
+		d.event(store.Event{Kind: store.EventReload, Detail: cfgName(d.path), UID: uid})
+	} else {
+		d.event(store.Event{Kind: store.EventRefused, Detail: res.Error, UID: uid})
+	}
 	if res.OK {
 		d.setProtected()
 	}

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEventsWithTheirAction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bansd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a, b := netip.MustParsePrefix("192.0.2.8/32"), netip.MustParsePrefix("2001:db8::/64")
+	bans := []Ban{{Target: a, Jail: "smtp", Since: t0, Until: t0.Add(time.Hour), Level: 1}}
+	if err := db.PutBans(bans, Event{Time: t0, Kind: EventBan, Target: a, Jail: "smtp", Duration: time.Hour, Level: 1, UID: NoUID,
+		Evidence: []string{"x", "y", "z", strings.Repeat("é", 600)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteBans([]netip.Prefix{a}, Event{Time: t0.Add(time.Minute), Kind: EventUnban, Target: a, UID: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddEvents([]Event{{Time: t0.Add(2 * time.Minute), Kind: EventStop, UID: NoUID}, {Time: t0.Add(3 * time.Minute), Kind: EventManual, Target: b, UID: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	tests := []struct {
+		name  string
+		f     EventFilter
+		kinds []string
+	}{
+		{"all", EventFilter{}, []string{EventBan, EventUnban, EventStop, EventManual}},
+		{"target", EventFilter{Target: netip.MustParsePrefix("192.0.2.0/24")}, []string{EventBan, EventUnban}},
+		{"v6 inside", EventFilter{Target: netip.MustParsePrefix("2001:db8::5/128")}, []string{EventManual}},
+		{"since", EventFilter{Since: t0.Add(90 * time.Second)}, []string{EventStop, EventManual}},
+		{"kind", EventFilter{Kinds: []string{EventUnban, EventStop}}, []string{EventUnban, EventStop}},
+		{"jail", EventFilter{Jail: "smtp"}, []string{EventBan}},
+		{"limit keeps newest", EventFilter{Limit: 1}, []string{EventManual}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evs, err := db.Events(tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.Kind)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.kinds, ",") {
+				t.Fatalf("kinds %v, want %v", got, tt.kinds)
+			}
+		})
+	}
+	evs, _ := db.Events(EventFilter{Kinds: []string{EventBan}})
+	e := evs[0]
+	if e.Target != a || e.Duration != time.Hour || e.Level != 1 || e.UID != NoUID || !e.Time.Equal(t0) {
+		t.Fatalf("ban event %+v", e)
+	}
+	if len(e.Evidence) != maxEventEvidence || e.Evidence[0] != "y" || len(e.Evidence[2]) > maxEventEvidenceLine {
+		t.Fatalf("evidence not bounded: %d lines, last %d bytes", len(e.Evidence), len(e.Evidence[2]))
+	}
+	evs, _ = db.Events(EventFilter{Kinds: []string{EventUnban}})
+	if evs[0].UID != 1000 {
+		t.Fatalf("unban uid %d", evs[0].UID)
+	}
+}
+
+func TestEventBounds(t *testing.T) {
+	db := openTemp(t)
+	db.SetEventLimits(EventLimits{MaxEvents: 10, MaxAge: time.Hour})
+	t0 := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	for i := range 25 {
+		if err := db.AddEvents([]Event{{Time: t0.Add(time.Duration(i) * time.Minute), Kind: EventStart}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := db.Events(EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 10 || evs[0].Seq != 16 || evs[9].Seq != 25 {
+		t.Fatalf("kept %d events, %d..%d; want 10, 16..25", len(evs), evs[0].Seq, evs[len(evs)-1].Seq)
+	}
+	if n, _ := db.EventsDropped(); n != 15 {
+		t.Fatalf("dropped %d, want 15", n)
+	}
+	// Age: now is t0+80m, so events before t0+20m go (seq 16..20 are t0+15..19m).
+	n, err := db.PruneEvents(t0.Add(80 * time.Minute))
+	if err != nil || n != 5 {
+		t.Fatalf("pruned %d (%v), want 5", n, err)
+	}
+	if n, _ := db.EventsDropped(); n != 20 {
+		t.Fatalf("dropped %d, want 20", n)
+	}
+	if evs, _ = db.Events(EventFilter{}); len(evs) != 5 {
+		t.Fatalf("%d left, want 5", len(evs))
+	}
+}
