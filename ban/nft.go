@@ -18,7 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// chainName is the one base chain in our table.
+// chainName is the ban manager's base chain. The table holds others that
+// are not the manager's (seen, seen_local, shield): it never touches them.
 const chainName = "prerouting"
 
 // maxBatch caps elements per transaction whatever the configuration says:

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
@@ -34,13 +33,14 @@ type attribution struct {
 }
 
 // kernelWitness answers the engine from the kernel record. Each lookup is
-// one netlink round trip (tens of microseconds); it never waits long.
+// one netlink round trip (tens of microseconds). seen checks its context
+// only before the call (the library's lasting socket takes no deadline),
+// so a per-lookup timer would cost an allocation on the hot path and bound
+// nothing.
 type kernelWitness struct{ rec *seen.Record }
 
 func (w kernelWitness) Saw(a netip.Addr, port uint16) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	s, err := w.rec.Seen(ctx, a, port)
+	s, err := w.rec.Seen(context.Background(), a, port)
 	return s.Seen, err
 }
 
@@ -74,15 +74,13 @@ func startAttribution(ctx context.Context, cfg *configs.Config, e *jail.Engine, 
 	return a
 }
 
-// mailu applies what discovery found: the ports to record, and whether the
-// kernel can see Mailu's clients at all.
+// mailu applies what discovery found: the ports to record (sorted, no
+// repeats: docker.MailuInfo.Ports), and whether the kernel can see Mailu's
+// clients at all.
 func (a *attribution) mailu(ctx context.Context, ports []uint16, env map[string]string) {
 	if a.rec == nil {
 		return
 	}
-	ports = slices.Clone(ports)
-	slices.Sort(ports)
-	ports = slices.Compact(ports)
 	blind := kernelBlind(env)
 	a.mu.Lock()
 	changed := !slices.Equal(ports, a.ports)

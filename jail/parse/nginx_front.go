@@ -104,7 +104,8 @@ func isNginxStart(s string) bool {
 
 // looksFresh reports whether a front line starts like a line of one of
 // front's programs rather than the middle of a split one: a syslog-style or
-// nginx timestamp, or an HTTP access-log client address.
+// nginx timestamp, or an HTTP access-log client address (parseFront has
+// set HTTP lines aside before it asks).
 func looksFresh(s string) bool {
 	switch {
 	case len(s) >= 16 && s[3] == ' ' && s[6] == ' ' && s[9] == ':' && s[12] == ':' && s[15] == ' ':

@@ -180,10 +180,9 @@ func NewParser(opt ParserOptions) *Parser {
 	if now == nil {
 		now = time.Now
 	}
-	p := &Parser{now: now, conns: newConnTable(n), witness: opt.Witness}
-	if p.witness != nil {
-		p.kconns = newKconnTable(n)
-		p.tuples = newTupleTable(n)
+	p := &Parser{now: now, conns: newConnTable(n)}
+	if opt.Witness != nil {
+		p.SetWitness(opt.Witness)
 	}
 	return p
 }
@@ -257,14 +256,8 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 	case "antispam":
 		ev, own, ok = p.parseRspamd(l)
 	}
-	if ok && p.witness != nil && !ev.Witnessed {
-		ev, own, ok = p.witnessed(ev, own, logNanos(l, own))
-	}
 	if !ok {
 		return Event{}, false
-	}
-	if ev.Witnessed {
-		p.witnessedN++
 	}
 	switch {
 	case !l.Time.IsZero():
@@ -273,6 +266,14 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 		ev.Time = own.t
 	default:
 		ev.Time = p.now()
+	}
+	if p.witness != nil && !ev.Witnessed {
+		if ev, ok = p.witnessed(ev, ev.Time.UnixNano()); !ok {
+			return Event{}, false
+		}
+	}
+	if ev.Witnessed {
+		p.witnessedN++
 	}
 	if ev.Count < 1 {
 		ev.Count = 1

@@ -219,7 +219,8 @@ func (p *Parser) saw(a netip.Addr, port uint16) bool {
 	return true
 }
 
-// logNanos is the line's log time for the kernel-mode bounds.
+// logNanos is the log time of a line that makes no event (a "connected"
+// line), as Parse chooses it for events, without the clock fallback.
 func logNanos(l sources.Line, own lineTime) int64 {
 	switch {
 	case !l.Time.IsZero():
@@ -245,11 +246,8 @@ func (p *Parser) parseFrontKernel(l sources.Line) (Event, lineTime, bool) {
 		return p.nginxKernel(l, h)
 	}
 	if isDovecotLogin(text) {
-		ev, ts, ok := parseDovecot(text, p.yearRef(l))
-		if !ok {
-			return ev, ts, false
-		}
-		return p.witnessed(ev, ts, logNanos(l, ts))
+		// Parse corroborates it, as every event naming its client.
+		return parseDovecot(text, p.yearRef(l))
 	}
 	return Event{}, lineTime{}, false
 }
@@ -307,9 +305,9 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 
 // witnessed corroborates an event of a line that names its client itself
 // (Dovecot, admin, Postfix) and bounds what its connection may count.
-func (p *Parser) witnessed(ev Event, ts lineTime, at int64) (Event, lineTime, bool) {
+func (p *Parser) witnessed(ev Event, at int64) (Event, bool) {
 	if !p.saw(ev.Addr, ev.SrcPort) {
-		return Event{}, ts, false
+		return Event{}, false
 	}
 	if ev.SrcPort != 0 && countsAttempts(ev.Kind) {
 		var grant int
@@ -323,12 +321,12 @@ func (p *Parser) witnessed(ev Event, ts lineTime, at int64) (Event, lineTime, bo
 		}
 		if grant == 0 {
 			p.unseen[unseenSpent]++
-			return Event{}, ts, false
+			return Event{}, false
 		}
 		ev.Count = grant
 	}
 	ev.Witnessed = true
-	return ev, ts, true
+	return ev, true
 }
 
 // countsAttempts reports whether events of kind k add to a window (and so
