@@ -70,26 +70,37 @@ type Result struct {
 	Local string `json:"local,omitempty"`
 }
 
-// Login runs one login session.
-func Login(ctx context.Context, o Options) Result {
-	start := time.Now()
+// connect dials o.Addr from o.Source within o.Timeout (default 10 s) and
+// sets the connection's deadline to match. done closes the connection and
+// releases the timer.
+func connect(ctx context.Context, o *Options) (c net.Conn, done func(), err error) {
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	dial := o.Dial
 	if dial == nil {
 		dial = Dial
 	}
-	c, err := dial(ctx, o.Addr, o.Source)
+	c, err = dial(ctx, o.Addr, o.Source)
 	if err != nil {
-		return Result{Outcome: classify(err), Detail: err.Error(), Elapsed: time.Since(start)}
+		cancel()
+		return nil, nil, err
 	}
-	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
+	return c, func() { c.Close(); cancel() }, nil
+}
+
+// Login runs one login session.
+func Login(ctx context.Context, o Options) Result {
+	start := time.Now()
+	c, cancel, err := connect(ctx, &o)
+	if err != nil {
+		return Result{Outcome: classify(err), Detail: err.Error(), Elapsed: time.Since(start)}
+	}
+	defer cancel()
 	local := c.LocalAddr().String()
 	ok, detail, err := session(c, o)
 	r := Result{Elapsed: time.Since(start), Local: local, Detail: detail}
@@ -440,23 +451,11 @@ func AuthLoginNoPassword(ctx context.Context, addr string, source netip.Addr, us
 // connection. dial may be nil.
 func PipelinedAuth(ctx context.Context, o Options) Result {
 	start := time.Now()
-	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	dial := o.Dial
-	if dial == nil {
-		dial = Dial
-	}
-	nc, err := dial(ctx, o.Addr, o.Source)
+	nc, cancel, err := connect(ctx, &o)
 	if err != nil {
 		return Result{Outcome: classify(err), Detail: err.Error(), Elapsed: time.Since(start)}
 	}
-	defer nc.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
+	defer cancel()
 	r := Result{Local: nc.LocalAddr().String()}
 	c := &conn{c: nc, r: bufio.NewReader(nc), o: o}
 	fail := func(detail string, err error) Result {
