@@ -33,3 +33,6 @@ gobench -bench '^BenchmarkFail2BanVsBansd$' -benchtime 3x -timeout 20m ./integra
 
 section "two hosts through CrowdSec LAPI: ban on A to element in B's kernel set (1 s pull, 60 runs)"
 gobench -bench '^BenchmarkCrowdSecShare$' -benchtime 60x -timeout 10m ./cmd/bansd
+
+section "CrowdSec startup: bansd started against a LAPI holding 100,000 decisions: time to all enforced in the kernel, bansd's peak RSS"
+gobench -bench '^BenchmarkCrowdSecStartup100k$' -benchtime 1x -timeout 10m ./cmd/bansd

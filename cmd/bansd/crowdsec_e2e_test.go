@@ -19,6 +19,7 @@ import (
 
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/internal/crowdsectest"
+	"github.com/bansd/bansd/internal/dockertest"
 	"github.com/bansd/bansd/internal/netnstest"
 )
 
@@ -31,8 +32,9 @@ type csHosts struct {
 }
 
 // startCSHost starts a bansd in a new namespace reaching LAPI over a veth
-// pair (link is the /30's index), as machine and bouncer id.
-func startCSHost(t testing.TB, l *crowdsectest.LAPI, id string, link int) *instance {
+// pair (link is the /30's index), as machine and bouncer id, following the
+// Docker engine at docker.
+func startCSHost(t testing.TB, l *crowdsectest.LAPI, id string, link int, docker string) *instance {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("the nft command (apt package nftables) is needed to check the kernel side")
@@ -71,7 +73,7 @@ func startCSHost(t testing.TB, l *crowdsectest.LAPI, id string, link int) *insta
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: noDocker}
+	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: docker}
 	in.writeConfig(t, fmt.Sprintf(`[engine]
 ignoreip = [%q]
 [crowdsec]
@@ -88,7 +90,7 @@ pull_interval = "1s"
 func startCSHosts(t testing.TB) *csHosts {
 	t.Helper()
 	l := crowdsectest.Start(t)
-	return &csHosts{lapi: l, a: startCSHost(t, l, "a", 0), b: startCSHost(t, l, "b", 1)}
+	return &csHosts{lapi: l, a: startCSHost(t, l, "a", 0, noDocker), b: startCSHost(t, l, "b", 1, noDocker)}
 }
 
 // inSet reports whether addr (as nft prints it) is in the host's set.
@@ -243,6 +245,65 @@ func TestCrowdSecTwoHosts(t *testing.T) {
 		h.lapi.Cscli(t, "decisions", "delete", "--ip", sharedIgnore)
 	})
 
+	t.Run("a decision against the Docker gateway is refused with an alarm", func(t *testing.T) {
+		// Host C follows a real dockerd whose Mailu network is
+		// 203.0.113.192/28: its gateway, what docker-proxy connects from,
+		// is learnt from Docker, not configured.
+		const gateway = "203.0.113.193"
+		e := dockertest.Start(t, dockertest.Options{})
+		img := e.ImportBusybox(t)
+		e.Docker(t, "network", "create", "--subnet", "203.0.113.192/28", "--gateway", gateway,
+			"--label", "com.docker.compose.project=mailu", "mailu_default")
+		for _, svc := range []string{"front", "admin"} {
+			e.Docker(t, "run", "-d", "--name", "mailu-"+svc+"-1", "--network", "mailu_default",
+				"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc,
+				"-e", "SUBNET=203.0.113.192/28", img, "sleep", "600")
+		}
+		c := startCSHost(t, h.lapi, "c", 2, e.Host())
+		deadline := time.Now().Add(30 * time.Second)
+		for st := c.status(t); st.Docker.Project != "mailu" || st.Docker.State != "following"; st = c.status(t) {
+			if time.Now().After(deadline) {
+				t.Fatalf("C does not follow Mailu: %+v", st.Docker)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if out := c.mustCtl(t, 0, "why", gateway); !strings.Contains(out, "docker gateway "+gateway) {
+			t.Fatalf("C has not learnt the gateway from Docker:\n%s", out)
+		}
+
+		h.lapi.Cscli(t, "decisions", "add", "--ip", gateway, "--duration", "5m", "--reason", "framed gateway")
+		t.Cleanup(func() { h.lapi.Cscli(t, "decisions", "delete", "--ip", gateway) })
+		deadline = time.Now().Add(15 * time.Second)
+		for {
+			st := c.status(t)
+			if slices.ContainsFunc(st.Alarms, func(al control.AlarmStatus) bool {
+				return al.Kind == alarmCrowdSecRefused && al.Addr == gateway
+			}) {
+				if st.CrowdSec.Refused == 0 {
+					t.Errorf("refusal not counted: %+v", st.CrowdSec)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no crowdsec-refused alarm for the gateway: %+v", st.Alarms)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Host A has no such network: for it the address is an ordinary
+		// one, and enforcing it there shows the decision did reach the
+		// hosts while C, after the same pulls, still has it out.
+		a.waitSet(t, "v4_32", gateway, true, 10*time.Second)
+		if c.inSet(t, "v4_32", gateway) {
+			t.Errorf("C banned its own Docker gateway %s", gateway)
+		}
+		if bs := c.bansOn(t, gateway+"/32"); len(bs) != 0 {
+			t.Errorf("C lists a ban of its gateway: %+v", bs)
+		}
+		if out := c.mustCtl(t, 0, "status"); !strings.Contains(out, "docker gateway "+gateway) || !strings.Contains(out, alarmCrowdSecRefused) {
+			t.Errorf("C's status does not say why the decision was refused:\n%s", out)
+		}
+	})
+
 	t.Run("LAPI down: pushes wait and are delivered once", func(t *testing.T) {
 		h.lapi.Kill(t)
 		targets := []string{"203.0.113.30", "203.0.113.31", "203.0.113.32"}
@@ -299,4 +360,91 @@ func BenchmarkCrowdSecShare(b *testing.B) {
 	b.ReportMetric(pct(0.5).Seconds(), "p50-s")
 	b.ReportMetric(pct(0.99).Seconds(), "p99-s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkCrowdSecStartup100k: a bansd started against a LAPI that already
+// holds 100,000 decisions (imported with the real cscli): time from the
+// process's start until every one is an element of its kernel set, and the
+// daemon's peak RSS (VmHWM) when they are. Run with -benchtime 1x.
+func BenchmarkCrowdSecStartup100k(b *testing.B) {
+	const n = 100_000
+	l := crowdsectest.Start(b)
+	var csv strings.Builder
+	csv.WriteString("duration,scope,value\n")
+	for i := range n {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xc5, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i + 1)})
+		fmt.Fprintf(&csv, "4h,ip,%s\n", a)
+	}
+	file := filepath.Join(l.Dir, "import.csv")
+	if err := os.WriteFile(file, []byte(csv.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	l.Cscli(b, "decisions", "import", "-i", file)
+	b.Logf("cscli imported %d decisions in %s", n, time.Since(t0).Round(time.Millisecond))
+	var took []time.Duration
+	var peak int64
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		// A new machine and bouncer each round: LAPI sends each new
+		// bouncer the whole startup stream.
+		start := time.Now()
+		in := startCSHost(b, l, fmt.Sprint("s", i), i, noDocker)
+		deadline := time.Now().Add(5 * time.Minute)
+		for st := in.status(b); st.CrowdSec == nil || st.CrowdSec.Applied < n; st = in.status(b) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%+v of %d applied after 5 min", st.CrowdSec, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+		b.StopTimer()
+		if got := kernelElements(b, in, "v6_128", "2001:db8:c500:"); got != n {
+			b.Fatalf("%d elements in v6_128, want %d", got, n)
+		}
+		peak = max(peak, vmHWM(b, in.cmd.Process.Pid))
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(took[len(took)/2].Seconds(), "enforced-s")
+	b.ReportMetric(float64(peak)/1024, "bansd-peakRSS-MiB")
+	b.ReportMetric(0, "ns/op")
+}
+
+// kernelElements counts the elements of one of the instance's sets that
+// start with prefix, as nft prints them.
+func kernelElements(t testing.TB, in *instance, set, prefix string) int {
+	t.Helper()
+	out, err := in.ns.Exec("nft", "list", "set", "inet", "bansd", set)
+	if err != nil {
+		t.Fatalf("nft list set %s: %v", set, err)
+	}
+	n := 0
+	for _, f := range strings.FieldsFunc(out, func(r rune) bool { return r == ' ' || r == ',' || r == '{' || r == '}' || r == '\n' || r == '\t' }) {
+		if strings.HasPrefix(f, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// vmHWM is a process's peak resident set in KiB.
+func vmHWM(t testing.TB, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
 }
