@@ -12,6 +12,8 @@ VERSION ?= $(shell sh scripts/version.sh)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 # File times in the archives: the commit's, so a rebuild repeats byte for byte.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# cobra dates the man pages from it too.
+export SOURCE_DATE_EPOCH
 LDFLAGS := -s -w -X github.com/bansd/bansd/internal/version.Version=$(VERSION) \
            -X github.com/bansd/bansd/internal/version.Commit=$(COMMIT)
 
