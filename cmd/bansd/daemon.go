@@ -65,6 +65,12 @@ type daemon struct {
 
 	// mailPorts hands a "mail"-scoped firewall the ports front publishes.
 	mailPorts func([]uint16)
+
+	// commitDelay is a fault hook (BANSD_FAULT_COMMIT_DELAY, a duration)
+	// for the crash test: it holds each batch of decisions before the
+	// store commits it, widening the window in which a kill must not lose
+	// the ban. Zero in service.
+	commitDelay time.Duration
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -80,6 +86,14 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 		d.metrics.decisions.WithLabelValues(name)
 	}
 	d.metrics.alarms.WithLabelValues("gateway-client")
+	if v := os.Getenv("BANSD_FAULT_COMMIT_DELAY"); v != "" {
+		delay, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("BANSD_FAULT_COMMIT_DELAY: %w", err)
+		}
+		d.commitDelay = delay
+		log.Warn("fault hook: decisions are held before their commit", "delay", delay)
+	}
 	var err error
 	d.engine, err = jail.NewEngine(cfg, jail.Options{Logger: log.With("part", "jail")})
 	if err != nil {
@@ -328,6 +342,13 @@ func (d *daemon) banLoop(ctx context.Context, in <-chan processed) {
 
 // ban commits one batch of decisions and logs each ban that happened.
 func (d *daemon) ban(ctx context.Context, reqs []ban.Request, decs []jail.Decision) {
+	if d.commitDelay > 0 {
+		d.log.Warn("fault hook: holding decisions before their commit", "decisions", len(reqs), "delay", d.commitDelay)
+		select {
+		case <-time.After(d.commitDelay):
+		case <-ctx.Done():
+		}
+	}
 	errs, err := d.mgr.BanEach(ctx, reqs)
 	if err != nil {
 		d.log.Error("ban", "err", err, "decisions", len(reqs))

@@ -66,9 +66,11 @@ type instance struct {
 	docker string
 	// daemonExtra are more [daemon] keys for the config.
 	daemonExtra string
-	cmd         *exec.Cmd
-	log         *bytes.Buffer
-	exited      chan error
+	// env is added to bansd's environment (fault hooks).
+	env    []string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	exited chan error
 }
 
 // baseConfig runs the text rules: these tests have containers print
@@ -94,6 +96,15 @@ func start(t testing.TB) *instance { return startWith(t, noDocker) }
 // startWith is start with bansd's Docker engine address.
 func startWith(t testing.TB, dockerHost string) *instance {
 	t.Helper()
+	in := newInstance(t, dockerHost)
+	in.run(t)
+	return in
+}
+
+// newInstance prepares a bansd (namespace, directory, default config)
+// without starting it.
+func newInstance(t testing.TB, dockerHost string) *instance {
+	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("the nft command (apt package nftables) is needed to check the kernel side")
 	}
@@ -108,7 +119,6 @@ func startWith(t testing.TB, dockerHost string) *instance {
 	}
 	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: dockerHost}
 	in.writeConfig(t, "")
-	in.run(t)
 	return in
 }
 
@@ -119,6 +129,7 @@ func (in *instance) run(t testing.TB) {
 	ns := in.ns
 	in.cmd = exec.Command("nsenter", "--net="+ns.Path, filepath.Join(binDir, "bansd"), "--config", in.config)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	in.cmd.Env = append(os.Environ(), in.env...)
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
