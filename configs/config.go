@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	jailparse "github.com/bansd/bansd/jail/parse"
 	"github.com/bansd/bansd/prefix"
 	"net/netip"
 	"os"
@@ -494,8 +495,8 @@ func (c *Config) apply(l *layer) error {
 		if rj.Events != nil {
 			j.Events = append([]string(nil), (*rj.Events)...)
 			for _, e := range j.Events {
-				if !validEvents[e] {
-					return fail(key+".events", fmt.Errorf("unknown event %q (known: %s)", e, strings.Join(EventNames, ", ")))
+				if _, ok := jailparse.ParseKind(e); !ok {
+					return fail(key+".events", fmt.Errorf("unknown event %q (known: %s)", e, strings.Join(jailparse.CountableNames(), ", ")))
 				}
 			}
 		}
@@ -572,17 +573,6 @@ func (c *Config) check(l *layer) error {
 	}
 	return c.checkNotify(l)
 }
-
-// EventNames are the event kinds a jail may count.
-var EventNames = []string{"auth-failure", "unknown-user", "port25-auth", "rate-limited", "token-invalid", "relay-denied", "user-unknown", "scan"}
-
-var validEvents = func() map[string]bool {
-	m := map[string]bool{}
-	for _, n := range EventNames {
-		m[n] = true
-	}
-	return m
-}()
 
 func validName(s string) bool {
 	if s == "" || len(s) > 64 {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jailparse "github.com/bansd/bansd/jail/parse"
 )
 
 func TestDefaultIsValidAndMatchesShippedFile(t *testing.T) {
@@ -223,6 +225,23 @@ func TestScope(t *testing.T) {
 	} {
 		if _, err := Parse("s.toml", []byte(tt.in)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%q) = %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}
+
+// TestJailEventVocabulary: a jail may count every kind the parser calls
+// countable, and is refused one it only exempts or alarms on, naming the
+// file, line and key.
+func TestJailEventVocabulary(t *testing.T) {
+	for _, ev := range jailparse.CountableNames() {
+		if _, err := Parse("x.toml", []byte("[jails.j]\nevents = [\""+ev+"\"]\nfindtime = \"10m\"\nmaxretry = 5\nbantime = \"1h\"\n")); err != nil {
+			t.Errorf("events = [%q]: %v", ev, err)
+		}
+	}
+	for _, ev := range []string{"auth-success", "relay-client", "misconfigured", "nosuch"} {
+		_, err := Parse("x.toml", []byte("[jails.j]\nevents = [\""+ev+"\"]\nfindtime = \"10m\"\nmaxretry = 5\nbantime = \"1h\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "x.toml:2") || !strings.Contains(err.Error(), "jails.j.events") || !strings.Contains(err.Error(), "port25-auth") {
+			t.Errorf("events = [%q]: %v, want a refusal naming x.toml:2, jails.j.events and the known events", ev, err)
 		}
 	}
 }

@@ -64,10 +64,33 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// ParseKind is the inverse of Kind.String, for configuration.
+// Countable reports whether a jail may count the kind. A success only
+// exempts, a relay client only feeds the gateway alarm, and a client
+// refused before any mechanism ran never guessed a password.
+func (k Kind) Countable() bool {
+	switch k {
+	case KindNone, KindAuthSuccess, KindRelayClient, KindMisconfigured:
+		return false
+	}
+	return k < KindCount
+}
+
+// CountableNames are the names of the kinds a jail may count, in Kind
+// order: the configuration's event vocabulary.
+func CountableNames() []string {
+	var names []string
+	for k := range KindCount {
+		if k.Countable() {
+			names = append(names, k.String())
+		}
+	}
+	return names
+}
+
+// ParseKind is the inverse of Kind.String for the kinds a jail may count.
 func ParseKind(s string) (Kind, bool) {
 	for k, n := range kindNames {
-		if n == s && Kind(k) != KindNone {
+		if n == s && Kind(k).Countable() {
 			return Kind(k), true
 		}
 	}
