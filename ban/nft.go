@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bansd/bansd/internal/nfhook"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -591,7 +592,7 @@ func (n *NFT) Status() (TableStatus, error) {
 	}
 	if err == nil {
 		if ch.Hooknum != nil {
-			st.Hook = hookName(*ch.Hooknum)
+			st.Hook = nfhook.Name(*ch.Hooknum)
 		}
 		if ch.Priority != nil {
 			st.Priority = int(*ch.Priority)
@@ -617,22 +618,6 @@ func (n *NFT) Status() (TableStatus, error) {
 		}
 	}
 	return st, nil
-}
-
-func hookName(h nftables.ChainHook) string {
-	switch h {
-	case *nftables.ChainHookPrerouting:
-		return "prerouting"
-	case *nftables.ChainHookInput:
-		return "input"
-	case *nftables.ChainHookForward:
-		return "forward"
-	case *nftables.ChainHookOutput:
-		return "output"
-	case *nftables.ChainHookPostrouting:
-		return "postrouting"
-	}
-	return strconv.Itoa(int(h))
 }
 
 // keyOf is the set key of a validated prefix: the masked address, 4 bytes

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bansd/bansd/internal/nfhook"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -416,31 +417,6 @@ func hostIPv6() []netip.Addr {
 	return out
 }
 
-// inetHookName names a hook number of the ip, ip6 and inet families as
-// nft does. The library's ChainHook* values are pointers, and its
-// ChainHookIngress is the netdev family's number (0, prerouting's), so the
-// kernel's NF_INET_* numbers are compared by value here.
-// nfInetIngress is NF_INET_INGRESS (Linux 5.10), which x/sys/unix lacks.
-const nfInetIngress = 5
-
-func inetHookName(h nftables.ChainHook) string {
-	switch h {
-	case unix.NF_INET_PRE_ROUTING:
-		return "prerouting"
-	case unix.NF_INET_LOCAL_IN:
-		return "input"
-	case unix.NF_INET_FORWARD:
-		return "forward"
-	case unix.NF_INET_LOCAL_OUT:
-		return "output"
-	case unix.NF_INET_POST_ROUTING:
-		return "postrouting"
-	case nfInetIngress:
-		return "ingress"
-	}
-	return strconv.FormatUint(uint64(h), 10)
-}
-
 func gatherNFT(table string, prio int) NFTFacts {
 	nf := NFTFacts{Table: table, WantPriority: prio}
 	c, err := nftables.New()
@@ -465,7 +441,7 @@ func gatherNFT(table string, prio int) NFTFacts {
 		if ch.Table.Name != t.Name || ch.Hooknum == nil {
 			continue
 		}
-		cf := ChainFacts{Name: ch.Name, Type: string(ch.Type), Hook: inetHookName(*ch.Hooknum)}
+		cf := ChainFacts{Name: ch.Name, Type: string(ch.Type), Hook: nfhook.Name(*ch.Hooknum)}
 		if ch.Priority != nil {
 			cf.Priority = int(*ch.Priority)
 		}

@@ -461,9 +461,7 @@ func alarmWorthy(r *protectRule, ev parse.Event) bool {
 	if r.alarm == alarmNone {
 		return false
 	}
-	switch ev.Port {
-	case 10143, 10025, 14190:
-		// webmail's own listeners on front
+	if parse.WebmailPort(ev.Port) {
 		return false
 	}
 	if ev.Kind == parse.KindRelayClient {

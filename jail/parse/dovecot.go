@@ -31,8 +31,10 @@ func isDovecotLogin(s string) bool {
 	return false
 }
 
-// Dovecot listeners that serve Mailu's webmail container, not clients.
-func dovecotWebmailPort(p int) bool {
+// WebmailPort reports whether p is one of front's listeners that serve
+// Mailu's webmail container (IMAP 10143, SMTP 10025, ManageSieve 14190),
+// never a client: neither counted nor alarmed on.
+func WebmailPort(p int) bool {
 	return p == 10143 || p == 10025 || p == 14190
 }
 
@@ -62,7 +64,7 @@ func parseDovecot(s string, ref time.Time) (Event, lineTime, bool) {
 		return Event{}, ts, false
 	}
 	ev, ok := dovecotTail(msg[r+len(ripField):])
-	if !ok || dovecotWebmailPort(ev.Port) {
+	if !ok || WebmailPort(ev.Port) {
 		return Event{}, ts, false
 	}
 	// Between the user and rip=: ">" or ">, method=M".
