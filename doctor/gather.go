@@ -13,12 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bansd/bansd/internal/nfhook"
+	"github.com/bansd/bansd/sources/docker"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -89,16 +91,6 @@ func portsOf(m *MailuFacts) []PortFacts {
 	return m.Ports
 }
 
-const (
-	labelProject = "com.docker.compose.project"
-	labelService = "com.docker.compose.service"
-	labelOneoff  = "com.docker.compose.oneoff"
-)
-
-// mailuEnv are the environment keys doctor reads from front and admin.
-var mailuEnv = map[string]bool{"SUBNET": true, "SUBNET6": true, "REAL_IP_FROM": true,
-	"AUTH_RATELIMIT_IP": true, "AUTH_RATELIMIT_USER": true, "AUTH_RATELIMIT_EXEMPTION": true, "AUTH_RATELIMIT_EXEMPTION_LENGTH": true}
-
 func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 	copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if opt.DockerHost != "" {
@@ -120,12 +112,13 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 	}
 	f.Docker.Reachable, f.Docker.Version, f.Docker.APIVersion = true, v.Version, v.APIVersion
 
-	list, err := cl.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelProject))})
+	list, err := cl.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", docker.LabelProject))})
 	if err != nil {
 		f.Docker.Err = "list containers: " + err.Error()
 		return
 	}
-	project := findProject(opt.Project, list)
+	// The daemon's own rule, so that doctor audits the project bansd follows.
+	project, _ := docker.ChooseProject(opt.Project, list)
 	if project == "" {
 		return
 	}
@@ -137,10 +130,10 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 	var front *container.InspectResponse
 	svcs := map[string]bool{}
 	for _, c := range list {
-		if c.Labels[labelProject] != project || c.Labels[labelOneoff] == "True" {
+		if c.Labels[docker.LabelProject] != project || docker.IsOneOff(c) {
 			continue
 		}
-		svc := c.Labels[labelService]
+		svc := c.Labels[docker.LabelService]
 		svcs[svc] = true
 		ins, err := cl.ContainerInspect(ctx, c.ID)
 		if err != nil {
@@ -159,7 +152,7 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 		if (svc == "front" || svc == "admin") && ins.Config != nil {
 			for _, kv := range ins.Config.Env {
 				k, v, _ := strings.Cut(kv, "=")
-				if _, seen := m.Env[k]; mailuEnv[k] && !seen {
+				if _, seen := m.Env[k]; !seen && slices.Contains(docker.MailuEnv, k) {
 					m.Env[k] = v
 				}
 			}
@@ -187,36 +180,6 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 		scanFront(ctx, cl, front, opt.LogTail, m)
 	}
 	f.Mailu = m
-}
-
-// findProject picks the configured project, else the one with a front
-// service (Mailu's entry point), preferring one named "mailu".
-func findProject(want string, list []container.Summary) string {
-	var cands []string
-	seen := map[string]bool{}
-	for _, c := range list {
-		p := c.Labels[labelProject]
-		if want != "" {
-			if p == want {
-				return p
-			}
-			continue
-		}
-		if c.Labels[labelService] == "front" && !seen[p] {
-			seen[p] = true
-			cands = append(cands, p)
-		}
-	}
-	sort.Strings(cands)
-	for _, p := range cands {
-		if p == "mailu" {
-			return p
-		}
-	}
-	if len(cands) > 0 {
-		return cands[0]
-	}
-	return ""
 }
 
 // endpointGateways are the gateways a container's endpoint on a network

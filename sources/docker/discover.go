@@ -21,13 +21,15 @@ import (
 
 // Compose labels (docker/compose pkg/api/labels.go).
 const (
-	labelProject = "com.docker.compose.project"
-	labelService = "com.docker.compose.service"
+	LabelProject = "com.docker.compose.project"
+	LabelService = "com.docker.compose.service"
 	labelOneoff  = "com.docker.compose.oneoff"
 )
 
-// MailuEnv are the settings read from the Mailu containers' environment.
-var MailuEnv = []string{"SUBNET", "SUBNET6", "REAL_IP_FROM", "AUTH_RATELIMIT_EXEMPTION", "PROXY_PROTOCOL", "LOG_LEVEL", "REAL_IP_HEADER"}
+// MailuEnv are the settings read from the Mailu containers' environment,
+// by the daemon and by doctor.
+var MailuEnv = []string{"SUBNET", "SUBNET6", "REAL_IP_FROM", "AUTH_RATELIMIT_EXEMPTION", "PROXY_PROTOCOL", "LOG_LEVEL", "REAL_IP_HEADER",
+	"AUTH_RATELIMIT_IP", "AUTH_RATELIMIT_USER", "AUTH_RATELIMIT_EXEMPTION_LENGTH"}
 
 // MailuInfo is what the Docker source learned about the Mailu deployment
 // and its engine: what must never be banned, and what `bansctl doctor`
@@ -140,7 +142,7 @@ func (d *Docker) watchOnce(ctx context.Context, bo *backoff) error {
 				continue
 			}
 			if m.Type == events.ContainerEventType && m.Action == events.ActionStart {
-				starts[m.Actor.Attributes[labelService]]++
+				starts[m.Actor.Attributes[LabelService]]++
 			}
 			if settle == nil {
 				settle = time.After(50 * time.Millisecond)
@@ -164,7 +166,7 @@ func (d *Docker) relevant(m events.Message) bool {
 		default:
 			return false
 		}
-		p := m.Actor.Attributes[labelProject]
+		p := m.Actor.Attributes[LabelProject]
 		if d.opt.Project != "" {
 			return p == d.opt.Project
 		}
@@ -178,7 +180,7 @@ func (d *Docker) relevant(m events.Message) bool {
 // events per service, so that a container restarted between two listings
 // still wakes its follower.
 func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
-	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelProject))})
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelProject))})
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
@@ -192,8 +194,8 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 	}
 	best := map[string]container.Summary{}
 	for _, c := range cs {
-		svc := c.Labels[labelService]
-		if c.Labels[labelProject] != proj || proj == "" || strings.EqualFold(c.Labels[labelOneoff], "true") {
+		svc := c.Labels[LabelService]
+		if c.Labels[LabelProject] != proj || proj == "" || IsOneOff(c) {
 			continue
 		}
 		if b, ok := best[svc]; !ok || better(c, b) {
@@ -211,7 +213,7 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 	info.ServerVersion, info.ServerAPI, info.ClientAPI = d.info.ServerVersion, d.info.ServerAPI, d.info.ClientAPI
 	d.mu.Unlock()
 	for _, n := range nets {
-		ni := NetworkInfo{Name: n.Name, ID: n.ID, Driver: n.Driver, Project: n.Labels[labelProject], Internal: n.Internal, IPv6: n.EnableIPv6}
+		ni := NetworkInfo{Name: n.Name, ID: n.ID, Driver: n.Driver, Project: n.Labels[LabelProject], Internal: n.Internal, IPv6: n.EnableIPv6}
 		for _, c := range n.IPAM.Config {
 			p, ok := parsePrefix(c.Subnet)
 			if !ok {
@@ -299,15 +301,30 @@ func better(a, b container.Summary) bool {
 	return a.Created > b.Created
 }
 
-// discover names the compose project that runs Mailu: it has the services
-// front and admin. Images are not checked (registries and prefixes vary).
-// With several, one whose front runs wins, then the first by name.
+// discover names the compose project that runs Mailu (ChooseProject),
+// warning when there are several and the choice is not the one followed.
 func (d *Docker) discover(cs []container.Summary) string {
+	name, all := ChooseProject("", cs)
+	if len(all) > 1 && name != d.project() {
+		d.log.Warn("several Mailu compose projects; set docker.project to choose", "projects", all, "following", name)
+	}
+	return name
+}
+
+// ChooseProject is the one rule, for the daemon's source and doctor alike,
+// for which compose project is Mailu: want when it is set; else a project
+// with both services front and admin (images are not checked: registries
+// and prefixes vary), one whose front runs first, then by name. all lists
+// every candidate in that order.
+func ChooseProject(want string, cs []container.Summary) (name string, all []string) {
+	if want != "" {
+		return want, []string{want}
+	}
 	type seen struct{ front, admin, running bool }
 	projects := map[string]*seen{}
 	for _, c := range cs {
-		p := c.Labels[labelProject]
-		if p == "" || strings.EqualFold(c.Labels[labelOneoff], "true") {
+		p := c.Labels[LabelProject]
+		if p == "" || IsOneOff(c) {
 			continue
 		}
 		s := projects[p]
@@ -315,7 +332,7 @@ func (d *Docker) discover(cs []container.Summary) string {
 			s = &seen{}
 			projects[p] = s
 		}
-		switch c.Labels[labelService] {
+		switch c.Labels[LabelService] {
 		case "front":
 			s.front = true
 			s.running = s.running || c.State == container.StateRunning
@@ -323,13 +340,12 @@ func (d *Docker) discover(cs []container.Summary) string {
 			s.admin = true
 		}
 	}
-	var names []string
 	for p, s := range projects {
 		if s.front && s.admin {
-			names = append(names, p)
+			all = append(all, p)
 		}
 	}
-	slices.SortFunc(names, func(a, b string) int {
+	slices.SortFunc(all, func(a, b string) int {
 		if ra, rb := projects[a].running, projects[b].running; ra != rb {
 			if ra {
 				return -1
@@ -338,13 +354,16 @@ func (d *Docker) discover(cs []container.Summary) string {
 		}
 		return strings.Compare(a, b)
 	})
-	if len(names) == 0 {
-		return ""
+	if len(all) == 0 {
+		return "", nil
 	}
-	if len(names) > 1 && names[0] != d.project() {
-		d.log.Warn("several Mailu compose projects; set docker.project to choose", "projects", names, "following", names[0])
-	}
-	return names[0]
+	return all[0], all
+}
+
+// IsOneOff reports whether c is a `docker compose run` container, not one
+// of the project's services.
+func IsOneOff(c container.Summary) bool {
+	return strings.EqualFold(c.Labels[labelOneoff], "true")
 }
 
 // userlandProxy looks for docker-proxy processes forwarding one of front's

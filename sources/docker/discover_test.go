@@ -10,33 +10,43 @@ import (
 
 func TestDiscover(t *testing.T) {
 	c := func(project, service, state string, oneoff bool) container.Summary {
-		l := map[string]string{labelProject: project, labelService: service}
+		l := map[string]string{LabelProject: project, LabelService: service}
 		if oneoff {
 			l[labelOneoff] = "True"
 		}
 		return container.Summary{Labels: l, State: state}
 	}
 	tests := []struct {
-		name string
-		cs   []container.Summary
-		want string
+		name, want string
+		cs         []container.Summary
+		project    string // docker.project
 	}{
-		{"none", nil, ""},
-		{"front alone is not Mailu", []container.Summary{c("web", "front", "running", false), c("web", "db", "running", false)}, ""},
-		{"front and admin", []container.Summary{c("web", "front", "running", false), c("mail", "front", "exited", false), c("mail", "admin", "exited", false)}, "mail"},
-		{"one-off admin does not count", []container.Summary{c("x", "front", "running", false), c("x", "admin", "running", true)}, ""},
-		{"running front wins", []container.Summary{
+		{name: "none"},
+		{name: "front alone is not Mailu", cs: []container.Summary{c("web", "front", "running", false), c("web", "db", "running", false)}},
+		{name: "front and admin", want: "mail", cs: []container.Summary{c("web", "front", "running", false), c("mail", "front", "exited", false), c("mail", "admin", "exited", false)}},
+		{name: "one-off admin does not count", cs: []container.Summary{c("x", "front", "running", false), c("x", "admin", "running", true)}},
+		{name: "running front wins", want: "b", cs: []container.Summary{
 			c("a", "front", "exited", false), c("a", "admin", "running", false),
-			c("b", "front", "running", false), c("b", "admin", "running", false)}, "b"},
-		{"then the first name", []container.Summary{
+			c("b", "front", "running", false), c("b", "admin", "running", false)}},
+		{name: "then the first name", want: "m", cs: []container.Summary{
 			c("z", "front", "running", false), c("z", "admin", "running", false),
-			c("m", "front", "running", false), c("m", "admin", "running", false)}, "m"},
+			c("m", "front", "running", false), c("m", "admin", "running", false)}},
+		{name: "a project named mailu has no preference", want: "a", cs: []container.Summary{
+			c("mailu", "front", "running", false), c("mailu", "admin", "running", false),
+			c("a", "front", "running", false), c("a", "admin", "running", false)}},
+		{name: "docker.project is followed as set", project: "z", want: "z", cs: []container.Summary{
+			c("z", "front", "exited", false), c("m", "front", "running", false), c("m", "admin", "running", false)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := &Docker{log: slog.New(slog.DiscardHandler)}
-			if got := d.discover(tc.cs); got != tc.want {
-				t.Fatalf("discover = %q, want %q", got, tc.want)
+			if got, _ := ChooseProject(tc.project, tc.cs); got != tc.want {
+				t.Fatalf("ChooseProject = %q, want %q", got, tc.want)
+			}
+			if tc.project == "" {
+				d := &Docker{log: slog.New(slog.DiscardHandler)}
+				if got := d.discover(tc.cs); got != tc.want {
+					t.Fatalf("discover = %q, want %q", got, tc.want)
+				}
 			}
 		})
 	}
