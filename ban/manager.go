@@ -938,12 +938,26 @@ type SetStatus struct {
 // Status reads the kernel side (reads never disturb the actor's batches)
 // and the manager's own counters.
 func (m *Manager) Status(ctx context.Context) (FirewallStatus, error) {
-	if err := ctx.Err(); err != nil {
-		return FirewallStatus{}, err
+	// The netlink read cannot be cancelled: a caller that gives up gets
+	// its answer now, and the read finishes on its own.
+	type result struct {
+		ts  TableStatus
+		err error
 	}
-	ts, err := m.fw.Status()
-	if err != nil {
-		return FirewallStatus{}, err
+	done := make(chan result, 1)
+	go func() {
+		ts, err := m.fw.Status()
+		done <- result{ts, err}
+	}()
+	var ts TableStatus
+	select {
+	case <-ctx.Done():
+		return FirewallStatus{}, ctx.Err()
+	case r := <-done:
+		if r.err != nil {
+			return FirewallStatus{}, r.err
+		}
+		ts = r.ts
 	}
 	st := FirewallStatus{TableShape: ts.TableShape, Queued: len(m.jobs)}
 	count := map[SetClass]int{}

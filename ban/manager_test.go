@@ -579,3 +579,40 @@ func TestExpiredBansPurged(t *testing.T) {
 		t.Errorf("Bans() = %v", got)
 	}
 }
+
+// stuckStatusFW is a firewall whose status read hangs, as a netlink socket
+// that never answers would: the kernel cannot be made to do it on demand.
+type stuckStatusFW struct {
+	Firewall
+	release chan struct{}
+}
+
+func (f *stuckStatusFW) Status() (TableStatus, error) {
+	<-f.release
+	return f.Firewall.Status()
+}
+
+// TestStatusHonoursContext: a status read that hangs in the firewall
+// returns when the caller's context ends, and the manager goes on.
+func TestStatusHonoursContext(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	fw := &stuckStatusFW{Firewall: newNFT(t, ns, cfg), release: make(chan struct{})}
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
+	t.Cleanup(func() { close(fw.release) })
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := m.Status(ctx); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Status = %v, want the context's deadline", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Status did not return when its context ended")
+	}
+	if _, err := m.Ban(t.Context(), Request{Target: pfx("192.0.2.7/32"), Jail: "auth", Duration: time.Hour}); err != nil {
+		t.Fatalf("Ban after a stuck status read: %v", err)
+	}
+}
