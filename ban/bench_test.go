@@ -213,7 +213,7 @@ func BenchmarkReconcile100k(b *testing.B) {
 	if err := m.load(); err != nil {
 		b.Fatal(err)
 	}
-	if err := m.reconcile(nil); err != nil {
+	if err := m.restore(); err != nil {
 		b.Fatal(err)
 	}
 	var listing, actor time.Duration
@@ -221,7 +221,7 @@ func BenchmarkReconcile100k(b *testing.B) {
 		t0 := time.Now()
 		l := m.list()
 		t1 := time.Now()
-		if err := m.reconcile(&l); err != nil {
+		if err := m.reconcile(l); err != nil {
 			b.Fatal(err)
 		}
 		listing += t1.Sub(t0)

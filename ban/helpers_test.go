@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bansd/bansd/jail"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/jail"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/netnstest"

@@ -1,0 +1,220 @@
+package ban
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bansd/bansd/store"
+)
+
+// historyPurgeEvery spaces the full scans of the offence history.
+const historyPurgeEvery = time.Hour
+
+// timeoutSlack is how far the kernel's expiry may drift from the store's
+// before reconcile re-asserts it (millisecond and jiffy rounding).
+const timeoutSlack = 2 * time.Second
+
+// listing is a read of the kernel's state for reconcile.
+type listing struct {
+	health Health
+	elems  []Element
+	// The remaining times were read between start and start+took.
+	start time.Time
+	took  time.Duration
+	err   error
+}
+
+func (m *Manager) list() listing {
+	l := listing{start: m.now()}
+	t0 := time.Now()
+	l.health, l.err = m.fw.Check()
+	if l.err == nil && l.health.OK {
+		l.elems, l.err = m.fw.List()
+	}
+	l.took = time.Since(t0)
+	return l
+}
+
+// restore is Run's first reconcile: the full scan of the store for what
+// expired while bansd was down, the table made whole, and every live ban
+// put back in the kernel.
+func (m *Manager) restore() (err error) {
+	start := time.Now()
+	var repaired []string
+	defer func() { m.reconciled(time.Since(start), repaired, err) }()
+	now := m.now()
+	m.dropExpired(now) // the full scan below deletes and records them
+	if err := m.purgeExpiredLogged(now); err != nil {
+		return err
+	}
+	if err := m.purgeHistory(now); err != nil {
+		return err
+	}
+	l, err := m.ensureListed()
+	if err != nil {
+		return err
+	}
+	fix, err := m.converge(l, now)
+	if err != nil {
+		return err
+	}
+	if fix.restored > 0 && len(l.elems) == 0 {
+		m.log.Info("restored bans from the store", "count", fix.restored)
+		fix.restored = 0
+	}
+	repaired = append(repaired, fix.said()...)
+	return nil
+}
+
+// reconcile is the periodic run: it deletes what is over and makes the
+// kernel match the store (the table's shape, every live ban with its
+// remaining time, nothing else in our sets), from l, a listing taken
+// beside the actor.
+func (m *Manager) reconcile(l listing) (err error) {
+	start := time.Now()
+	var repaired []string
+	defer func() { m.reconciled(time.Since(start)+l.took, repaired, err) }()
+	now := m.now()
+	if expired, evs := m.dropExpired(now); len(expired) > 0 {
+		if err := m.db.DeleteBans(expired, evs...); err != nil {
+			return err
+		}
+		m.logEvents(evs)
+	}
+	if err := m.purgeHistory(now); err != nil {
+		return err
+	}
+	if l.err != nil {
+		return l.err
+	}
+	if !l.health.OK {
+		repaired = append(repaired, l.health.Problem)
+		if l, err = m.ensureListed(); err != nil {
+			return err
+		}
+	}
+	fix, err := m.converge(l, now)
+	repaired = append(repaired, fix.said()...)
+	return err
+}
+
+// reconciled records a reconcile's outcome for Status and the log.
+func (m *Manager) reconciled(took time.Duration, repaired []string, err error) {
+	m.mu.Lock()
+	m.stats.lastReconcile = m.now()
+	m.stats.reconcileDuration = took
+	m.stats.reconcileErr = ""
+	if err != nil {
+		m.stats.reconcileErr = err.Error()
+	}
+	m.stats.reconcileRepair = strings.Join(repaired, "; ")
+	m.mu.Unlock()
+	if len(repaired) > 0 {
+		m.log.Warn("reconciled the firewall", "repaired", repaired, "took", took)
+	}
+}
+
+// dropExpired takes the bans that are over out of the index, which
+// mirrors the store's live bans: the periodic purge deletes only these,
+// and the full scans of every record run at start and (history) hourly.
+func (m *Manager) dropExpired(now time.Time) ([]netip.Prefix, []store.Event) {
+	var expired []netip.Prefix
+	var evs []store.Event
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for t, b := range m.index {
+		if !b.Until.After(now) {
+			delete(m.index, t)
+			expired = append(expired, t)
+			evs = append(evs, expireEvent(b, now))
+		}
+	}
+	return expired, evs
+}
+
+// purgeHistory bounds the offence history and the event log.
+func (m *Manager) purgeHistory(now time.Time) error {
+	m.pruneEvents(now)
+	if age := m.opt.HistoryMaxAge; age > 0 && now.Sub(m.historyPurged) >= historyPurgeEvery {
+		if _, err := m.db.PurgeHistory(now.Add(-age)); err != nil {
+			return err
+		}
+		m.historyPurged = now
+	}
+	return nil
+}
+
+// ensureListed makes the table whole (Ensure is cheap and idempotent) and
+// lists what survived.
+func (m *Manager) ensureListed() (listing, error) {
+	if err := m.fw.Ensure(m.classes()); err != nil {
+		return listing{}, err
+	}
+	l := m.list()
+	if l.err != nil {
+		return l, l.err
+	}
+	if !l.health.OK {
+		return l, fmt.Errorf("nftables table still damaged after ensure: %s", l.health.Problem)
+	}
+	return l, nil
+}
+
+// fixes counts what converge changed in the kernel.
+type fixes struct{ removed, restored, wrong int }
+
+func (f fixes) said() []string {
+	var out []string
+	if f.removed > 0 {
+		out = append(out, fmt.Sprintf("removed %d elements the store does not hold", f.removed))
+	}
+	if f.restored > 0 {
+		out = append(out, fmt.Sprintf("restored %d bans (%d with a wrong timeout)", f.restored-f.wrong, f.wrong))
+	}
+	return out
+}
+
+// converge removes the elements the index does not hold and (re)adds the
+// bans the kernel lacks or holds with a wrong timeout.
+func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
+	// Each element's remaining time was read at some instant of the
+	// listing: its kernel expiry lies in [start+t, start+took+t].
+	have := make(map[netip.Prefix]time.Duration, len(l.elems))
+	var extra []netip.Prefix
+	m.mu.Lock()
+	for _, e := range l.elems {
+		have[e.Target] = e.Timeout
+		if b, ok := m.index[e.Target]; !ok || !b.Until.After(now) {
+			extra = append(extra, e.Target)
+		}
+	}
+	var missing []store.Ban
+	var f fixes
+	for t, b := range m.index {
+		kt, ok := have[t]
+		switch {
+		case !ok:
+			missing = append(missing, b)
+		case b.Until.Before(l.start.Add(kt-timeoutSlack)) || b.Until.After(l.start.Add(l.took+kt+timeoutSlack)):
+			missing = append(missing, b)
+			f.wrong++
+		}
+	}
+	m.mu.Unlock()
+	for chunk := range slices.Chunk(extra, m.batch) {
+		if err := m.fw.Remove(chunk); err != nil {
+			return f, err
+		}
+		f.removed += len(chunk)
+	}
+	if len(missing) > 0 {
+		if err := m.apply(missing); err != nil {
+			return f, err
+		}
+		f.restored = len(missing)
+	}
+	return f, nil
+}
