@@ -3,16 +3,15 @@ package jail
 import (
 	"errors"
 	"fmt"
-	"github.com/bansd/bansd/jail/parse"
-	"github.com/bansd/bansd/prefix"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/bansd/bansd/jail/parse"
+	"github.com/bansd/bansd/prefix"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/sources"
@@ -187,18 +186,6 @@ func buildJails(cfg *configs.Config) ([]*jailRT, [parse.KindCount][]uint16, erro
 		jails = append(jails, &jailRT{cfg: j, find: int64(j.FindTime)})
 	}
 	return jails, byKind, nil
-}
-
-// pending holds what one Process call has to deliver once unlocked.
-// Output is what one line produced.
-type Output struct {
-	// Matched says the line carried a signal.
-	Matched bool
-	// Decisions are the bans the line's event triggered.
-	Decisions []Decision
-	// Alarms are raised at most once a minute (log time) per address;
-	// Alarm.Count says how many events one stands for.
-	Alarms []Alarm
 }
 
 // pending is what processEvent adds to.
@@ -397,79 +384,6 @@ func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending
 	out.decs = append(out.decs, d)
 }
 
-var kindNouns = [parse.KindCount]string{
-	parse.KindAuthFailure:  "failed logins",
-	parse.KindUnknownUser:  "logins for unknown users",
-	parse.KindPort25Auth:   "AUTH attempts on port 25",
-	parse.KindRateLimited:  "attempts refused by Mailu's rate limiter",
-	parse.KindTokenInvalid: "invalid API tokens",
-	parse.KindRelayDenied:  "relay attempts",
-	parse.KindUserUnknown:  "unknown recipients",
-	parse.KindScan:         "connections without login",
-}
-
-var portNames = map[uint16]string{
-	25: "smtp", 465: "submission", 587: "submission", 143: "imap", 993: "imap",
-	110: "pop3", 995: "pop3", 4190: "sieve", 80: "http", 443: "https",
-}
-
-// reason reads like "10 failed logins in 1h (auth-failure) on imap/993".
-func reason(j *jailRT, w *window, sum int, target netip.Prefix) string {
-	var kinds []string
-	noun := "attempts"
-	for k := parse.Kind(1); k < parse.KindCount; k++ {
-		if w.kinds&(1<<k) != 0 {
-			kinds = append(kinds, k.String())
-			if len(kinds) == 1 && kindNouns[k] != "" {
-				noun = kindNouns[k]
-			} else {
-				noun = "attempts"
-			}
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s in %s (%s)", sum, noun, shortDuration(j.cfg.FindTime), strings.Join(kinds, ", "))
-	if w.port != 0 {
-		if name, ok := portNames[w.port]; ok {
-			fmt.Fprintf(&b, " on %s/%d", name, w.port)
-		} else {
-			fmt.Fprintf(&b, " on port %d", w.port)
-		}
-	}
-	if j.cfg.MinAddresses > 1 {
-		fmt.Fprintf(&b, " from %d addresses of %s", w.distinct(w.newest-j.find), target)
-	}
-	return b.String()
-}
-
-// shortDuration prints 1h rather than 1h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
-
-// alarmWorthy: the "client" is where docker-proxy or a mis-set proxy
-// connects from. Postfix's client= is only alarming for a gateway: internal
-// senders (admin, webmail) legitimately sit inside Docker networks.
-func alarmWorthy(r *protectRule, ev parse.Event) bool {
-	if r.alarm == alarmNone {
-		return false
-	}
-	if parse.WebmailPort(ev.Port) {
-		return false
-	}
-	if ev.Kind == parse.KindRelayClient {
-		return r.alarm == alarmGateway
-	}
-	return true
-}
-
 // SetProtected replaces the never-ban inputs learnt live.
 func (e *Engine) SetProtected(p Protected) {
 	e.mu.Lock()
@@ -657,173 +571,4 @@ func sameJail(a, b configs.Jail) bool {
 	return a.Name == b.Name && slices.Equal(a.Events, b.Events) && a.FindTime == b.FindTime &&
 		a.MaxRetry == b.MaxRetry && a.BanTime == b.BanTime && a.Prefix4 == b.Prefix4 &&
 		a.Prefix6 == b.Prefix6 && a.MinAddresses == b.MinAddresses
-}
-
-// exemptions are the (address, user) pairs that logged in successfully:
-// that user's stale passwords retried from that address (several devices,
-// a phone changing networks) do not count, as Mailu's own limiter does. It
-// exempts the pair, not the address: one login an attacker owns, or a real
-// user behind the same NAT, must not hide guesses for other users. The
-// address itself has an entry (user "") that counts the attempts its pairs
-// had set aside: past exemptCeiling the exemption stops, so no account
-// makes an address free to guess for ever. Bounded: when full, the earliest
-// added goes first.
-type exemptions struct {
-	seed maphash.Seed
-	m    map[exemptKey]exemption
-	fifo []exemptRef
-	head int
-	seq  uint64
-	max  int
-}
-
-// exemptCeiling is how many attempts the exempt pairs of one address may
-// set aside while their exemption lasts: far above any set of stale
-// devices (each retry of the same password counts once anyway).
-const exemptCeiling = 100
-
-type exemption struct {
-	since, until int64
-	seq          uint64
-	used         uint32 // on the address's own entry: attempts set aside
-}
-
-type exemptRef struct {
-	a   exemptKey
-	seq uint64
-}
-
-// exemptKey is an address as two words (IPv4 in its IPv4-mapped form) and
-// a hash of the user (0 for the address's own entry), a plain-memory key
-// that hashes fast.
-type exemptKey [3]uint64
-
-func (x *exemptions) key(ab addrBits, user string) exemptKey {
-	k := exemptKey{ab.hi, ab.lo}
-	if !ab.v6 {
-		k = exemptKey{0, 0xffff<<32 | ab.lo}
-	}
-	if user != "" {
-		// Mailu's user names are case-insensitive; 0 is the address.
-		k[2] = maphash.String(x.seed, strings.ToLower(user)) | 1
-	}
-	return k
-}
-
-func newExemptions(max int) *exemptions {
-	return &exemptions{seed: maphash.MakeSeed(), m: map[exemptKey]exemption{}, max: max}
-}
-
-// add exempts the pair (ab, user) from since to until. A login without a
-// user name exempts nothing.
-func (x *exemptions) add(ab addrBits, user string, since, until int64) {
-	if user == "" {
-		return
-	}
-	x.put(x.key(ab, user), since, until)
-	x.put(x.key(ab, ""), since, until)
-}
-
-func (x *exemptions) put(a exemptKey, since, until int64) {
-	if ex, ok := x.m[a]; ok {
-		ex.since = min(ex.since, since)
-		ex.until = max(ex.until, until)
-		x.m[a] = ex
-		return
-	}
-	for len(x.m) >= x.max && x.head < len(x.fifo) {
-		r := x.fifo[x.head]
-		x.head++
-		if ex, ok := x.m[r.a]; ok && ex.seq == r.seq {
-			delete(x.m, r.a)
-		}
-	}
-	if x.head > len(x.fifo)/2 {
-		x.fifo = append(x.fifo[:0], x.fifo[x.head:]...)
-		x.head = 0
-	}
-	x.seq++
-	x.m[a] = exemption{since: since, until: until, seq: x.seq}
-	x.fifo = append(x.fifo, exemptRef{a: a, seq: x.seq})
-}
-
-// has reports whether an attempt for user from ab at tn is set aside, and
-// counts it against the address's ceiling.
-func (x *exemptions) has(ab addrBits, user string, tn int64) bool {
-	if len(x.m) == 0 || user == "" {
-		return false
-	}
-	a := x.key(ab, user)
-	ex, ok := x.m[a]
-	if !ok {
-		return false
-	}
-	if tn >= ex.until {
-		if tn-ex.until > int64(time.Hour) {
-			// Long past: forget it (a later out-of-order line is rare).
-			delete(x.m, a)
-		}
-		return false
-	}
-	if tn < ex.since {
-		return false
-	}
-	ak := x.key(ab, "")
-	own, ok := x.m[ak]
-	if !ok || own.used >= exemptCeiling {
-		return false
-	}
-	own.used++
-	x.m[ak] = own
-	return true
-}
-
-// alarmLimiter lets one alarm per address per minute (log time) through,
-// counting the rest.
-type alarmLimiter struct {
-	m map[netip.Addr]alarmState
-}
-
-type alarmState struct {
-	last    int64 // log time of the last delivered alarm
-	seen    int64 // log time of the latest event
-	pending int   // events since the last delivered alarm
-}
-
-// maxAlarmAddrs bounds the limiter; a whole /16 Docker network of fake
-// clients cannot grow it further.
-const maxAlarmAddrs = 4096
-
-func newAlarmLimiter() *alarmLimiter { return &alarmLimiter{m: map[netip.Addr]alarmState{}} }
-
-func (l *alarmLimiter) hit(a netip.Addr, tn int64, t time.Time, line string) (Alarm, bool) {
-	s, ok := l.m[a]
-	if !ok && len(l.m) >= maxAlarmAddrs {
-		clear(l.m)
-	}
-	s.pending++
-	if tn > s.seen {
-		s.seen = tn
-	}
-	if ok && tn-s.last < int64(time.Minute) {
-		l.m[a] = s
-		return Alarm{}, false
-	}
-	al := Alarm{Kind: "gateway-client", Addr: a, Time: t, Count: s.pending, Hint: gatewayHint, Line: evidenceCopy(line)}
-	s.last, s.pending = tn, 0
-	l.m[a] = s
-	return al, true
-}
-
-func (l *alarmLimiter) flush() []Alarm {
-	var out []Alarm
-	for a, s := range l.m {
-		if s.pending > 0 {
-			out = append(out, Alarm{Kind: "gateway-client", Addr: a, Time: time.Unix(0, s.seen).UTC(), Count: s.pending, Hint: gatewayHint})
-			s.pending = 0
-			l.m[a] = s
-		}
-	}
-	sort.Slice(out, func(i, k int) bool { return out[i].Addr.Less(out[k].Addr) })
-	return out
 }

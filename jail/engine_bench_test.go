@@ -2,13 +2,14 @@ package jail
 
 import (
 	"context"
-	"github.com/bansd/bansd/jail/parse"
 	"net/netip"
 	"os"
 	"runtime"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/jail/parse"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/mailugen"

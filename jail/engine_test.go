@@ -2,13 +2,14 @@ package jail
 
 import (
 	"fmt"
-	"github.com/bansd/bansd/jail/parse"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/jail/parse"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/sources"

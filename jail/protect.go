@@ -2,8 +2,10 @@ package jail
 
 import (
 	"encoding/binary"
-	"github.com/bansd/bansd/prefix"
 	"net/netip"
+
+	"github.com/bansd/bansd/jail/parse"
+	"github.com/bansd/bansd/prefix"
 
 	"github.com/bansd/bansd/configs"
 )
@@ -230,3 +232,19 @@ const gatewayHint = "this client address is a Docker gateway or inside Mailu's S
 	"{\"userland-proxy\": false} in /etc/docker/daemon.json and restart Docker, or enable IPv6 on the Mailu " +
 	"network (SUBNET6, enable_ipv6: true, ip6tables) so IPv6 clients are routed rather than proxied. " +
 	"bansd never bans this address."
+
+// alarmWorthy: the "client" is where docker-proxy or a mis-set proxy
+// connects from. Postfix's client= is only alarming for a gateway: internal
+// senders (admin, webmail) legitimately sit inside Docker networks.
+func alarmWorthy(r *protectRule, ev parse.Event) bool {
+	if r.alarm == alarmNone {
+		return false
+	}
+	if parse.WebmailPort(ev.Port) {
+		return false
+	}
+	if ev.Kind == parse.KindRelayClient {
+		return r.alarm == alarmGateway
+	}
+	return true
+}

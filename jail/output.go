@@ -35,3 +35,15 @@ type Alarm struct {
 	Hint  string
 	Line  string
 }
+
+// pending holds what one Process call has to deliver once unlocked.
+// Output is what one line produced.
+type Output struct {
+	// Matched says the line carried a signal.
+	Matched bool
+	// Decisions are the bans the line's event triggered.
+	Decisions []Decision
+	// Alarms are raised at most once a minute (log time) per address;
+	// Alarm.Count says how many events one stands for.
+	Alarms []Alarm
+}
