@@ -147,7 +147,7 @@ func TestParseDovecotExamples(t *testing.T) {
 		{"internal failure", `Aug 21 09:18:45 submission-login: Info: Disconnected: Connection closed (internal failure, 1 successful auths): user=<test@example.com>, method=PLAIN, rip=2001:db8::3, rport=36882, lip=fdee:eeee:eeee:eeee::4, lport=587, TLS`, nil},
 		{"IPv6 imap, 3 attempts", `Sep 02 23:30:10 imap-login: Info: Disconnected: Connection closed (auth failed, 3 attempts in 9 secs): user=<info@example.com>, method=PLAIN, rip=2001:db8:1::5, rport=50122, lip=192.168.203.5, lport=993, TLS`,
 			&want{KindAuthFailure, OriginDovecot, "2001:db8:1::5", "info@example.com", 993, 3, ""}},
-		{"§7 real Dovecot", `Sep 02 23:30:10 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 3 attempts in 6 secs): user=<info@example.com>, method=PLAIN, rip=198.51.100.13, rport=50122, lip=192.168.203.5, lport=993, TLS`,
+		{"real Dovecot 2.3, auth failed after 3 attempts", `Sep 02 23:30:10 imap-login: Info: Disconnected: Aborted login by logging out (auth failed, 3 attempts in 6 secs): user=<info@example.com>, method=PLAIN, rip=198.51.100.13, rport=50122, lip=192.168.203.5, lport=993, TLS`,
 			&want{KindAuthFailure, OriginDovecot, "198.51.100.13", "info@example.com", 993, 3, ""}},
 		{"no trailer", `Sep 02 23:30:10 pop3-login: Info: Disconnected: Aborted login by logging out (auth failed, 1 attempts in 2 secs): user=<a@b.c>, method=PLAIN, rip=198.51.100.13, rport=50122, lip=192.168.203.5, lport=995`,
 			&want{KindAuthFailure, OriginDovecot, "198.51.100.13", "a@b.c", 995, 1, ""}},

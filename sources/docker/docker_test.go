@@ -211,7 +211,38 @@ func dkCheckSeq(t *testing.T, ls []sources.Line, n int, prefixes ...string) {
 }
 
 func dkShell(n int) string {
-	return fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; sleep 600`, n)
+	return fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; `+dkMarkLoop, n)
+}
+
+// dkMarkLoop ends a test container's script instead of a long sleep: it
+// prints "mark" each time /mark appears. A container's lines reach the
+// source in order, so once a mark has arrived every line printed before it
+// has too: settle waits on that instead of sleeping for "nothing more".
+const dkMarkLoop = `while :; do if [ -e /mark ]; then rm -f /mark; echo mark; fi; sleep 0.05; done`
+
+// settle makes container id print a mark, waits for it, and returns the
+// lines so far without the marks.
+func (s *dkSource) settle(t *testing.T, e *dockertest.Engine, id string) []sources.Line {
+	t.Helper()
+	marks := func(ls []sources.Line) int {
+		n := 0
+		for _, l := range ls {
+			if l.Text == "mark" && strings.HasPrefix(l.Container, id) {
+				n++
+			}
+		}
+		return n
+	}
+	before := marks(s.got())
+	e.Docker(t, "exec", id, "touch", "/mark")
+	ls := s.waitFor(t, "the mark", 30*time.Second, func(ls []sources.Line) bool { return marks(ls) > before })
+	out := ls[:0:0]
+	for _, l := range ls {
+		if l.Text != "mark" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // TestDocker runs the source against a real dockerd, one scenario per
@@ -248,11 +279,10 @@ func TestDocker(t *testing.T) {
 		if st := src.status(t, "admin"); st.Container != idle || st.Lines != 0 {
 			t.Fatalf("admin status %+v", st)
 		}
-		time.Sleep(500 * time.Millisecond)
-		if got := len(src.got()); got != 2*n {
+		if got := len(src.settle(t, e, id)); got != 2*n {
 			t.Fatalf("%d lines, want %d", got, 2*n)
 		}
-		if st := src.status(t, "front"); st.Lines != 2*n || st.State != StateAttached || st.Project != "p1" {
+		if st := src.status(t, "front"); st.Lines != 2*n+1 || st.State != StateAttached || st.Project != "p1" { // and the mark
 			t.Fatalf("front status %+v", st)
 		}
 		e.Docker(t, "stop", "-t", "0", idle)
@@ -289,7 +319,7 @@ func TestDocker(t *testing.T) {
 
 	t.Run("resume", func(t *testing.T) {
 		const n = 3000
-		dkRun(t, e, "p4", "admin", spam, "logspam", "-n", fmt.Sprint(n), "-rate", "1000", "-streams", "both", "-sleep", "600s")
+		id := dkRun(t, e, "p4", "admin", spam, "logspam", "-n", fmt.Sprint(n), "-rate", "1000", "-streams", "both", "-sleep", "600s", "-mark", "/mark")
 		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
 		var all []sources.Line
 		for round := 0; ; round++ {
@@ -302,9 +332,9 @@ func TestDocker(t *testing.T) {
 				continue
 			}
 			src.waitFor(t, "the rest", 30*time.Second, func(ls []sources.Line) bool { return len(all)+len(ls) >= 2*n })
-			time.Sleep(300 * time.Millisecond)
+			ls := src.settle(t, e, id)
 			src.stop(t)
-			all = append(all, src.got()...)
+			all = append(all, ls...)
 			break
 		}
 		dkCheckSeq(t, all, n, "out", "err")
@@ -321,7 +351,7 @@ func TestDocker(t *testing.T) {
 		src.waitN(t, 100, 30*time.Second)
 		// As `docker compose up -d` does: stop the old one, start a new one.
 		e.Docker(t, "stop", "-t", "0", old)
-		newer := dkRun(t, e, "p5", "front", bb, "sh", "-c", `i=0; while [ $i -lt 100 ]; do echo "gen2 $i"; i=$((i+1)); done; sleep 600`)
+		newer := dkRun(t, e, "p5", "front", bb, "sh", "-c", `i=0; while [ $i -lt 100 ]; do echo "gen2 $i"; i=$((i+1)); done; `+dkMarkLoop)
 		e.Docker(t, "rm", old)
 		ls := src.waitN(t, 200, 30*time.Second)
 		dkCheckSeq(t, ls, 100, "gen1", "gen2")
@@ -331,30 +361,27 @@ func TestDocker(t *testing.T) {
 		// The same container restarted prints its lines again: those are
 		// new lines; the old ones are not read twice.
 		e.Docker(t, "restart", "-t", "0", newer)
-		ls = src.waitN(t, 300, 30*time.Second)
-		time.Sleep(300 * time.Millisecond)
-		if ls = src.got(); len(ls) != 300 {
+		src.waitN(t, 300, 30*time.Second)
+		if ls = src.settle(t, e, newer); len(ls) != 300 {
 			t.Fatalf("%d lines after the restart, want 300", len(ls))
 		}
 		dkCheckSeq(t, ls[200:], 100, "gen2")
 		// Removed while running, a new one appears.
 		e.Docker(t, "rm", "-f", newer)
 		dkRun(t, e, "p5", "front", bb, "sh", "-c", `echo "gen3 0"; sleep 600`)
-		ls = src.waitN(t, 301, 30*time.Second)
+		ls = src.waitFor(t, "gen3", 30*time.Second, func(ls []sources.Line) bool { return ls[len(ls)-1].Text == "gen3 0" })
 		dkCheckSeq(t, ls, 1, "gen3")
 	})
 
 	t.Run("engine restart", func(t *testing.T) {
 		const n = 2000
-		dkRun(t, e, "p6", "front", spam, "logspam", "-n", fmt.Sprint(n), "-rate", "400", "-streams", "both", "-sleep", "600s")
+		id := dkRun(t, e, "p6", "front", spam, "logspam", "-n", fmt.Sprint(n), "-rate", "400", "-streams", "both", "-sleep", "600s", "-mark", "/mark")
 		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
 		src := dkStart(t, DockerOptions{Host: e.Host(), Project: "p6", Cursors: st})
 		src.waitN(t, 400, 30*time.Second)
 		e.Restart(t)
-		ls := src.waitN(t, 2*n, 60*time.Second)
-		time.Sleep(300 * time.Millisecond)
-		ls = src.got()
-		dkCheckSeq(t, ls, n, "out", "err")
+		src.waitN(t, 2*n, 60*time.Second)
+		dkCheckSeq(t, src.settle(t, e, id), n, "out", "err")
 		if s := src.status(t, "front"); s.Reconnects == 0 || s.State != StateAttached {
 			t.Fatalf("status after the engine restart: %+v", s)
 		}
@@ -363,8 +390,8 @@ func TestDocker(t *testing.T) {
 	t.Run("engine killed", func(t *testing.T) {
 		// Killed in a pause of the output: a line dockerd had read but not
 		// yet written would be lost by dockerd itself, not by the source.
-		dkRun(t, e, "p7", "admin", bb, "sh", "-c",
-			`for b in a b; do i=0; while [ $i -lt 300 ]; do echo "$b $i"; i=$((i+1)); done; sleep 5; done; sleep 600`)
+		id := dkRun(t, e, "p7", "admin", bb, "sh", "-c",
+			`for b in a b; do i=0; while [ $i -lt 300 ]; do echo "$b $i"; i=$((i+1)); done; sleep 5; done; `+dkMarkLoop)
 		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
 		src := dkStart(t, DockerOptions{Host: e.Host(), Project: "p7", Cursors: st})
 		src.waitN(t, 300, 30*time.Second)
@@ -372,8 +399,7 @@ func TestDocker(t *testing.T) {
 		time.Sleep(time.Second)
 		e.Restart(t)
 		src.waitN(t, 600, 60*time.Second)
-		time.Sleep(300 * time.Millisecond)
-		dkCheckSeq(t, src.got(), 300, "a", "b")
+		dkCheckSeq(t, src.settle(t, e, id), 300, "a", "b")
 	})
 }
 
@@ -386,9 +412,9 @@ func TestDockerDiscovery(t *testing.T) {
 	dkRun(t, e, "web", "db", bb, "sh", "-c", `echo "web db"; sleep 600`)
 	front := dkRun(t, e, "mailu", "front", "--network", "mailu_default", "-p", "45678:25",
 		"-e", "SUBNET=192.168.203.0/24", "-e", "REAL_IP_FROM=192.0.2.10,198.51.100.0/24", "-e", "LOG_LEVEL=INFO",
-		bb, "sh", "-c", `echo "mailu front"; sleep 600`)
-	dkRun(t, e, "mailu", "admin", "--network", "mailu_default", "-e", "SUBNET=192.0.2.99/32", "-e", "AUTH_RATELIMIT_EXEMPTION=203.0.113.0/24",
-		bb, "sh", "-c", `echo "mailu admin"; sleep 600`)
+		bb, "sh", "-c", `echo "mailu front"; `+dkMarkLoop)
+	admin := dkRun(t, e, "mailu", "admin", "--network", "mailu_default", "-e", "SUBNET=192.0.2.99/32", "-e", "AUTH_RATELIMIT_EXEMPTION=203.0.113.0/24",
+		bb, "sh", "-c", `echo "mailu admin"; `+dkMarkLoop)
 	// `docker compose run admin ...`: a one-off beside the real admin.
 	dkRun(t, e, "mailu", "admin", "-l", "com.docker.compose.oneoff=True", bb, "sh", "-c", `echo "oneoff admin"; sleep 600`)
 
@@ -399,9 +425,12 @@ func TestDockerDiscovery(t *testing.T) {
 		seen = append(seen, m)
 		mu.Unlock()
 	}})
-	ls := src.waitN(t, 2, 30*time.Second)
-	time.Sleep(500 * time.Millisecond)
-	ls = src.got()
+	src.waitN(t, 2, 30*time.Second)
+	// Each followed container has delivered all it printed once its mark
+	// is in; a container followed by mistake (web's, the one-off) would
+	// have printed its line at start.
+	src.settle(t, e, front)
+	ls := src.settle(t, e, admin)
 	var texts []string
 	for _, l := range ls {
 		texts = append(texts, l.Service+": "+l.Text)

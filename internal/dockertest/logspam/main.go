@@ -19,6 +19,7 @@ func main() {
 	size := flag.Int("size", 0, "pad each line to at least this many bytes")
 	streams := flag.String("streams", "out", "out, err or both (alternating)")
 	sleep := flag.Duration("sleep", 0, "sleep this long after printing (keeps the container running)")
+	mark := flag.String("mark", "", "while sleeping, print \"mark\" each time this file appears, and remove it (tests settle on it)")
 	flag.Parse()
 
 	out := bufio.NewWriterSize(os.Stdout, 64<<10)
@@ -66,5 +67,14 @@ func main() {
 		}
 	}
 	flush()
-	time.Sleep(*sleep)
+	if *mark == "" {
+		time.Sleep(*sleep)
+		return
+	}
+	for end := time.Now().Add(*sleep); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if os.Remove(*mark) == nil {
+			out.WriteString("mark\n")
+			flush()
+		}
+	}
 }
