@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"time"
-
-	"github.com/bansd/bansd/store"
 )
 
 // MaxSpan bounds the hourly series (a year of hours); older history is
@@ -65,9 +63,31 @@ type Offender struct {
 	Last     time.Time    `json:"last"`
 }
 
+// Kind is what an event is to the sums; the daemon maps the store's
+// event kinds onto these.
+type Kind int
+
+const (
+	Other   Kind = iota
+	Ban          // a new ban: a jail's, the operator's, an import's
+	Refresh      // a live ban lengthened (a new offence)
+	Unban
+	Expire
+	Alarm
+)
+
+// Event is one history event, as far as the sums need it.
+type Event struct {
+	Time   time.Time
+	Kind   Kind
+	Target netip.Prefix
+	Jail   string
+	Level  int
+}
+
 // Aggregator sums events up. Its maps hold one entry per jail, network and
 // banned target of the period, so its memory is bounded by the history's
-// own bound (store.DefaultMaxEvents), not by the period.
+// own bound (200,000 events by default), not by the period.
 type Aggregator struct {
 	start   time.Time // the first hour
 	hours   []Hour
@@ -111,22 +131,22 @@ func (a *Aggregator) hour(t time.Time) *Hour {
 	return &a.hours[i]
 }
 
-// Event adds one history event; events outside the period are ignored.
-func (a *Aggregator) Event(e *store.Event) {
+// Add adds one history event; events outside the period are ignored.
+func (a *Aggregator) Add(e Event) {
 	h := a.hour(e.Time)
 	if h == nil {
 		return
 	}
 	switch e.Kind {
-	case store.EventAlarm:
+	case Alarm:
 		h.Alarms++
 		a.totals.Alarms++
-	case store.EventUnban:
+	case Unban:
 		a.totals.Unbans++
-	case store.EventExpire:
+	case Expire:
 		a.totals.Expiries++
-	case store.EventRefresh, store.EventBan, store.EventManual, store.EventImport:
-		if e.Kind == store.EventRefresh {
+	case Ban, Refresh:
+		if e.Kind == Refresh {
 			a.totals.Refreshes++
 		}
 		h.Bans++
@@ -149,7 +169,8 @@ func (a *Aggregator) Event(e *store.Event) {
 	}
 }
 
-// Attempts adds one hour's attempts by kind (store.EachAttemptHour).
+// Attempts adds one hour's attempts by event kind (failed logins, relay
+// denials...): the store keeps them per hour.
 func (a *Aggregator) Attempts(hour time.Time, counts map[string]uint64) {
 	// An hour record holds the whole hour: it counts if the hour overlaps
 	// the period, and goes in the series' slot of that hour.

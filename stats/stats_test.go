@@ -7,14 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/bansd/bansd/store"
 )
 
 var t0 = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 
-func ev(min int, kind, target, jail string, level int) store.Event {
-	e := store.Event{Time: t0.Add(time.Duration(min) * time.Minute), Kind: kind, Jail: jail, Level: level, UID: store.NoUID}
+func ev(min int, kind Kind, target, jail string, level int) Event {
+	e := Event{Time: t0.Add(time.Duration(min) * time.Minute), Kind: kind, Jail: jail, Level: level}
 	if target != "" {
 		e.Target = netip.MustParsePrefix(target)
 	}
@@ -52,7 +50,7 @@ func TestAggregate(t *testing.T) {
 	tests := []struct {
 		name         string
 		since, until time.Time
-		events       []store.Event
+		events       []Event
 		attempts     map[time.Time]map[string]uint64
 		top          int
 		hours        string
@@ -67,16 +65,16 @@ func TestAggregate(t *testing.T) {
 		},
 		{
 			name: "bans, alarms and attempts by hour", since: t0, until: t0.Add(3*time.Hour + 30*time.Minute), top: 10, nhours: 4,
-			events: []store.Event{
-				ev(5, store.EventBan, "192.0.2.7/32", "auth", 0),
-				ev(10, store.EventAlarm, "172.17.0.1/32", "", 0),
-				ev(70, store.EventBan, "192.0.2.9/32", "auth", 0),
-				ev(75, store.EventRefresh, "192.0.2.7/32", "auth", 1),
-				ev(80, store.EventManual, "2001:db8:1:2::5/128", "manual", 0),
-				ev(90, store.EventUnban, "2001:db8:1:2::5/128", "", 0),
-				ev(130, store.EventExpire, "192.0.2.9/32", "auth", 0),
-				ev(131, store.EventStart, "", "", 0),
-				ev(200, store.EventImport, "198.51.100.0/24", "fail2ban", 0),
+			events: []Event{
+				ev(5, Ban, "192.0.2.7/32", "auth", 0),
+				ev(10, Alarm, "172.17.0.1/32", "", 0),
+				ev(70, Ban, "192.0.2.9/32", "auth", 0),
+				ev(75, Refresh, "192.0.2.7/32", "auth", 1),
+				ev(80, Ban, "2001:db8:1:2::5/128", "manual", 0),
+				ev(90, Unban, "2001:db8:1:2::5/128", "", 0),
+				ev(130, Expire, "192.0.2.9/32", "auth", 0),
+				ev(131, Other, "", "", 0),
+				ev(200, Ban, "198.51.100.0/24", "fail2ban", 0),
 			},
 			attempts: map[time.Time]map[string]uint64{
 				t0:                    {"auth-failure": 12, "port25-auth": 3},
@@ -90,12 +88,12 @@ func TestAggregate(t *testing.T) {
 		},
 		{
 			name: "outside the period, top cut, escalated offender", since: t0.Add(30 * time.Minute), until: t0.Add(90 * time.Minute), top: 1, nhours: 2,
-			events: []store.Event{
-				ev(10, store.EventBan, "203.0.113.1/32", "auth", 0), // before since
-				ev(40, store.EventBan, "203.0.113.2/32", "relay", 3),
-				ev(50, store.EventBan, "2001:db8::1/128", "auth", 0),
-				ev(55, store.EventBan, "2001:db8::2/128", "auth", 0),
-				ev(100, store.EventBan, "203.0.113.3/32", "auth", 5), // after until
+			events: []Event{
+				ev(10, Ban, "203.0.113.1/32", "auth", 0), // before since
+				ev(40, Ban, "203.0.113.2/32", "relay", 3),
+				ev(50, Ban, "2001:db8::1/128", "auth", 0),
+				ev(55, Ban, "2001:db8::2/128", "auth", 0),
+				ev(100, Ban, "203.0.113.3/32", "auth", 5), // after until
 			},
 			attempts: map[time.Time]map[string]uint64{
 				t0.Add(-time.Hour):    {"auth-failure": 50}, // ends before since
@@ -114,7 +112,7 @@ func TestAggregate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := New(tt.since, tt.until)
 			for i := len(tt.events) - 1; i >= 0; i-- { // newest first, as the store gives them
-				a.Event(&tt.events[i])
+				a.Add(tt.events[i])
 			}
 			for h, c := range tt.attempts {
 				a.Attempts(h, c)
@@ -159,8 +157,8 @@ func TestNetwork(t *testing.T) {
 // lists as [], not null.
 func TestSummaryJSON(t *testing.T) {
 	a := New(t0, t0.Add(time.Hour))
-	e := ev(5, store.EventBan, "192.0.2.7/32", "auth", 2)
-	a.Event(&e)
+	e := ev(5, Ban, "192.0.2.7/32", "auth", 2)
+	a.Add(e)
 	b, err := json.Marshal(a.Summary(10))
 	if err != nil {
 		t.Fatal(err)
