@@ -7,6 +7,8 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/bansd/bansd/stats"
 )
 
 // APIVersion is the path prefix of every endpoint.
@@ -231,6 +233,8 @@ type Backend interface {
 	Reload(ctx context.Context) ReloadResult
 	// History returns the audit events q selects, oldest first.
 	History(ctx context.Context, q HistoryQuery) ([]HistoryEvent, error)
+	// Stats sums the history up over q's period.
+	Stats(ctx context.Context, q StatsQuery) (stats.Summary, error)
 }
 
 // HTTPError is an error with the HTTP status the server answers with.

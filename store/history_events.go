@@ -219,35 +219,47 @@ func (f *EventFilter) match(e *Event) bool {
 // Events returns the events f selects, oldest first.
 func (db *DB) Events(f EventFilter) ([]Event, error) {
 	var out []Event
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.EachEvent(f.Since, func(e *Event) bool {
+		if f.match(e) {
+			out = append(out, *e)
+			if f.Limit > 0 && len(out) >= f.Limit {
+				return false
+			}
+		}
+		return true
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// EachEvent calls fn with each event at or after since (all when zero),
+// newest first, until fn returns false. It holds one event at a time, so an
+// aggregate over the whole history costs no more memory than its result.
+func (db *DB) EachEvent(since time.Time, fn func(e *Event) bool) error {
+	return db.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		if b == nil {
 			return nil
 		}
-		// Newest first from the end, so a Limit stops early.
+		// Newest first from the end, so a limit or a since stops early.
 		c := b.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
 			}
-			if !f.Since.IsZero() && e.Time.Before(f.Since) {
+			if !since.IsZero() && e.Time.Before(since) {
 				// Time order: nothing older can match.
 				break
 			}
-			if f.match(&e) {
-				out = append(out, e)
-				if f.Limit > 0 && len(out) >= f.Limit {
-					break
-				}
+			if !fn(&e) {
+				break
 			}
 		}
 		return nil
 	})
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, err
 }
 
 func eventKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

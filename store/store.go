@@ -150,7 +150,7 @@ func (db *DB) init() error {
 		if v[0] > SchemaVersion {
 			return fmt.Errorf("%w: schema version %d, this bansd reads up to %d", ErrNewerSchema, v[0], SchemaVersion)
 		}
-		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox, bucketEvents} {
+		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox, bucketEvents, bucketAttempts} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

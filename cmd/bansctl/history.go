@@ -38,11 +38,11 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				q.Target = p
 			}
 			if since != "" {
-				d, err := configs.ParseDuration(since)
-				if err != nil || d <= 0 {
-					return usagef("bad --since %q: a duration such as 24h or 7d", since)
+				t, err := parseSince(since, time.Now())
+				if err != nil {
+					return err
 				}
-				q.Since = time.Now().Add(-d)
+				q.Since = t
 			}
 			if kinds != "" {
 				for _, k := range strings.Split(kinds, ",") {
@@ -77,6 +77,16 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&kinds, "kind", "", "only these kinds, comma-separated: "+strings.Join(historyKinds, ","))
 	c.Flags().IntVar(&limit, "limit", 10000, "at most this many (the newest)")
 	return c
+}
+
+// parseSince reads --since (history, stats): a duration back from now, in
+// the config's syntax (24h, 7d, 1w).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	d, err := configs.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, usagef("bad --since %q: a duration such as 24h or 7d", s)
+	}
+	return now.Add(-d), nil
 }
 
 // parseTarget takes an address or a CIDR.

@@ -75,7 +75,7 @@ func (d *daemon) startCrowdSec(ctx context.Context, cfg *configs.Config, hc *htt
 		return nil, err
 	}
 	d.metrics.alarms.WithLabelValues(alarmCrowdSecRefused)
-	d.metrics.reg.MustRegister(crowdsecCollector{l.syncer})
+	d.metrics.addCrowdSec(l.syncer)
 	d.crowdsec = l
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -21,6 +21,9 @@ var (
 	csLastPull = prometheus.NewDesc("bansd_crowdsec_last_pull_timestamp_seconds", "When the last pull succeeded (0: never).", nil, nil)
 )
 
+// addCrowdSec adds the link's metrics (bansd_crowdsec_*), once the link is on.
+func (m *metrics) addCrowdSec(s *crowdsec.Syncer) { m.reg.MustRegister(crowdsecCollector{s}) }
+
 // crowdsecCollector reads the link's counters at scrape time.
 type crowdsecCollector struct{ s *crowdsec.Syncer }
 

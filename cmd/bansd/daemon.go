@@ -60,6 +60,8 @@ type daemon struct {
 	attr    *attribution
 	metrics *metrics
 	alarms  *alarmBook
+	// attempts feeds the store's hourly attempt counts (stats.go).
+	attempts attemptBook
 	// crowdsec is the LAPI link (crowdsec.go); nil when off.
 	crowdsec *crowdsecLink
 
@@ -221,6 +223,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			for _, a := range d.engine.FlushAlarms() {
 				d.onAlarm(a)
 			}
+			d.flushAttempts(time.Now())
 		case <-attrTick.C:
 			d.attr.check(ctx)
 		case err := <-mgrDone:
@@ -243,6 +246,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err := d.docker.FlushCursors(); err != nil {
 		d.log.Error("flush cursors", "err", err)
 	}
+	d.flushAttempts(time.Now())
 	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Shutdown(shCtx)
 	cancel()

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/internal/dockertest"
+	"github.com/bansd/bansd/stats"
 )
 
 // TestPipelineRealDocker: a real dockerd runs a Mailu-like front whose
@@ -92,6 +95,22 @@ exec sleep 600`
 		if !regexp.MustCompile(re).MatchString(m) {
 			t.Errorf("metrics lack %s", re)
 		}
+	}
+
+	// Stats: the attempts the jails saw (the gateway's too), the jail's ban
+	// and the alarm.
+	var sum stats.Summary
+	if err := json.Unmarshal([]byte(in.mustCtl(t, 0, "--json", "stats", "--since", "1h")), &sum); err != nil {
+		t.Fatal(err)
+	}
+	// The same count as the metric: the store's hours are fed from it.
+	counted := regexp.MustCompile(`bansd_events_total\{kind="port25-auth"\} (\d+)`).FindStringSubmatch(scrape(t, c))
+	if tt := sum.Totals; counted == nil || strconv.FormatUint(tt.Attempts, 10) != counted[1] || tt.Attempts < 5 ||
+		tt.AttemptsByKind["port25-auth"] != tt.Attempts || tt.Bans != 1 || tt.Alarms < 1 {
+		t.Errorf("stats totals %+v, want bansd_events_total's %v port25-auth attempts, 1 ban, an alarm", tt, counted)
+	}
+	if len(sum.Jails) != 1 || sum.Jails[0].Name != "smtp-auth-bots" || len(sum.Networks) != 1 || sum.Networks[0].Name != "203.0.113.0/24" {
+		t.Errorf("stats jails %+v, networks %+v", sum.Jails, sum.Networks)
 	}
 
 	// Restart: the cursor saved at SIGTERM means no line is read again.

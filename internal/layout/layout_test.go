@@ -38,6 +38,10 @@ func TestImportArrows(t *testing.T) {
 		{"sources", []string{mod + "store", "go.etcd.io/bbolt", "github.com/docker/docker", mod + "jail"}},
 		{"sources/docker", []string{mod + "store", "go.etcd.io/bbolt", mod + "jail"}},
 		{"prefix", []string{mod}},
+		// Sums over the history, a wire type of the control API: bansctl
+		// links it, so it links neither the store nor bbolt.
+		{"stats", []string{mod, "go.etcd.io/bbolt"}},
+		{"control", []string{mod + "store", "go.etcd.io/bbolt", mod + "jail", mod + "ban"}},
 	} {
 		for _, d := range deps(t, c.pkg) {
 			if d == mod+c.pkg {
