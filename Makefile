@@ -50,7 +50,7 @@ deps:
 
 # Everything, as root: unit, fuzz seeds, real kernel, real dockerd, end to end.
 test: deps vet
-	$(GO) test -count=1 -timeout 45m ./...
+	BANSD_TEST_ROOT=must $(GO) test -count=1 -timeout 45m ./...
 
 # Short coverage-guided fuzzing of every parser (not part of `test`).
 fuzz:

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/internal/roottest"
 
 	"github.com/bansd/bansd/jail"
 
@@ -166,9 +167,7 @@ func (f *faultFW) Add(els []Element) error {
 }
 
 func requireRoot(t testing.TB) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test programs nftables in a network namespace and must run as root")
-	}
+	roottest.Require(t, "programs nftables in a network namespace")
 }
 
 // withConfig fills o's settings from cfg the way the daemon does, with the

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/internal/roottest"
 )
 
 // memBackend is a small in-memory backend: the server and client are what
@@ -94,6 +96,7 @@ func (m *memBackend) Reload(context.Context) ReloadResult {
 // serve starts a server on a socket in a temp dir and returns its client.
 func serve(t *testing.T, b Backend) (*Client, string) {
 	t.Helper()
+	roottest.Require(t, "the socket admits only root and daemon.socket_group")
 	s, err := NewServer(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "bansd_lines_total 0")
 	}), "", nil)

@@ -9,19 +9,18 @@ import (
 	"mime/quotedprintable"
 	"net/mail"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/internal/roottest"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/postfixtest"
 )
 
 func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs Postfix in a network namespace")
-	}
+	roottest.Require(t, "runs Postfix in a network namespace")
 }
 
 func postfixChannel(tlsMode string) configs.Email {

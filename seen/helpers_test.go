@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/bansd/bansd/internal/netnstest"
@@ -35,9 +37,7 @@ type topo struct {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("seen: kernel tests program nftables in network namespaces and must run as root")
-	}
+	roottest.Require(t, "nftables in network namespaces")
 }
 
 // buildTopo links a client and an attacker to the host, each on its own

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/internal/roottest"
 
 	"github.com/bansd/bansd/internal/netnstest"
 )
@@ -19,9 +20,7 @@ import (
 // client namespace joined by a veth, with addresses from the docs ranges.
 func pair(t *testing.T) (srv, cli *netnstest.NS) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("shield: kernel tests need root (network namespaces, nftables)")
-	}
+	roottest.Require(t, "network namespaces, nftables")
 	srv, cli = netnstest.New(t), netnstest.New(t)
 	srv.Run(t, "ip", "link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", cli.Name)
 	srv.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", "vs")

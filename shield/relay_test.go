@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"github.com/bansd/bansd/internal/dockertest"
 	"github.com/bansd/bansd/internal/netnstest"
 	"golang.org/x/sys/unix"
@@ -46,9 +48,7 @@ type relayStack struct {
 
 func startRelay(t *testing.T) *relayStack {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("shield: the relay test needs root (dockerd, namespaces, nftables)")
-	}
+	roottest.Require(t, "dockerd, network namespaces, nftables")
 	if _, err := exec.LookPath("postfix"); err != nil {
 		t.Fatal("shield: the postfix command is missing (apt-get install postfix; scripts/deps.sh)")
 	}

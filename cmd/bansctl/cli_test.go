@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/internal/netnstest"
 )
@@ -65,9 +67,7 @@ func buildBin(t *testing.T, pkg string) string {
 // TestPermissionDenied runs bansctl as an unprivileged user against a
 // root-only socket, as the daemon makes it (0600 in a 0755 directory).
 func TestPermissionDenied(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a root-only socket and switch user (setpriv)")
-	}
+	roottest.Require(t, "a root-only socket and setpriv to another user")
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Fatal("setpriv (apt package util-linux) is needed")
 	}

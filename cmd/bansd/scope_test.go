@@ -2,10 +2,11 @@ package main
 
 import (
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bansd/bansd/internal/roottest"
 
 	"github.com/bansd/bansd/ban"
 	"github.com/bansd/bansd/configs"
@@ -15,9 +16,7 @@ import (
 // The hook onMailu calls: nothing for scope "all"; for "mail" it puts
 // front's ports (with the listed ones) in the kernel's port set.
 func TestScopeHook(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and programs nftables in it")
-	}
+	roottest.Require(t, "a network namespace and nftables in it")
 	ns := netnstest.New(t)
 	cfg, err := configs.Default()
 	if err != nil {

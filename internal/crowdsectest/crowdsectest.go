@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"github.com/bansd/bansd/internal/netnstest"
 )
 
@@ -46,9 +48,7 @@ type LAPI struct {
 // fails the test when crowdsec is not installed (scripts/deps.sh).
 func Start(t testing.TB) *LAPI {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("crowdsectest: needs root for a network namespace")
-	}
+	roottest.Require(t, "CrowdSec's LAPI in a network namespace")
 	for _, bin := range []string{"crowdsec", "cscli"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("crowdsectest: %s not found: install Debian's crowdsec (scripts/deps.sh)", bin)

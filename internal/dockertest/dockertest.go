@@ -29,6 +29,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 	"golang.org/x/sys/unix"
@@ -76,9 +78,7 @@ var engines atomic.Int64
 // answers /_ping. Everything is undone by t.Cleanup.
 func Start(t testing.TB, opts Options) *Engine {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("dockertest: must run as root (dockerd, network namespaces)")
-	}
+	roottest.Require(t, "dockerd in a network namespace")
 	for _, bin := range []string{"dockerd", "docker", "nsenter", "ip", "containerd", "runc"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("dockertest: %s not found (apt-get install docker.io iproute2 util-linux): %v", bin, err)

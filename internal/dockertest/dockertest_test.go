@@ -7,9 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/bansd/bansd/internal/roottest"
 )
 
 func TestEngine(t *testing.T) {
+	roottest.Require(t, "dockerd in a network namespace")
 	var e *Engine
 	var pid int
 	t.Run("run", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -29,9 +31,7 @@ type NS struct {
 // fails the test when not run as root or without iproute2.
 func New(t testing.TB) *NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("netnstest: network namespace tests must run as root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-	}
+	roottest.Require(t, "network namespaces: CAP_SYS_ADMIN, CAP_NET_ADMIN")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("netnstest: the ip command (apt package iproute2) is needed")
 	}

@@ -5,9 +5,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/bansd/bansd/internal/roottest"
 )
 
 func TestNamespaceIsFreshAndRemoved(t *testing.T) {
+	roottest.Require(t, "network namespaces")
 	var name string
 	t.Run("inner", func(t *testing.T) {
 		ns := New(t)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bansd/bansd/internal/roottest"
+
 	"github.com/bansd/bansd/internal/netnstest"
 )
 
@@ -53,9 +55,7 @@ type Server struct {
 // It fails the test when not root or without the postfix package.
 func Start(t testing.TB, opt Options) *Server {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("postfixtest: Postfix in a network namespace needs root")
-	}
+	roottest.Require(t, "Postfix in a network namespace")
 	if _, err := exec.LookPath("postfix"); err != nil {
 		t.Fatal("postfixtest: the postfix command is missing (scripts/deps.sh installs Debian's postfix)")
 	}
