@@ -2,11 +2,8 @@ package crowdsec
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
+	"net/netip"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,17 +16,12 @@ import (
 func BenchmarkLAPIStartupPull100k(b *testing.B) {
 	const n = 100_000
 	l := crowdsectest.Start(b)
-	var csv strings.Builder
-	csv.WriteString("duration,scope,value\n")
-	for i := range n {
-		fmt.Fprintf(&csv, "4h,ip,%s\n", docAddr(i+1))
-	}
-	file := filepath.Join(l.Dir, "import.csv")
-	if err := os.WriteFile(file, []byte(csv.String()), 0o600); err != nil {
-		b.Fatal(err)
+	addrs := make([]netip.Addr, n)
+	for i := range addrs {
+		addrs[i] = docAddr(i + 1)
 	}
 	t0 := time.Now()
-	l.Cscli(b, "decisions", "import", "-i", file)
+	l.ImportIPs(b, "4h", addrs)
 	b.Logf("cscli imported %d decisions in %s", n, time.Since(t0).Round(time.Millisecond))
 	c := clientFor(b, l, l.BouncerKey)
 	enf := &countingEnforcer{}

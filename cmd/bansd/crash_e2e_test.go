@@ -20,9 +20,6 @@ import (
 // the timing; the kill and the restart are real.
 func TestKillBetweenDecisionAndCommit(t *testing.T) {
 	e := dockertest.Start(t, dockertest.Options{})
-	img := e.ImportBusybox(t)
-	e.Docker(t, "network", "create", "--subnet", "192.0.2.176/28", "--gateway", "192.0.2.177",
-		"--label", "com.docker.compose.project=mailu", "mailu_default")
 	// Ten lines that decide nothing, time for their cursor to be saved,
 	// then one invalid API token: a ban on its own (maxretry 1 below), so
 	// the line read again after the restart is all the ban needs.
@@ -32,15 +29,7 @@ done
 sleep 4
 echo "[$(date -u '+%Y-%m-%d %H:%M:%S'),000] WARNING in common: Invalid API token provided by 203.0.113.77."
 exec sleep 600`
-	for _, svc := range []string{"front", "admin"} {
-		cmd := []string{"sleep", "600"}
-		if svc == "admin" {
-			cmd = []string{"sh", "-c", script}
-		}
-		e.Docker(t, append([]string{"run", "-d", "--name", "mailu-" + svc + "-1", "--network", "mailu_default",
-			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service=" + svc,
-			"-e", "SUBNET=192.0.2.176/28", img}, cmd...)...)
-	}
+	runMailuLike(t, e, "192.0.2.176/28", "192.0.2.177", map[string]string{"admin": script})
 
 	in := newInstance(t, e.Host())
 	in.env = []string{"BANSD_FAULT_COMMIT_DELAY=1h"}

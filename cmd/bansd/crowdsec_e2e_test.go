@@ -144,6 +144,28 @@ func (in *instance) bansOn(t testing.TB, target string) []control.Ban {
 	return out
 }
 
+// waitRefused waits for the alarm that a pulled decision against addr was
+// refused, and checks that the link counted it.
+func (in *instance) waitRefused(t testing.TB, addr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := in.status(t)
+		if slices.ContainsFunc(st.Alarms, func(al control.AlarmStatus) bool {
+			return al.Kind == alarmCrowdSecRefused && al.Addr == addr
+		}) {
+			if st.CrowdSec.Refused == 0 {
+				t.Errorf("refusal not counted: %+v", st.CrowdSec)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no crowdsec-refused alarm for %s after %s: %+v", addr, within, st.Alarms)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestCrowdSecTwoHosts(t *testing.T) {
 	h := startCSHosts(t)
 	a, b := h.a, h.b
@@ -218,22 +240,7 @@ func TestCrowdSecTwoHosts(t *testing.T) {
 	t.Run("a never-ban address is refused with an alarm", func(t *testing.T) {
 		h.lapi.Cscli(t, "decisions", "add", "--ip", sharedIgnore, "--duration", "5m")
 		for _, in := range []*instance{a, b} {
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				st := in.status(t)
-				if slices.ContainsFunc(st.Alarms, func(al control.AlarmStatus) bool {
-					return al.Kind == alarmCrowdSecRefused && al.Addr == sharedIgnore
-				}) {
-					if st.CrowdSec.Refused == 0 {
-						t.Errorf("refusal not counted: %+v", st.CrowdSec)
-					}
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no crowdsec-refused alarm: %+v", st.Alarms)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			in.waitRefused(t, sharedIgnore, 10*time.Second)
 			if in.inSet(t, "v4_32", sharedIgnore) {
 				t.Errorf("%s banned", sharedIgnore)
 			}
@@ -251,14 +258,7 @@ func TestCrowdSecTwoHosts(t *testing.T) {
 		// is learnt from Docker, not configured.
 		const gateway = "203.0.113.193"
 		e := dockertest.Start(t, dockertest.Options{})
-		img := e.ImportBusybox(t)
-		e.Docker(t, "network", "create", "--subnet", "203.0.113.192/28", "--gateway", gateway,
-			"--label", "com.docker.compose.project=mailu", "mailu_default")
-		for _, svc := range []string{"front", "admin"} {
-			e.Docker(t, "run", "-d", "--name", "mailu-"+svc+"-1", "--network", "mailu_default",
-				"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc,
-				"-e", "SUBNET=203.0.113.192/28", img, "sleep", "600")
-		}
+		runMailuLike(t, e, "203.0.113.192/28", gateway, nil)
 		c := startCSHost(t, h.lapi, "c", 2, e.Host())
 		deadline := time.Now().Add(30 * time.Second)
 		for st := c.status(t); st.Docker.Project != "mailu" || st.Docker.State != "following"; st = c.status(t) {
@@ -273,22 +273,7 @@ func TestCrowdSecTwoHosts(t *testing.T) {
 
 		h.lapi.Cscli(t, "decisions", "add", "--ip", gateway, "--duration", "5m", "--reason", "framed gateway")
 		t.Cleanup(func() { h.lapi.Cscli(t, "decisions", "delete", "--ip", gateway) })
-		deadline = time.Now().Add(15 * time.Second)
-		for {
-			st := c.status(t)
-			if slices.ContainsFunc(st.Alarms, func(al control.AlarmStatus) bool {
-				return al.Kind == alarmCrowdSecRefused && al.Addr == gateway
-			}) {
-				if st.CrowdSec.Refused == 0 {
-					t.Errorf("refusal not counted: %+v", st.CrowdSec)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no crowdsec-refused alarm for the gateway: %+v", st.Alarms)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		c.waitRefused(t, gateway, 15*time.Second)
 		// Host A has no such network: for it the address is an ordinary
 		// one, and enforcing it there shows the decision did reach the
 		// hosts while C, after the same pulls, still has it out.
@@ -369,18 +354,12 @@ func BenchmarkCrowdSecShare(b *testing.B) {
 func BenchmarkCrowdSecStartup100k(b *testing.B) {
 	const n = 100_000
 	l := crowdsectest.Start(b)
-	var csv strings.Builder
-	csv.WriteString("duration,scope,value\n")
-	for i := range n {
-		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xc5, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i + 1)})
-		fmt.Fprintf(&csv, "4h,ip,%s\n", a)
-	}
-	file := filepath.Join(l.Dir, "import.csv")
-	if err := os.WriteFile(file, []byte(csv.String()), 0o600); err != nil {
-		b.Fatal(err)
+	addrs := make([]netip.Addr, n)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xc5, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i + 1)})
 	}
 	t0 := time.Now()
-	l.Cscli(b, "decisions", "import", "-i", file)
+	l.ImportIPs(b, "4h", addrs)
 	b.Logf("cscli imported %d decisions in %s", n, time.Since(t0).Round(time.Millisecond))
 	var took []time.Duration
 	var peak int64

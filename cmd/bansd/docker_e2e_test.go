@@ -21,9 +21,6 @@ import (
 // resumes at its cursor instead of reading the log again.
 func TestPipelineRealDocker(t *testing.T) {
 	e := dockertest.Start(t, dockertest.Options{})
-	img := e.ImportBusybox(t)
-	e.Docker(t, "network", "create", "--subnet", "192.0.2.160/28", "--gateway", "192.0.2.161",
-		"--label", "com.docker.compose.project=mailu", "mailu_default")
 	// Each attempt is nginx's "connected" line, then, as long after it as
 	// a real SMTP dialogue and admin's auth_http round trip take, the
 	// failure line: the parser takes a failure that reaches Docker together
@@ -37,13 +34,7 @@ for a in 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 192.0.2.161
   sleep 1.1
 done
 exec sleep 600`
-	run := func(svc string, cmd ...string) {
-		e.Docker(t, append([]string{"run", "-d", "--name", "mailu-" + svc + "-1", "--network", "mailu_default",
-			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service=" + svc,
-			"-e", "SUBNET=192.0.2.160/28", img}, cmd...)...)
-	}
-	run("front", "sh", "-c", script)
-	run("admin", "sleep", "600")
+	runMailuLike(t, e, "192.0.2.160/28", "192.0.2.161", map[string]string{"front": script})
 
 	in := startWith(t, e.Host())
 	c := control.NewClient(in.socket)
@@ -125,6 +116,26 @@ exec sleep 600`
 	}
 	if l, _ := c.Bans(context.Background(), ""); len(l.Bans) != 1 {
 		t.Errorf("bans after restart: %+v", l.Bans)
+	}
+}
+
+// runMailuLike makes what discovery takes for Mailu: a compose project
+// "mailu" whose network mailu_default has subnet and gateway, with services
+// front and admin (busybox, SUBNET set), each running its script from
+// scripts or sleeping.
+func runMailuLike(t testing.TB, e *dockertest.Engine, subnet, gateway string, scripts map[string]string) {
+	t.Helper()
+	img := e.ImportBusybox(t)
+	e.Docker(t, "network", "create", "--subnet", subnet, "--gateway", gateway,
+		"--label", "com.docker.compose.project=mailu", "mailu_default")
+	for _, svc := range []string{"front", "admin"} {
+		script, ok := scripts[svc]
+		if !ok {
+			script = "exec sleep 600"
+		}
+		e.Docker(t, "run", "-d", "--name", "mailu-"+svc+"-1", "--network", "mailu_default",
+			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc,
+			"-e", "SUBNET="+subnet, img, "sh", "-c", script)
 	}
 }
 
