@@ -78,7 +78,11 @@ type Options struct {
 	HistoryMaxAge time.Duration
 	// EvidenceLines is how many evidence lines a ban keeps.
 	EvidenceLines int
-	Logger        *slog.Logger
+	// OnReconcile, when set, hears of every periodic reconcile: what it
+	// repaired (someone flushed the table or its sets) and its error. It
+	// runs in the actor's goroutine and must not block.
+	OnReconcile func(repaired []string, err error)
+	Logger      *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -778,6 +782,10 @@ func (m *Manager) reconcile(l *listing) (err error) {
 		m.mu.Unlock()
 		if len(repaired) > 0 {
 			m.log.Warn("reconciled the firewall", "repaired", repaired, "took", took)
+		}
+		// The start's restore of every ban is routine, not a repair.
+		if !initial && m.opt.OnReconcile != nil {
+			m.opt.OnReconcile(repaired, err)
 		}
 	}()
 

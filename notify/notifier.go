@@ -215,6 +215,40 @@ func (n *Notifier) Test(ctx context.Context, name string) (string, error) {
 	return answer, err
 }
 
+// TakeOver carries a stopped notifier's state into n, which must not be
+// running yet: the bans counted for the next digest, the lost count,
+// events still queued, and the counters of channels n keeps (same name
+// and type), so a reload with a changed [notify] loses neither a digest
+// nor the metrics' counts. The spool needs nothing: it is the store's.
+func (n *Notifier) TakeOver(old *Notifier) {
+	n.digest = old.digest
+	n.lost.Add(old.lost.Load())
+	n.spoolErrors.Add(old.spoolErrors.Load())
+	for {
+		select {
+		case e := <-old.in:
+			n.Notify(e)
+			continue
+		default:
+		}
+		break
+	}
+	for name, c := range n.channels {
+		oc, ok := old.channels[name]
+		if !ok || oc.typ != c.typ {
+			continue
+		}
+		c.sent, c.sentEach, c.folded = oc.sent, oc.sentEach, oc.folded
+		oc.mu.Lock()
+		st := oc.st
+		oc.mu.Unlock()
+		c.update(func(s *ChannelStatus) {
+			s.Sent, s.Failures, s.Pending, s.Dropped, s.Folded = st.Sent, st.Failures, st.Pending, st.Dropped, st.Folded
+			s.LastSuccess, s.LastAnswer, s.LastError, s.LastErrorTime = st.LastSuccess, st.LastAnswer, st.LastError, st.LastErrorTime
+		})
+	}
+}
+
 // Channels returns the configured channel names, sorted.
 func (n *Notifier) Channels() []string { return append([]string(nil), n.names...) }
 
@@ -238,7 +272,16 @@ func (n *Notifier) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			// What was handed over before the end is still spooled (a
+			// stop event, alarms of the last moment).
+			for {
+				select {
+				case e := <-n.in:
+					n.handle(e)
+				default:
+					return nil
+				}
+			}
 		case e := <-n.in:
 			n.handle(e)
 		case now := <-digestT.C:
