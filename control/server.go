@@ -193,6 +193,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+APIVersion+"/why", s.why)
 	mux.HandleFunc("POST "+APIVersion+"/reload", s.reload)
 	mux.HandleFunc("GET "+APIVersion+"/history", s.history)
+	mux.HandleFunc("POST "+APIVersion+"/notify/test", s.notifyTest)
 	if s.metrics != nil {
 		mux.Handle("GET "+APIVersion+"/metrics", s.metrics)
 	}

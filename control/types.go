@@ -82,6 +82,8 @@ type Status struct {
 	Alarms      []AlarmStatus     `json:"alarms"`
 	// CrowdSec is the LAPI link; nil when it is off.
 	CrowdSec *CrowdSecStatus `json:"crowdsec,omitempty"`
+	// Notify is the notifier; nil when no channel is configured.
+	Notify *NotifyStatus `json:"notify,omitempty"`
 }
 
 // CrowdSecStatus is the link to CrowdSec's Local API.
@@ -231,6 +233,8 @@ type Backend interface {
 	Reload(ctx context.Context) ReloadResult
 	// History returns the audit events q selects, oldest first.
 	History(ctx context.Context, q HistoryQuery) ([]HistoryEvent, error)
+	// NotifyTest sends a test message on a channel ("" every channel).
+	NotifyTest(ctx context.Context, channel string) ([]NotifyTestResult, error)
 }
 
 // HTTPError is an error with the HTTP status the server answers with.
