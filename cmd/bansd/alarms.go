@@ -73,7 +73,11 @@ func (b *alarmBook) add(a jail.Alarm, now time.Time) {
 		if a.Hint != "" {
 			fix = a.Hint + " " + fix
 		}
-		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: a.Addr.String(), First: a.Time, Fix: fix}}
+		addr := ""
+		if a.Addr.IsValid() {
+			addr = a.Addr.String()
+		}
+		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: addr, First: a.Time, Fix: fix}}
 		b.m[k] = e
 	}
 	n := max(a.Count, 1)
