@@ -306,7 +306,7 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 		bans = append(bans, p.ban)
 	}
 	if len(bans) > 0 {
-		res, err := m.submit(ctx, &job{bans: bans})
+		res, err := m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)})
 		if err != nil {
 			return nil, err
 		}

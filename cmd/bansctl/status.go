@@ -126,7 +126,11 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 	fmt.Fprintln(w, "\nAlarms:")
 	for _, a := range st.Alarms {
-		fmt.Fprintf(w, "  %s %s: %d time(s), last %s\n", a.Kind, a.Addr, a.Count, stamp(a.Last))
+		what := a.Kind
+		if a.Addr != "" {
+			what += " " + a.Addr
+		}
+		fmt.Fprintf(w, "  %s: %d time(s), last %s\n", what, a.Count, stamp(a.Last))
 		if a.Line != "" {
 			fmt.Fprintf(w, "    line: %s\n", cut(clean(a.Line), 200))
 		}
