@@ -389,6 +389,8 @@ func (n *Notifier) emit(c *channel, m Message, cl class) {
 		n.log.Error("notify: message not spooled", "channel", c.name, "kind", m.Kind, "err", err)
 		return
 	}
+	// Counted now: the sender may be stuck in a send for its timeout.
+	c.update(func(s *ChannelStatus) { s.Pending++ })
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -441,7 +443,7 @@ func (n *Notifier) purge(now time.Time) {
 	for ch, k := range dropped {
 		n.log.Warn("notify: undelivered messages dropped", "channel", ch, "count", k, "older_than", n.cfg.MaxSpoolAge)
 		if c, ok := n.channels[ch]; ok {
-			c.update(func(s *ChannelStatus) { s.Dropped += uint64(k) })
+			c.update(func(s *ChannelStatus) { s.Dropped, s.Pending = s.Dropped+uint64(k), max(s.Pending-k, 0) })
 		}
 	}
 }
@@ -496,8 +498,10 @@ func (n *Notifier) deliverDue(ctx context.Context, c *channel) time.Duration {
 		c.update(func(s *ChannelStatus) { s.LastError, s.LastErrorTime = err.Error(), time.Now() })
 		return n.opt.RetryMin
 	}
-	pending := len(msgs)
-	defer func() { c.update(func(s *ChannelStatus) { s.Pending = pending }) }()
+	// The spool's count now; deliveries count down from it and new
+	// messages (emit) up, so status is right while a send hangs.
+	c.update(func(s *ChannelStatus) { s.Pending = len(msgs) })
+	done := func() { c.update(func(s *ChannelStatus) { s.Pending = max(s.Pending-1, 0) }) }
 	var next time.Duration
 	for _, om := range msgs {
 		if ctx.Err() != nil {
@@ -514,7 +518,7 @@ func (n *Notifier) deliverDue(ctx context.Context, c *channel) time.Duration {
 		if err := json.Unmarshal(om.Body, &m); err != nil {
 			n.log.Error("notify: unreadable spooled message dropped", "channel", c.name, "id", om.ID, "err", err)
 			n.spool.OutboxDelete(om.ID)
-			pending--
+			done()
 			c.update(func(s *ChannelStatus) { s.Dropped++ })
 			continue
 		}
@@ -524,7 +528,7 @@ func (n *Notifier) deliverDue(ctx context.Context, c *channel) time.Duration {
 			if derr := n.spool.OutboxDelete(om.ID); derr != nil {
 				n.log.Error("notify: delivered message stays in the spool", "channel", c.name, "id", om.ID, "err", derr)
 			}
-			pending--
+			done()
 			c.update(func(s *ChannelStatus) { s.Sent++ })
 			n.log.Info("notify: delivered", "channel", c.name, "kind", m.Kind, "answer", answer)
 			continue

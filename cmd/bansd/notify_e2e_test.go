@@ -276,7 +276,7 @@ func TestNotifyThroughDaemon(t *testing.T) {
 	}
 	jsonStatus := in.mustCtl(t, 0, "--json", "status")
 	for _, text := range []string{statusText, jsonStatus, in.log.String()} {
-		if strings.Contains(text, "s3cret-token-value") || strings.Contains(text, "/hook") {
+		if strings.Contains(text, "s3cret-token-value") || strings.Contains(text, "/hook") || strings.Contains(text, "/nothing") {
 			t.Errorf("a secret (token or URL path) is printed:\n%s", text)
 		}
 	}
@@ -314,4 +314,92 @@ func TestNotifyThroughDaemon(t *testing.T) {
 	if strings.Count(hist, "firewall-table-lost") < 4 {
 		t.Errorf("history of the alarms:\n%s", hist)
 	}
+}
+
+// TestNotifyNeverSlowsBans: with a webhook that accepts connections and
+// never answers (delivery stuck for its hour-long timeout), manual bans
+// still complete and reach the kernel, and the channel's messages wait.
+func TestNotifyNeverSlowsBans(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatal("the nft command (apt package nftables) is needed")
+	}
+	ns := netnstest.New(t)
+	ns.Run(t, "ip", "link", "set", "lo", "up")
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:8081")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	dir, err := os.MkdirTemp("", "bansd-notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: noDocker}
+	in.writeConfig(t, `[notify]
+max_per_hour = 1000
+[notify.webhook.stuck]
+url = "http://127.0.0.1:8081/hook"
+events = ["ban", "unban", "alarm", "digest"]
+timeout = "1h"
+`)
+	in.run(t)
+
+	in.mustCtl(t, 0, "ban", "203.0.113.10")
+	var held net.Conn
+	select {
+	case held = <-accepted:
+		accepted <- held // for the cleanup
+	case <-time.After(time.Minute):
+		t.Fatal("the webhook was never called")
+	}
+	targets := []string{"ban"}
+	for i := 11; i < 61; i++ {
+		targets = append(targets, fmt.Sprintf("203.0.113.%d", i))
+	}
+	in.mustCtl(t, 0, targets...)
+	for i := 61; i < 66; i++ {
+		in.mustCtl(t, 0, "ban", fmt.Sprintf("203.0.113.%d", i))
+	}
+	in.mustCtl(t, 0, "unban", "203.0.113.11")
+	for _, a := range []string{"203.0.113.10", "203.0.113.60", "203.0.113.65"} {
+		if !in.inSet(t, "v4_32", a) {
+			t.Errorf("%s is not in the kernel set while delivery is stuck", a)
+		}
+	}
+	if in.inSet(t, "v4_32", "203.0.113.11") {
+		t.Error("203.0.113.11 is still in the kernel set after its unban")
+	}
+	waitUntil(t, "the stuck channel's waiting messages", time.Minute, func() bool {
+		c := notifyStatus(t, in)["stuck"]
+		return c.Pending >= 50 && c.Sent == 0
+	})
 }
