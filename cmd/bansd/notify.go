@@ -300,6 +300,14 @@ func (d *daemon) onReconcile(repaired []string, err error) {
 func (d *daemon) checkDocker(now time.Time) {
 	ds, _ := d.sourceStatus()
 	down := strings.HasPrefix(ds.State, "waiting for dockerd") || strings.HasPrefix(ds.State, "reconnecting")
+	why := ds.Error
+	if !down {
+		why = ds.State
+	}
+	d.dockerAlarm(now, down, fmt.Sprintf("dockerd at %s", d.docker.Host()), why)
+}
+
+func (d *daemon) dockerAlarm(now time.Time, down bool, what, why string) {
 	d.mu.Lock()
 	if !down {
 		d.dockerDownSince = time.Time{}
@@ -310,9 +318,9 @@ func (d *daemon) checkDocker(now time.Time) {
 	d.mu.Unlock()
 	switch {
 	case down && now.Sub(since) >= dockerUnreachableLong && d.raised.set(alarmDockerDown, true):
-		d.onAlarm(alarmOf(alarmDockerDown, fmt.Sprintf("dockerd at %s has not answered since %s: %s", d.docker.Host(), since.UTC().Format(time.RFC3339), ds.Error)))
+		d.onAlarm(alarmOf(alarmDockerDown, fmt.Sprintf("%s has not answered since %s: %s", what, since.UTC().Format(time.RFC3339), why)))
 	case !down && d.raised.set(alarmDockerDown, false):
-		d.clearAlarm(alarmDockerDown, "dockerd answers again: "+ds.State)
+		d.clearAlarm(alarmDockerDown, what+" answers again: "+why)
 	}
 }
 
