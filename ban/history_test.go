@@ -152,6 +152,11 @@ func TestHistoryKinds(t *testing.T) {
 			_, err := m.Unban(WithCaller(ctx, 1000), []netip.Prefix{b, pfx("192.0.2.99/32")})
 			return err
 		}},
+		{"each", func() error {
+			// The engine's path: no caller, so no uid.
+			_, err := m.BanEach(ctx, []Request{{Target: pfx("192.0.2.42/32"), Jail: "auth", Duration: time.Hour}})
+			return err
+		}},
 		{"short", func() error {
 			_, err := m.Ban(ctx, Request{Target: d, Jail: "web", Duration: 2 * time.Second})
 			return err
@@ -176,6 +181,7 @@ func TestHistoryKinds(t *testing.T) {
 		"manual 198.51.100.0/24 manual 1h0m0s uid=1000",
 		"import 2001:db8:40::/64 fail2ban 1h0m0s uid=0",
 		"unban 198.51.100.0/24 manual 0s uid=1000",
+		"ban 192.0.2.42/32 auth 1h0m0s uid=-1",
 		"ban 203.0.113.41/32 web 2s uid=-1",
 		"expire 203.0.113.41/32 web 2s uid=-1",
 	}

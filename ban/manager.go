@@ -73,7 +73,11 @@ type Options struct {
 	HistoryMaxAge time.Duration
 	// EvidenceLines is how many evidence lines a ban keeps.
 	EvidenceLines int
-	Logger        *slog.Logger
+	// OnReconcile, when set, hears of every periodic reconcile: what it
+	// repaired (someone flushed the table or its sets) and its error. It
+	// runs in the actor's goroutine and must not block.
+	OnReconcile func(repaired []string, err error)
+	Logger      *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -297,7 +301,7 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 		bans = append(bans, p.ban)
 	}
 	if len(bans) > 0 {
-		res, err := m.submit(ctx, &job{bans: bans})
+		res, err := m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)})
 		if err != nil {
 			return nil, err
 		}

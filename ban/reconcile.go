@@ -76,7 +76,14 @@ func (m *Manager) restore() (err error) {
 func (m *Manager) reconcile(l listing) (err error) {
 	start := time.Now()
 	var repaired []string
-	defer func() { m.reconciled(time.Since(start)+l.took, repaired, err) }()
+	defer func() {
+		m.reconciled(time.Since(start)+l.took, repaired, err)
+		// Only the periodic run: the start's restore of every ban is
+		// routine, not a repair.
+		if m.opt.OnReconcile != nil {
+			m.opt.OnReconcile(repaired, err)
+		}
+	}()
 	now := m.now()
 	if expired, evs := m.dropExpired(now); len(expired) > 0 {
 		if err := m.db.DeleteBans(expired, evs...); err != nil {

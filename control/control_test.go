@@ -436,3 +436,29 @@ func FuzzAppendBan(f *testing.F) {
 		}
 	})
 }
+
+func (m *memBackend) NotifyTest(_ context.Context, channel string) ([]NotifyTestResult, error) {
+	if channel != "" && channel != "ops" {
+		return nil, &HTTPError{Code: http.StatusNotFound, Message: "no such notify channel " + channel}
+	}
+	return []NotifyTestResult{{Channel: "ops", OK: true, Answer: "250 2.0.0 Ok: queued"}}, nil
+}
+
+func TestNotifyTestWire(t *testing.T) {
+	c, _ := serve(t, newMem())
+	for _, tc := range []struct {
+		channel, wantErr string
+	}{{"", ""}, {"ops", ""}, {"nope", "no such notify channel nope"}} {
+		res, err := c.NotifyTest(context.Background(), tc.channel)
+		if tc.wantErr != "" {
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Code != http.StatusNotFound || ae.Message != tc.wantErr {
+				t.Errorf("NotifyTest(%q) error %v, want 404 %q", tc.channel, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || len(res) != 1 || !res[0].OK || res[0].Answer != "250 2.0.0 Ok: queued" {
+			t.Errorf("NotifyTest(%q) = %+v, %v", tc.channel, res, err)
+		}
+	}
+}

@@ -194,6 +194,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+APIVersion+"/reload", s.reload)
 	mux.HandleFunc("GET "+APIVersion+"/history", s.history)
 	mux.HandleFunc("GET "+APIVersion+"/stats", s.stats)
+	mux.HandleFunc("POST "+APIVersion+"/notify/test", s.notifyTest)
 	if s.metrics != nil {
 		mux.Handle("GET "+APIVersion+"/metrics", s.metrics)
 	}

@@ -84,6 +84,8 @@ type Status struct {
 	Alarms      []AlarmStatus     `json:"alarms"`
 	// CrowdSec is the LAPI link; nil when it is off.
 	CrowdSec *CrowdSecStatus `json:"crowdsec,omitempty"`
+	// Notify is the notifier; nil when no channel is configured.
+	Notify *NotifyStatus `json:"notify,omitempty"`
 }
 
 // CrowdSecStatus is the link to CrowdSec's Local API.
@@ -235,6 +237,8 @@ type Backend interface {
 	History(ctx context.Context, q HistoryQuery) ([]HistoryEvent, error)
 	// Stats sums the history up over q's period.
 	Stats(ctx context.Context, q StatsQuery) (stats.Summary, error)
+	// NotifyTest sends a test message on a channel ("" every channel).
+	NotifyTest(ctx context.Context, channel string) ([]NotifyTestResult, error)
 }
 
 // HTTPError is an error with the HTTP status the server answers with.

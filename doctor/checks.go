@@ -185,8 +185,11 @@ func noMailu(r Result) Result {
 
 const relayFix = `set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses (not 0.0.0.0 / ::)`
 
+// CheckOpenRelay names the open-relay check (the daemon runs it at start).
+const CheckOpenRelay = "userland-proxy"
+
 func checkOpenRelay(f Facts) Result {
-	r := Result{Check: "userland-proxy"}
+	r := Result{Check: CheckOpenRelay}
 	if f.Mailu == nil {
 		return noMailu(r)
 	}

@@ -5,9 +5,13 @@
 #   - builds bansd, bansctl and the test bed's stand-ins,
 #   - starts a private dockerd in a network namespace and a Mailu-shaped
 #     compose stack on it (real nginx and Dovecot in front, as Mailu 2024.06),
-#   - starts bansd with its built-in config (only paths changed),
+#   - starts a real Postfix (Debian's) in the dockerd namespace, delivering
+#     postmaster's mail into a Maildir,
+#   - starts bansd with its built-in config (only paths changed, plus an
+#     email channel to that Postfix),
 #   - attacks from one namespace while a legitimate user works from another,
-#     and prints what happens,
+#     and prints what happens, the alarm and digest emails bansd sent, and
+#     bansctl history,
 #   - removes everything it made, also when interrupted.
 # Nothing touches the host's own network namespace or firewall.
 set -euo pipefail
@@ -17,7 +21,7 @@ ID=$$
 WORK=$(mktemp -d /tmp/bansd-demo.XXXXXX)
 NS_D=bansd-demo-d$ID NS_A=bansd-demo-a$ID NS_L=bansd-demo-l$ID
 export DOCKER_HOST=unix://$WORK/d.sock DOCKER_CONFIG=$WORK/cli
-BANSD_PID="" DOCKERD_PID="" POLICY_RC=""
+BANSD_PID="" DOCKERD_PID="" POLICY_RC="" PF_CONF=""
 START=$EPOCHREALTIME
 
 bold() { if [ -t 1 ]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
@@ -31,6 +35,7 @@ cleanup() {
 	echo
 	bold "== cleaning up"
 	if [ -n "$BANSD_PID" ]; then kill -TERM "$BANSD_PID" 2>/dev/null; wait "$BANSD_PID" 2>/dev/null; fi
+	if [ -n "$PF_CONF" ]; then nsenter --net=/run/netns/"$NS_D" postfix -c "$PF_CONF" stop >/dev/null 2>&1; fi
 	if [ -n "$DOCKERD_PID" ]; then
 		docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1
 		kill -TERM "$DOCKERD_PID" 2>/dev/null
@@ -57,17 +62,18 @@ trap 'echo; echo "interrupted"; exit 130' INT TERM
 bold "== packages"
 need=()
 for p in docker.io docker-compose nginx libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d \
-	dovecot-submissiond dovecot-managesieved dovecot-auth-lua nftables iproute2 openssl util-linux; do
+	dovecot-submissiond dovecot-managesieved dovecot-auth-lua postfix nftables iproute2 openssl util-linux; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
-	# The demo runs nginx and Dovecot in containers only: keep the packages'
-	# own services from starting on the host.
+	# The demo runs nginx and Dovecot in containers and Postfix in its
+	# namespace only: keep the packages' own services from starting on the host.
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && POLICY_RC=1
 	fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 echo "all present"
@@ -140,14 +146,82 @@ for _ in $(seq 100); do
 done
 docker ps --format '  {{.Names}}\t{{.Image}}\t{{.Status}}'
 
-bold "== bansd (built-in config; only the socket, the state file and the Docker socket set)"
+bold "== Postfix for postmaster@example.com (Debian's, in the dockerd namespace on 127.0.0.1:2525, into a Maildir)"
+# As internal/postfixtest sets it up: its own config, queue and Maildir
+# under $WORK, no chroot, every recipient of example.com to one Maildir.
+PF=$WORK/postfix
+mkdir -p "$PF"/conf "$PF"/queue "$PF"/data "$PF"/mail
+chown postfix:postfix "$PF/data"
+chown 65534:65534 "$PF/mail" # virtual(8) delivers as nobody, never as root
+cat >"$PF/conf/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mail.example.com
+mydomain = example.com
+myorigin = example.com
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks reject_unauth_destination
+virtual_mailbox_domains = example.com
+virtual_mailbox_base = $PF/mail
+virtual_mailbox_maps = static:postmaster/
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+alias_maps =
+alias_database =
+local_recipient_maps =
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+smtputf8_enable = no
+disable_dns_lookups = yes
+EOF
+cat >"$PF/conf/master.cf" <<EOF
+127.0.0.1:2525 inet n - n - - smtpd
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+virtual   unix - n n - - virtual
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+PF_CONF=$PF/conf
+in_d postfix -c "$PF_CONF" start 2>&1 | sed 's/^/  /'
+MAILDIR=$PF/mail/postmaster
+echo "postfix listens on 127.0.0.1:2525; postmaster's Maildir: $MAILDIR"
+
+bold "== bansd (built-in config; only the socket, the state file, the Docker socket and an email channel set)"
 cat >"$WORK/bansd.toml" <<EOF
 [daemon]
 socket = "$WORK/bansd.sock"
 state = "$WORK/bansd.db"
 [docker]
 host = "$DOCKER_HOST"
+[notify]
+digest = "20s"
+[notify.email.postmaster]
+host = "127.0.0.1"
+port = 2525
+tls = "none"
+from = "bansd@example.com"
+to = ["postmaster@example.com"]
 EOF
+sed -n '/^\[notify/,$p' "$WORK/bansd.toml" | sed 's/^/  /'
 in_d "$B/bansd" -config "$WORK/bansd.toml" >"$WORK/bansd.log" 2>&1 &
 BANSD_PID=$!
 ctl() { in_d "$B/bansctl" --socket "$WORK/bansd.sock" "$@"; }
@@ -157,6 +231,8 @@ for _ in $(seq 100); do
 	sleep 0.2
 done
 echo "bansd is following mailu's front and admin"
+bold "== bansctl notify test"
+ctl notify test
 
 bold "== timeline"
 START=$EPOCHREALTIME
@@ -207,3 +283,38 @@ bold "== bansctl unban 198.51.100.2"
 ctl unban 198.51.100.2
 sleep 0.2
 say "bot 198.51.100.2 → port 25 after unban: $(mc "$NS_A" probe -addr 198.51.100.1:25 -source 198.51.100.2 -timeout 1s | outcome)"
+
+# mailbody prints a delivered message: the headers of interest, then the
+# body with quoted-printable undone.
+mailbody() {
+	sed -n '1,/^\r\?$/{/^\(Subject\|From\|To\|Date\):/p}' "$1"
+	echo
+	sed '1,/^\r\?$/d' "$1" | perl -pe 's/\r$//; s/=\n$//; s/=([0-9A-F]{2})/chr(hex($1))/ge'
+}
+waitmail() { # subject-pattern seconds
+	local f
+	for _ in $(seq $(($2 * 5))); do
+		f=$(grep -l -- "^Subject: .*$1" "$MAILDIR"/new/* 2>/dev/null | head -1)
+		if [ -n "$f" ]; then echo "$f"; return 0; fi
+		sleep 0.2
+	done
+	return 1
+}
+bold "== the alarm, as it arrived in postmaster's Maildir"
+if f=$(waitmail 'ALARM' 60); then
+	echo "file: $f"
+	mailbody "$f" | sed 's/^/  /'
+else
+	echo "no alarm email within 60s; postfix log:"
+	tail -20 "$PF/maillog"
+fi
+bold "== the ban digest, as it arrived (bansd sums bans up every notify.digest, here 20s)"
+if f=$(waitmail 'bans since' 60); then
+	echo "file: $f"
+	mailbody "$f" | sed 's/^/  /'
+else
+	echo "no digest email within 60s; postfix log:"
+	tail -20 "$PF/maillog"
+fi
+bold "== bansctl history"
+ctl history

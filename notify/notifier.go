@@ -215,6 +215,40 @@ func (n *Notifier) Test(ctx context.Context, name string) (string, error) {
 	return answer, err
 }
 
+// TakeOver carries a stopped notifier's state into n, which must not be
+// running yet: the bans counted for the next digest, the lost count,
+// events still queued, and the counters of channels n keeps (same name
+// and type), so a reload with a changed [notify] loses neither a digest
+// nor the metrics' counts. The spool needs nothing: it is the store's.
+func (n *Notifier) TakeOver(old *Notifier) {
+	n.digest = old.digest
+	n.lost.Add(old.lost.Load())
+	n.spoolErrors.Add(old.spoolErrors.Load())
+	for {
+		select {
+		case e := <-old.in:
+			n.Notify(e)
+			continue
+		default:
+		}
+		break
+	}
+	for name, c := range n.channels {
+		oc, ok := old.channels[name]
+		if !ok || oc.typ != c.typ {
+			continue
+		}
+		c.sent, c.sentEach, c.folded = oc.sent, oc.sentEach, oc.folded
+		oc.mu.Lock()
+		st := oc.st
+		oc.mu.Unlock()
+		c.update(func(s *ChannelStatus) {
+			s.Sent, s.Failures, s.Pending, s.Dropped, s.Folded = st.Sent, st.Failures, st.Pending, st.Dropped, st.Folded
+			s.LastSuccess, s.LastAnswer, s.LastError, s.LastErrorTime = st.LastSuccess, st.LastAnswer, st.LastError, st.LastErrorTime
+		})
+	}
+}
+
 // Channels returns the configured channel names, sorted.
 func (n *Notifier) Channels() []string { return append([]string(nil), n.names...) }
 
@@ -238,7 +272,16 @@ func (n *Notifier) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			// What was handed over before the end is still spooled (a
+			// stop event, alarms of the last moment).
+			for {
+				select {
+				case e := <-n.in:
+					n.handle(e)
+				default:
+					return nil
+				}
+			}
 		case e := <-n.in:
 			n.handle(e)
 		case now := <-digestT.C:
@@ -346,6 +389,8 @@ func (n *Notifier) emit(c *channel, m Message, cl class) {
 		n.log.Error("notify: message not spooled", "channel", c.name, "kind", m.Kind, "err", err)
 		return
 	}
+	// Counted now: the sender may be stuck in a send for its timeout.
+	c.update(func(s *ChannelStatus) { s.Pending++ })
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -398,7 +443,7 @@ func (n *Notifier) purge(now time.Time) {
 	for ch, k := range dropped {
 		n.log.Warn("notify: undelivered messages dropped", "channel", ch, "count", k, "older_than", n.cfg.MaxSpoolAge)
 		if c, ok := n.channels[ch]; ok {
-			c.update(func(s *ChannelStatus) { s.Dropped += uint64(k) })
+			c.update(func(s *ChannelStatus) { s.Dropped, s.Pending = s.Dropped+uint64(k), max(s.Pending-k, 0) })
 		}
 	}
 }
@@ -453,8 +498,10 @@ func (n *Notifier) deliverDue(ctx context.Context, c *channel) time.Duration {
 		c.update(func(s *ChannelStatus) { s.LastError, s.LastErrorTime = err.Error(), time.Now() })
 		return n.opt.RetryMin
 	}
-	pending := len(msgs)
-	defer func() { c.update(func(s *ChannelStatus) { s.Pending = pending }) }()
+	// The spool's count now; deliveries count down from it and new
+	// messages (emit) up, so status is right while a send hangs.
+	c.update(func(s *ChannelStatus) { s.Pending = len(msgs) })
+	done := func() { c.update(func(s *ChannelStatus) { s.Pending = max(s.Pending-1, 0) }) }
 	var next time.Duration
 	for _, om := range msgs {
 		if ctx.Err() != nil {
@@ -471,7 +518,7 @@ func (n *Notifier) deliverDue(ctx context.Context, c *channel) time.Duration {
 		if err := json.Unmarshal(om.Body, &m); err != nil {
 			n.log.Error("notify: unreadable spooled message dropped", "channel", c.name, "id", om.ID, "err", err)
 			n.spool.OutboxDelete(om.ID)
-			pending--
+			done()
 			c.update(func(s *ChannelStatus) { s.Dropped++ })
 			continue
 		}
@@ -481,7 +528,7 @@ func (n *Notifier) deliverDue(ctx context.Context, c *channel) time.Duration {
 			if derr := n.spool.OutboxDelete(om.ID); derr != nil {
 				n.log.Error("notify: delivered message stays in the spool", "channel", c.name, "id", om.ID, "err", derr)
 			}
-			pending--
+			done()
 			c.update(func(s *ChannelStatus) { s.Sent++ })
 			n.log.Info("notify: delivered", "channel", c.name, "kind", m.Kind, "answer", answer)
 			continue

@@ -2,6 +2,8 @@ package notify
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"strings"
@@ -98,4 +100,50 @@ func FuzzSMTPReply(f *testing.F) {
 			t.Fatalf("reply text %d bytes", len(text))
 		}
 	})
+}
+
+// A notifier that replaces another (a reload) sends the digest of the
+// bans the old one counted, and keeps the channel's counters.
+func TestTakeOverKeepsDigestAndCounters(t *testing.T) {
+	r := newReceiver(t, nil)
+	db := openSpool(t)
+	cfg := configs.Notify{Digest: time.Hour, MaxPerHour: 100, MaxSpoolAge: time.Hour,
+		Webhook: map[string]configs.Webhook{"h": hook(r.srv.URL, "json", "alarm", "digest")}}
+	old, err := New(cfg, db, Options{Host: "mx.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { old.Run(ctx); close(done) }()
+	old.Notify(Event{Kind: KindAlarm, Reason: "gateway-client"})
+	waitFor(t, "the alarm", 5*time.Second, func() bool { return len(r.got()) == 1 })
+	waitFor(t, "sent counted", 5*time.Second, func() bool { return old.Status().Channels[0].Sent == 1 })
+	for range 3 {
+		old.Notify(Event{Kind: KindBan, Target: target, Jail: "auth", Duration: time.Hour})
+	}
+	cancel()
+	<-done
+
+	cfg.Digest = 100 * time.Millisecond
+	n, err := New(cfg, db, Options{Host: "mx.example.test", RetryMin: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.TakeOver(old)
+	if st := n.Status().Channels[0]; st.Sent != 1 {
+		t.Fatalf("sent after take-over %d, want 1", st.Sent)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() { n.Run(ctx2); close(done2) }()
+	t.Cleanup(func() { cancel2(); <-done2 })
+	waitFor(t, "the digest", 5*time.Second, func() bool { return len(r.got()) == 2 })
+	var m Message
+	if err := json.Unmarshal(r.got()[1].body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Kind != KindDigest || m.Digest == nil || m.Digest.Bans != 3 {
+		t.Fatalf("second message %+v, want a digest of 3 bans", m)
+	}
 }

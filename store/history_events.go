@@ -22,17 +22,18 @@ var (
 
 // Event kinds.
 const (
-	EventBan     = "ban"     // automatic ban from a jail
-	EventManual  = "manual"  // operator's ban (bansctl ban)
-	EventImport  = "import"  // operator's bulk import
-	EventRefresh = "refresh" // a live ban made longer (escalation or a new offence)
-	EventUnban   = "unban"   // operator's unban
-	EventExpire  = "expire"  // the ban's time passed
-	EventAlarm   = "alarm"   // an alarm raised
-	EventReload  = "reload"  // configuration reloaded
-	EventRefused = "refused" // configuration reload refused
-	EventStart   = "start"   // daemon start
-	EventStop    = "stop"    // daemon stop
+	EventBan     = "ban"           // automatic ban from a jail
+	EventManual  = "manual"        // operator's ban (bansctl ban)
+	EventImport  = "import"        // operator's bulk import
+	EventRefresh = "refresh"       // a live ban made longer (escalation or a new offence)
+	EventUnban   = "unban"         // operator's unban
+	EventExpire  = "expire"        // the ban's time passed
+	EventAlarm   = "alarm"         // an alarm raised
+	EventCleared = "alarm-cleared" // an alarm's cause went away
+	EventReload  = "reload"        // configuration reloaded
+	EventRefused = "refused"       // configuration reload refused
+	EventStart   = "start"         // daemon start
+	EventStop    = "stop"          // daemon stop
 )
 
 // NoUID marks an event no local user caused.
@@ -70,6 +71,24 @@ type EventLimits struct {
 	MaxAge    time.Duration
 }
 
+// SetEventHook sets fn to receive every event once its transaction has
+// committed (with its Seq), in the writer's goroutine: fn must not block.
+// It is the one place the daemon learns of every action, for its
+// notifications. Call before the store is shared.
+func (db *DB) SetEventHook(fn func([]Event)) { db.eventHook = fn }
+
+// updateEvents runs fn, which writes evs (through appendEvents), and hands
+// the committed events to the hook.
+func (db *DB) updateEvents(evs []Event, fn func(tx *bolt.Tx) error) error {
+	if err := db.update(fn); err != nil {
+		return err
+	}
+	if db.eventHook != nil && len(evs) > 0 {
+		db.eventHook(evs)
+	}
+	return nil
+}
+
 // SetEventLimits sets the count bound enforced at each write (and the age
 // bound PruneEvents uses). Call before the store is shared.
 func (db *DB) SetEventLimits(l EventLimits) { db.eventLimits = l }
@@ -80,7 +99,7 @@ func (db *DB) AddEvents(evs []Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	return db.update(func(tx *bolt.Tx) error { return db.appendEvents(tx, evs) })
+	return db.updateEvents(evs, func(tx *bolt.Tx) error { return db.appendEvents(tx, evs) })
 }
 
 // appendEvents writes evs inside tx (the action's own transaction, so a
@@ -98,6 +117,7 @@ func (db *DB) appendEvents(tx *bolt.Tx, evs []Event) error {
 		if e.Seq, err = b.NextSequence(); err != nil {
 			return err
 		}
+		evs[i].Seq = e.Seq
 		v, err := json.Marshal(&e)
 		if err != nil {
 			return fmt.Errorf("encode event: %w", err)

@@ -106,3 +106,43 @@ func TestEventBounds(t *testing.T) {
 		t.Fatalf("%d left, want 5", len(evs))
 	}
 }
+
+// The hook sees each committed event once, with its sequence, and nothing
+// of a transaction that failed.
+func TestEventHook(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "bansd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got []Event
+	db.SetEventHook(func(evs []Event) { got = append(got, evs...) })
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := netip.MustParsePrefix("192.0.2.9/32")
+	if err := db.PutBans([]Ban{{Target: a, Jail: "auth", Since: t0, Until: t0.Add(time.Hour)}}, Event{Time: t0, Kind: EventBan, Target: a, Jail: "auth", UID: NoUID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteBans([]netip.Prefix{a}, Event{Time: t0, Kind: EventUnban, Target: a, UID: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddEvents([]Event{{Time: t0, Kind: EventAlarm, Reason: "gateway-client", UID: NoUID}}); err != nil {
+		t.Fatal(err)
+	}
+	// An invalid target fails the whole transaction: no event is handed on.
+	if err := db.PutBans([]Ban{{Jail: "auth"}}, Event{Time: t0, Kind: EventBan, UID: NoUID}); err == nil {
+		t.Fatal("PutBans with an invalid target succeeded")
+	}
+	want := []string{EventBan, EventUnban, EventAlarm}
+	if len(got) != len(want) {
+		t.Fatalf("hook got %d events %+v, want kinds %v", len(got), got, want)
+	}
+	stored, err := db.Events(EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range got {
+		if e.Kind != want[i] || e.Seq != stored[i].Seq || e.Seq == 0 {
+			t.Errorf("hook event %d: kind %s seq %d, want kind %s seq %d", i, e.Kind, e.Seq, want[i], stored[i].Seq)
+		}
+	}
+}

@@ -45,6 +45,7 @@ type DB struct {
 	path        string
 	bolt        *bolt.DB
 	eventLimits EventLimits
+	eventHook   func([]Event)
 }
 
 // Ban is one ban as it is persisted.
@@ -210,7 +211,7 @@ func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 		recs[i] = rec{prefixKey(nil, bans[i].Target), &bans[i]}
 	}
 	slices.SortStableFunc(recs, func(a, b rec) int { return bytes.Compare(a.key, b.key) })
-	return db.update(func(tx *bolt.Tx) error {
+	return db.updateEvents(evs, func(tx *bolt.Tx) error {
 		bb, hb := tx.Bucket(bucketBans), tx.Bucket(bucketHistory)
 		for _, r := range recs {
 			b := r.ban
@@ -241,7 +242,7 @@ func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 // are not banned are ignored. The history is kept; evs are written in the
 // same transaction.
 func (db *DB) DeleteBans(targets []netip.Prefix, evs ...Event) error {
-	return db.update(func(tx *bolt.Tx) error {
+	return db.updateEvents(evs, func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBans)
 		var kbuf [17]byte
 		for _, t := range targets {

@@ -18,7 +18,7 @@ import (
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show sources, jails, the firewall, alarms and the config",
+		Short: "Show sources, jails, the firewall, notify channels, alarms and the config",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := g.client().Status(cmd.Context())
@@ -116,6 +116,9 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 
 	printCrowdSec(w, st.CrowdSec)
+	if err := printNotify(w, st.Notify); err != nil {
+		return err
+	}
 
 	if len(st.Alarms) == 0 {
 		fmt.Fprintln(w, "\nAlarms: none")
@@ -123,7 +126,11 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 	fmt.Fprintln(w, "\nAlarms:")
 	for _, a := range st.Alarms {
-		fmt.Fprintf(w, "  %s %s: %d time(s), last %s\n", a.Kind, a.Addr, a.Count, stamp(a.Last))
+		what := a.Kind
+		if a.Addr != "" {
+			what += " " + a.Addr
+		}
+		fmt.Fprintf(w, "  %s: %d time(s), last %s\n", what, a.Count, stamp(a.Last))
 		if a.Line != "" {
 			fmt.Fprintf(w, "    line: %s\n", cut(clean(a.Line), 200))
 		}

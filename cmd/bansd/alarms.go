@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ const (
 // alarmFix is what the operator should do about each alarm kind.
 var alarmFix = map[string]string{
 	alarmCrowdSecRefused: `CrowdSec's LAPI holds a decision against an address bansd never bans (a Docker gateway, Mailu's SUBNET, this host, ignoreip): it is not enforced here. Find who made it with "cscli decisions list" and delete it.`,
+	alarmFirewallLost:    `Something removed bansd's nftables table or its bans (a firewall script, "nft flush ruleset", a firewalld or ufw reload); bansd restores them at each reconcile. Find what flushes the ruleset and make it leave table inet bansd alone.`,
+	alarmDockerDown:      `bansd reads Mailu's logs from dockerd: while it does not answer, nobody is banned (the kernel keeps the bans it holds). Check "systemctl status docker" and [docker] host.`,
+	alarmOpenRelay:       `Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses; run "bansctl doctor".`,
 	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network; run "bansctl doctor".`,
 }
 
@@ -49,6 +53,11 @@ func newAlarmBook(log *slog.Logger) *alarmBook {
 	return &alarmBook{log: log, m: map[alarmKey]*alarmEntry{}}
 }
 
+// alarmOf is an alarm bansd raises itself (no log line, no address).
+func alarmOf(kind, hint string) jail.Alarm {
+	return jail.Alarm{Kind: kind, Time: time.Now(), Count: 1, Hint: hint}
+}
+
 func (b *alarmBook) add(a jail.Alarm, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -63,9 +72,17 @@ func (b *alarmBook) add(a jail.Alarm, now time.Time) {
 			fix = defaultFix
 		}
 		if a.Hint != "" {
-			fix = a.Hint + " " + fix
+			sep := " "
+			if !strings.ContainsAny(a.Hint[len(a.Hint)-1:], ".?!:") {
+				sep = ". "
+			}
+			fix = a.Hint + sep + fix
 		}
-		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: a.Addr.String(), First: a.Time, Fix: fix}}
+		addr := ""
+		if a.Addr.IsValid() {
+			addr = a.Addr.String()
+		}
+		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: addr, First: a.Time, Fix: fix}}
 		b.m[k] = e
 	}
 	n := max(a.Count, 1)

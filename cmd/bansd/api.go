@@ -198,6 +198,7 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	st.Attribution = d.attr.status(d.engine.Stats().Parser)
 	st.Alarms = d.alarms.list()
 	st.CrowdSec = d.crowdsecStatus()
+	st.Notify = d.notify.status()
 	return st
 }
 

@@ -64,6 +64,12 @@ type daemon struct {
 	attempts attemptBook
 	// crowdsec is the LAPI link (crowdsec.go); nil when off.
 	crowdsec *crowdsecLink
+	// notify tells a person (notify.go); raised holds the alarms that
+	// clear themselves, dockerDownSince (under mu) when dockerd stopped
+	// answering.
+	notify          *notifyLink
+	raised          raised
+	dockerDownSince time.Time
 
 	// mailPorts hands a "mail"-scoped firewall the ports front publishes.
 	mailPorts func([]uint16)
@@ -79,7 +85,13 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	now := time.Now()
 	d := &daemon{log: log, level: level, path: path, started: now, cfg: cfg, loadedAt: now}
 	d.alarms = newAlarmBook(log)
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	d.notify = newNotifyLink(log.With("part", "notify"), nil, host)
 	d.metrics = newMetrics(d)
+	d.metrics.reg.MustRegister(notifyCollector{d.notify})
 	// Series exist from the start (at 0), so dashboards and alerts see them.
 	for _, svc := range cfg.Docker.Services {
 		d.metrics.lines.WithLabelValues(svc)
@@ -96,7 +108,6 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 		d.commitDelay = delay
 		log.Warn("fault hook: decisions are held before their commit", "delay", delay)
 	}
-	var err error
 	d.engine, err = jail.NewEngine(cfg, jail.Options{Logger: log.With("part", "jail")})
 	if err != nil {
 		return nil, fmt.Errorf("jail engine: %w", err)
@@ -122,6 +133,15 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.log.Error("close state", "err", err)
 		}
 	}()
+	// Every history event also reaches the notifier, which spools in the
+	// same store; it stops (deferred, so before the store closes) after
+	// the stop event is handed over.
+	d.notify.spool = db
+	db.SetEventHook(d.notify.events)
+	if _, err := d.notify.apply(cfg.Notify); err != nil {
+		return err
+	}
+	defer d.notify.close()
 
 	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithScope(cfg.Firewall.Scope, cfg.Firewall.ScopePorts))
 	if err != nil {
@@ -129,7 +149,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
 	d.mailPorts = scopeHook(nft, d.log.With("part", "ban"))
-	d.mgr, err = ban.NewManager(banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban")))
+	banOpt := banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban"))
+	banOpt.OnReconcile = d.onReconcile
+	d.mgr, err = ban.NewManager(banOpt)
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
 	}
@@ -206,6 +228,11 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 
 	d.log.Info("bansd started", "version", version, "config", cfgName(d.path), "socket", cfg.Daemon.Socket, "state", cfg.Daemon.State)
 	d.event(store.Event{Kind: store.EventStart, Detail: "version " + version, UID: store.NoUID})
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		d.checkOpenRelay(srcCtx, cfg)
+	}()
 	// Alarms the engine held back (once a minute per address) are
 	// delivered periodically, so status and the log catch up.
 	alarmTick := time.NewTicker(time.Minute)
@@ -219,17 +246,19 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			running = false
 		case <-hup:
 			d.reload(store.NoUID)
-		case <-alarmTick.C:
+		case now := <-alarmTick.C:
 			for _, a := range d.engine.FlushAlarms() {
 				d.onAlarm(a)
 			}
 			d.flushAttempts(time.Now())
+			d.checkDocker(now)
 		case <-attrTick.C:
 			d.attr.check(ctx)
 		case err := <-mgrDone:
 			// The manager only stops on its own when the firewall is unusable.
 			stopSrc()
 			<-pipeDone
+			<-relayDone
 			srv.Shutdown(context.Background())
 			return fmt.Errorf("ban manager: %w", err)
 		}
@@ -238,6 +267,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	d.log.Info("stopping: flushing pending bans and cursors; kernel bans stay in place")
 	stopSrc()
 	<-pipeDone
+	<-relayDone
 	select {
 	case <-banDone:
 	case <-time.After(shutdownGrace):
@@ -420,6 +450,11 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 	}
 	if res.OK {
 		d.setProtected()
+		if changed, err := d.notify.apply(cfg.Notify); err != nil {
+			d.log.Error("notify: the new channels did not start; the previous ones keep running", "err", err)
+		} else if changed {
+			d.log.Info("notify: channels restarted with the reloaded config", "channels", cfg.Notify.ChannelNames())
+		}
 	}
 	return res
 }
