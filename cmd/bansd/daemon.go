@@ -250,7 +250,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			for _, a := range d.engine.FlushAlarms() {
 				d.onAlarm(a)
 			}
-			d.flushAttempts(time.Now())
+			d.flushAttempts(now)
 			d.checkDocker(now)
 		case <-attrTick.C:
 			d.attr.check(ctx)
