@@ -13,7 +13,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/sources/docker"
 )
 
 // Verdict is a check's outcome.
@@ -90,7 +92,7 @@ type PortFacts struct {
 // AllAddresses says whether the port is published on every host address,
 // which with the userland proxy lets IPv6 clients in as the gateway.
 func (p PortFacts) AllAddresses() bool {
-	return p.HostIP == "" || p.HostIP == "0.0.0.0" || p.HostIP == "::"
+	return docker.AllAddresses(p.HostIP)
 }
 
 // ProxyFacts says whether Docker's userland proxy is on.
@@ -183,7 +185,7 @@ func noMailu(r Result) Result {
 	return r
 }
 
-const relayFix = `set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses (not 0.0.0.0 / ::)`
+const relayFix = configs.RelayFix
 
 func checkOpenRelay(f Facts) Result {
 	r := Result{Check: "userland-proxy"}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
 )
@@ -22,7 +23,9 @@ const (
 // alarmFix is what the operator should do about each alarm kind.
 var alarmFix = map[string]string{
 	alarmCrowdSecRefused: `CrowdSec's LAPI holds a decision against an address bansd never bans (a Docker gateway, Mailu's SUBNET, this host, ignoreip): it is not enforced here. Find who made it with "cscli decisions list" and delete it.`,
-	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network; run "bansctl doctor".`,
+	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	alarmRelayShield:     `bansd refuses IPv6 connections to these ports until the risk is gone. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	alarmRelayOpen:       `the relay shield is off (firewall.relay_shield = false or "bansctl shield off"): IPv6 clients are relayed as the gateway. Fix: ` + configs.RelayFix + `, or turn the shield on ("bansctl shield on").`,
 }
 
 const defaultFix = `a never-ban address appears as a client: the real client address is being lost; run "bansctl doctor".`
@@ -65,7 +68,11 @@ func (b *alarmBook) add(a jail.Alarm, now time.Time) {
 		if a.Hint != "" {
 			fix = a.Hint + " " + fix
 		}
-		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: a.Addr.String(), First: a.Time, Fix: fix}}
+		addr := ""
+		if a.Addr.IsValid() {
+			addr = a.Addr.String()
+		}
+		e = &alarmEntry{AlarmStatus: control.AlarmStatus{Kind: a.Kind, Addr: addr, First: a.Time, Fix: fix}}
 		b.m[k] = e
 	}
 	n := max(a.Count, 1)

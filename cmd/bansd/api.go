@@ -198,6 +198,11 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	st.Attribution = d.attr.status(d.engine.Stats().Parser)
 	st.Alarms = d.alarms.list()
 	st.CrowdSec = d.crowdsecStatus()
+	if d.shield != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st.Shield = d.shield.status(sctx)
+		cancel()
+	}
 	return st
 }
 

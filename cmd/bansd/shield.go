@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/shield"
+	"github.com/bansd/bansd/sources/docker"
+	"github.com/bansd/bansd/store"
+)
+
+// Alarm kinds of the relay shield.
+const (
+	// alarmRelayShield: the open-relay facts hold and the shield is up.
+	alarmRelayShield = "relay-shield"
+	// alarmRelayOpen: the facts hold and the shield is off.
+	alarmRelayOpen = "relay-open"
+)
+
+// shieldFacts turns what discovery learnt and the host's addresses into
+// the shield's facts; ok is false until a Mailu project is known, when
+// nothing can be decided. A userland proxy discovery cannot see (bansd
+// without the host's process namespace) counts as on: with it off and an
+// IPv4-only Mailu network, IPv6 clients do not reach Mailu's ports anyway,
+// so the shield refuses nobody who would have been served.
+func shieldFacts(info docker.MailuInfo, host []netip.Addr) (f shield.Facts, ok bool) {
+	if info.Project == "" {
+		return shield.Facts{}, false
+	}
+	return shield.Facts{
+		UserlandProxy: info.UserlandProxy != "no",
+		PublishedAll:  info.PublishedAll,
+		HostIPv6:      len(shield.GlobalIPv6(host)) > 0,
+		MailuIPv6:     info.IPv6,
+	}, true
+}
+
+// shieldPlan is what the kernel should hold.
+type shieldPlan struct {
+	// ports to refuse; none lowers the shield.
+	ports []uint16
+	// risk: the open-relay facts hold; why says which, or what removes it.
+	risk bool
+	why  string
+	// off names who turned the shield off ("config", "bansctl"), "" when on.
+	off string
+}
+
+// planShield decides from the facts and the two switches.
+func planShield(f shield.Facts, cfgOn, ctlOff bool) shieldPlan {
+	ports, why := shield.Risk(f)
+	p := shieldPlan{risk: len(ports) > 0, why: why}
+	switch {
+	case !cfgOn:
+		p.off = "config"
+	case ctlOff:
+		p.off = "bansctl"
+	default:
+		p.ports = ports
+	}
+	return p
+}
+
+// relayShield runs the shield for the daemon: it decides at start, on
+// every Docker change and at every reconcile, and tells the operator
+// through the alarm path and the history.
+type relayShield struct {
+	sh    *shield.Shield
+	log   *slog.Logger
+	alarm func(jail.Alarm)
+	event func(store.Event)
+	host  func() []netip.Addr
+
+	mu     sync.Mutex // serialises update and guards the fields below
+	cfgOn  bool
+	ctlOff bool
+	info   docker.MailuInfo
+	// applied is false until the first plan reached the kernel: Ensure
+	// before it would empty a set an earlier run left raised.
+	applied bool
+	last    shieldPlan
+	lastErr error
+}
+
+func newRelayShield(sh *shield.Shield, cfgOn bool, log *slog.Logger, alarm func(jail.Alarm), event func(store.Event), host func() []netip.Addr) *relayShield {
+	r := &relayShield{sh: sh, log: log, alarm: alarm, event: event, host: host, cfgOn: cfgOn}
+	if !cfgOn {
+		log.Warn("relay shield disabled (firewall.relay_shield = false): if Docker's userland proxy hands IPv6 clients to Mailu as the gateway, the relay is open", "fix", configs.RelayFix)
+	}
+	return r
+}
+
+// mailu takes new discovery facts and acts on them.
+func (r *relayShield) mailu(ctx context.Context, info docker.MailuInfo) {
+	r.mu.Lock()
+	r.info = info
+	r.mu.Unlock()
+	r.update(ctx)
+}
+
+// setConfig applies firewall.relay_shield after a reload; a reload also
+// ends a "bansctl shield off".
+func (r *relayShield) setConfig(ctx context.Context, on bool) {
+	r.mu.Lock()
+	changed := r.cfgOn != on || r.ctlOff
+	r.cfgOn, r.ctlOff = on, false
+	r.mu.Unlock()
+	if changed && !on {
+		r.log.Warn("relay shield disabled by reload (firewall.relay_shield = false): the relay is open while the risk holds", "fix", configs.RelayFix)
+	}
+	r.update(ctx)
+}
+
+// set is "bansctl shield on|off".
+func (r *relayShield) set(ctx context.Context, on bool, uid int) control.ShieldStatus {
+	r.mu.Lock()
+	r.ctlOff = !on
+	cfgOn := r.cfgOn
+	r.mu.Unlock()
+	detail := "turned on by bansctl"
+	if !on {
+		detail = "turned off by bansctl until \"bansctl shield on\", a reload or a restart"
+		r.log.Warn("relay shield turned off at run time: the relay is open while the risk holds", "uid", uid, "fix", configs.RelayFix)
+	} else if !cfgOn {
+		detail = "bansctl shield on: firewall.relay_shield = false still keeps it off"
+	}
+	r.event(store.Event{Kind: store.EventShield, Reason: "bansctl", Detail: detail, UID: uid})
+	r.update(ctx)
+	return r.status(ctx)
+}
+
+// update brings the kernel to the plan for the current facts. A plan
+// that did not change is only repaired (Ensure), e.g. after `nft flush
+// ruleset`.
+func (r *relayShield) update(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := shieldFacts(r.info, r.host())
+	if !ok {
+		return // nothing known yet: leave what an earlier run raised
+	}
+	p := planShield(f, r.cfgOn, r.ctlOff)
+	same := r.applied && slices.Equal(p.ports, r.last.ports)
+	var err error
+	switch {
+	case same:
+		err = r.sh.Ensure(ctx)
+	case len(p.ports) > 0:
+		err = r.sh.Raise(ctx, p.ports)
+	default:
+		err = r.sh.Lower(ctx)
+	}
+	if err != nil {
+		if r.lastErr == nil || r.lastErr.Error() != err.Error() {
+			r.log.Error("relay shield", "err", err)
+		}
+		r.lastErr = err
+		return
+	}
+	r.lastErr = nil
+	prev, first := r.last, !r.applied
+	r.applied, r.last = true, p
+	if same && p.risk == prev.risk && p.off == prev.off {
+		return
+	}
+	now := time.Now()
+	switch {
+	case len(p.ports) > 0:
+		r.log.Warn("relay shield up", "ports", p.ports, "why", p.why)
+		r.alarm(jail.Alarm{Kind: alarmRelayShield, Time: now, Count: 1, Hint: p.why})
+	case p.risk && (first || prev.off == "" || !prev.risk):
+		r.log.Warn("relay shield off ("+p.off+"): the relay is open", "why", p.why)
+		r.alarm(jail.Alarm{Kind: alarmRelayOpen, Time: now, Count: 1, Hint: p.why})
+	case !first && len(prev.ports) > 0:
+		r.log.Info("relay shield lowered", "why", p.why, "off", p.off)
+		r.event(store.Event{Kind: store.EventShield, Reason: "lowered", Detail: p.why, UID: store.NoUID})
+	}
+}
+
+// status reads the kernel and the last plan.
+func (r *relayShield) status(ctx context.Context) control.ShieldStatus {
+	r.mu.Lock()
+	p, cfgOn, ctlOff, lastErr := r.last, r.cfgOn, r.ctlOff, r.lastErr
+	r.mu.Unlock()
+	st := control.ShieldStatus{Enabled: cfgOn && !ctlOff, Risk: p.risk, Why: p.why, Off: p.off}
+	if p.risk {
+		st.Fix = configs.RelayFix
+	}
+	if st.Why == "" {
+		st.Why = "waiting for Docker discovery"
+	}
+	ks, err := r.sh.Status(ctx)
+	switch {
+	case err != nil:
+		st.Problem = err.Error()
+	case lastErr != nil:
+		st.Problem = lastErr.Error()
+	case !ks.Intact:
+		st.Problem = ks.Problem
+	}
+	st.Up, st.Ports, st.Refused = ks.Up, ks.Ports, ks.Refused
+	return st
+}
+
+// Shield answers POST /v1/shield.
+func (d *daemon) Shield(ctx context.Context, req control.ShieldRequest) (control.ShieldStatus, error) {
+	_, uid := withCaller(ctx)
+	if d.shield == nil {
+		return control.ShieldStatus{}, fmt.Errorf("relay shield: not started")
+	}
+	return d.shield.set(ctx, req.On, uid), nil
+}
+
+// shieldState is what the metrics read at scrape time.
+func (d *daemon) shieldState(ctx context.Context) (up bool, refused uint64, ok bool) {
+	if d.shield == nil {
+		return false, 0, false
+	}
+	st, err := d.shield.sh.Status(ctx)
+	if err != nil {
+		return false, 0, false
+	}
+	return st.Up, st.Refused, true
+}
