@@ -220,7 +220,25 @@ func checkOpenRelay(f Facts) Result {
 		r.Message = fmt.Sprintf("userland proxy on (%s) with ports %s published on all addresses: safe only while IPv6 does not reach the Mailu ports through the proxy (Mailu: \"you MUST disable userland-proxy\")", f.Proxy.How, strings.Join(all, " "))
 		r.Fix = relayFix
 	}
+	if f.Daemon != nil {
+		r.Message += "; " + shieldState(f.Daemon.Shield)
+	}
 	return r
+}
+
+// shieldState says what bansd's relay shield does about the risk. The
+// verdict stays: the shield refuses IPv6 clients, Docker's fix serves them.
+func shieldState(s control.ShieldStatus) string {
+	switch {
+	case s.Up:
+		return fmt.Sprintf("bansd's relay shield is UP: IPv6 connections to ports %v are refused with a TCP reset (%d so far)", s.Ports, s.Refused)
+	case s.Off != "" && s.Risk:
+		return "bansd's relay shield is OFF (" + s.Off + "): the relay is open"
+	case s.Off != "":
+		return "bansd's relay shield is off (" + s.Off + ")"
+	default:
+		return "bansd's relay shield is down (" + s.Why + ")"
+	}
 }
 
 func checkTable(f Facts) Result {

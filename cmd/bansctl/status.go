@@ -116,6 +116,7 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 
 	printCrowdSec(w, st.CrowdSec)
+	printShield(w, st.Shield)
 
 	if len(st.Alarms) == 0 {
 		fmt.Fprintln(w, "\nAlarms: none")
@@ -123,7 +124,11 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 	fmt.Fprintln(w, "\nAlarms:")
 	for _, a := range st.Alarms {
-		fmt.Fprintf(w, "  %s %s: %d time(s), last %s\n", a.Kind, a.Addr, a.Count, stamp(a.Last))
+		who := a.Kind
+		if a.Addr != "" {
+			who += " " + a.Addr
+		}
+		fmt.Fprintf(w, "  %s: %d time(s), last %s\n", who, a.Count, stamp(a.Last))
 		if a.Line != "" {
 			fmt.Fprintf(w, "    line: %s\n", cut(clean(a.Line), 200))
 		}
