@@ -97,7 +97,13 @@ func startWith(t testing.TB, dockerHost string) *instance {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("the nft command (apt package nftables) is needed to check the kernel side")
 	}
-	ns := netnstest.New(t)
+	return startInNS(t, netnstest.New(t), dockerHost, "")
+}
+
+// startInNS runs bansd in ns (e.g. a dockertest engine's) with extra
+// lines appended to the config's [firewall] section.
+func startInNS(t testing.TB, ns *netnstest.NS, dockerHost, extra string) *instance {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "bansd-e2e")
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +113,7 @@ func startWith(t testing.TB, dockerHost string) *instance {
 		t.Fatal(err)
 	}
 	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: dockerHost}
-	in.writeConfig(t, "")
+	in.writeConfig(t, extra)
 	in.run(t)
 	return in
 }
