@@ -190,7 +190,13 @@ func (r *relayShield) status(ctx context.Context) control.ShieldStatus {
 	r.mu.Lock()
 	p, cfgOn, ctlOff, lastErr := r.last, r.cfgOn, r.ctlOff, r.lastErr
 	r.mu.Unlock()
-	st := control.ShieldStatus{Enabled: cfgOn && !ctlOff, Risk: p.risk, Why: p.why, Off: p.off}
+	st := control.ShieldStatus{Enabled: cfgOn && !ctlOff, Risk: p.risk, Why: p.why}
+	// From the switches, not the last plan: before discovery there is none.
+	if !cfgOn {
+		st.Off = "config"
+	} else if ctlOff {
+		st.Off = "bansctl"
+	}
 	if p.risk {
 		st.Fix = configs.RelayFix
 	}

@@ -141,6 +141,27 @@ func TestRelayShieldRealDocker(t *testing.T) {
 		t.Errorf("history has no relay-shield alarm:\n%s", h)
 	}
 
+	// bansctl shield off lowers it over the socket, with a warning; on
+	// raises it again.
+	out, errs, code := in.ctl(t, "shield", "off")
+	if code != 0 || !strings.Contains(out, "Relay shield: OFF (bansctl): THE RELAY IS OPEN") || !strings.Contains(errs, "warning: the relay shield is off") {
+		t.Fatalf("bansctl shield off: exit %d\n%s%s", code, out, errs)
+	}
+	if c, _, err := dial(v6); err != nil {
+		t.Fatalf("IPv6 to 25 after shield off: %v, want connected", err)
+	} else {
+		c.Close()
+	}
+	if !strings.Contains(in.log.String(), "relay shield turned off at run time: the relay is open") {
+		t.Errorf("no warning in bansd's log after shield off")
+	}
+	if out := in.mustCtl(t, 0, "shield", "on"); !strings.Contains(out, "Relay shield: UP") {
+		t.Fatalf("bansctl shield on:\n%s", out)
+	}
+	if _, _, err := dial(v6); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("IPv6 to 25 after shield on: %v, want refused", err)
+	}
+
 	// `nft flush ruleset`: back within the reconcile interval (plus the
 	// time a loaded machine takes to notice).
 	in.ns.Run(t, "nft", "flush", "ruleset")
@@ -194,4 +215,26 @@ func logsOf(t *testing.T, e *dockertest.Engine, name string) string {
 		t.Fatalf("docker logs %s: %v: %s", name, err, out)
 	}
 	return string(out)
+}
+
+// firewall.relay_shield = false: a warning at start, status says so, and
+// bansctl shield on cannot override the config.
+func TestRelayShieldConfigOffDaemon(t *testing.T) {
+	in := startInNS(t, netnstest.New(t), noDocker, "relay_shield = false\n")
+	if !strings.Contains(in.log.String(), "relay shield disabled (firewall.relay_shield = false)") {
+		t.Errorf("no warning at start:\n%s", in.log.String())
+	}
+	if out := in.mustCtl(t, 0, "status"); !strings.Contains(out, "Relay shield: OFF (config)") {
+		t.Errorf("bansctl status:\n%s", out)
+	}
+	out := in.mustCtl(t, 0, "--json", "shield", "on")
+	if !strings.Contains(out, `"enabled": false`) || !strings.Contains(out, `"off": "config"`) {
+		t.Errorf("bansctl --json shield on with relay_shield = false:\n%s", out)
+	}
+	if k := in.ns.Run(t, "nft", "list", "ruleset"); strings.Contains(k, shield.ChainName) || strings.Contains(k, shield.SetName) {
+		t.Errorf("kernel holds a shield:\n%s", k)
+	}
+	if h := in.mustCtl(t, 0, "history", "--kind", "shield"); !strings.Contains(h, "relay_shield = false") {
+		t.Errorf("history:\n%s", h)
+	}
 }
