@@ -127,7 +127,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("relay shield: %w", err)
 	}
 	// Before the Docker source: its first discovery decides the shield.
-	d.shield = newRelayShield(sh, cfg.Firewall.RelayShield, d.log.With("part", "shield"), d.onAlarm, d.event, hostAddrs)
+	d.shield = newRelayShield(sh, cfg.Firewall.RelayShield, d.log.With("part", "shield"), d.onAlarm, d.event, hostAddrs, ipv6Listeners)
 	d.attr = startAttribution(ctx, cfg, d.engine, d.log.With("part", "attribution"), 0)
 	defer d.attr.close()
 	d.docker, err = docker.NewDocker(docker.DockerOptions{

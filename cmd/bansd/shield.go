@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,22 +30,67 @@ const (
 	alarmRelayOpen = "relay-open"
 )
 
-// shieldFacts turns what discovery learnt and the host's addresses into
-// the shield's facts; ok is false until a Mailu project is known, when
-// nothing can be decided. A userland proxy discovery cannot see (bansd
-// without the host's process namespace) counts as on: with it off and an
-// IPv4-only Mailu network, IPv6 clients do not reach Mailu's ports anyway,
-// so the shield refuses nobody who would have been served.
-func shieldFacts(info docker.MailuInfo, host []netip.Addr) (f shield.Facts, ok bool) {
+// shieldFacts turns what discovery learnt and the host's facts into the
+// shield's facts; ok is false until a Mailu project is known, when nothing
+// can be decided. listen6 are the ports something listens on over IPv6 in
+// bansd's namespace, nil when unknown: when discovery cannot see the
+// processes (bansd in a container without the host's process namespace),
+// docker-proxy shows as an IPv6 listener on a published port, which the
+// kernel's DNAT alone never is. Unknown both ways counts as on: with the
+// proxy off, IPv6 clients do not reach an IPv4-only Mailu anyway, so the
+// shield refuses nobody who would have been served.
+func shieldFacts(info docker.MailuInfo, host []netip.Addr, listen6 map[uint16]bool) (f shield.Facts, ok bool) {
 	if info.Project == "" {
 		return shield.Facts{}, false
 	}
+	proxy := info.UserlandProxy != "no"
+	if info.UserlandProxy != "yes" && listen6 != nil {
+		proxy = slices.ContainsFunc(info.PublishedAll, func(p uint16) bool { return listen6[p] })
+	}
 	return shield.Facts{
-		UserlandProxy: info.UserlandProxy != "no",
+		UserlandProxy: proxy,
 		PublishedAll:  info.PublishedAll,
 		HostIPv6:      len(shield.GlobalIPv6(host)) > 0,
 		MailuIPv6:     info.IPv6,
 	}, true
+}
+
+// ipv6Listeners reads the TCP ports listened on over IPv6 in bansd's
+// network namespace; nil when /proc cannot tell.
+func ipv6Listeners() map[uint16]bool {
+	f, err := os.Open("/proc/net/tcp6")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	m, err := parseListeners(f)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// parseListeners reads /proc/net/tcp6: the local port of each socket in
+// state 0A (LISTEN).
+func parseListeners(r io.Reader) (map[uint16]bool, error) {
+	m := map[uint16]bool{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || f[3] != "0A" {
+			continue
+		}
+		_, port, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		p, err := strconv.ParseUint(port, 16, 16)
+		if err != nil {
+			return nil, fmt.Errorf("tcp6 line %q: %w", sc.Text(), err)
+		}
+		m[uint16(p)] = true
+	}
+	return m, sc.Err()
 }
 
 // shieldPlan is what the kernel should hold.
@@ -78,6 +128,8 @@ type relayShield struct {
 	alarm func(jail.Alarm)
 	event func(store.Event)
 	host  func() []netip.Addr
+	// listen6 reads the IPv6 listeners (ipv6Listeners).
+	listen6 func() map[uint16]bool
 
 	mu     sync.Mutex // serialises update and guards the fields below
 	cfgOn  bool
@@ -90,8 +142,8 @@ type relayShield struct {
 	lastErr error
 }
 
-func newRelayShield(sh *shield.Shield, cfgOn bool, log *slog.Logger, alarm func(jail.Alarm), event func(store.Event), host func() []netip.Addr) *relayShield {
-	r := &relayShield{sh: sh, log: log, alarm: alarm, event: event, host: host, cfgOn: cfgOn}
+func newRelayShield(sh *shield.Shield, cfgOn bool, log *slog.Logger, alarm func(jail.Alarm), event func(store.Event), host func() []netip.Addr, listen6 func() map[uint16]bool) *relayShield {
+	r := &relayShield{sh: sh, log: log, alarm: alarm, event: event, host: host, listen6: listen6, cfgOn: cfgOn}
 	if !cfgOn {
 		log.Warn("relay shield disabled (firewall.relay_shield = false): if Docker's userland proxy hands IPv6 clients to Mailu as the gateway, the relay is open", "fix", configs.RelayFix)
 	}
@@ -143,7 +195,7 @@ func (r *relayShield) set(ctx context.Context, on bool, uid int) control.ShieldS
 func (r *relayShield) update(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f, ok := shieldFacts(r.info, r.host())
+	f, ok := shieldFacts(r.info, r.host(), r.listen6())
 	if !ok {
 		return // nothing known yet: leave what an earlier run raised
 	}

@@ -45,6 +45,7 @@ func TestShieldPlan(t *testing.T) {
 		name   string
 		info   docker.MailuInfo
 		host   []netip.Addr
+		listen map[uint16]bool
 		cfgOn  bool
 		ctlOff bool
 		known  bool
@@ -52,19 +53,22 @@ func TestShieldPlan(t *testing.T) {
 		risk   bool
 		off    string
 	}{
-		{"risk holds", risky(), hostV6, true, false, true, []uint16{25, 465}, true, ""},
-		{"proxy unseen counts as on", with(func(i *docker.MailuInfo) { i.UserlandProxy = "unknown" }), hostV6, true, false, true, []uint16{25, 465}, true, ""},
-		{"proxy off", with(func(i *docker.MailuInfo) { i.UserlandProxy = "no" }), hostV6, true, false, true, nil, false, ""},
-		{"Mailu network has IPv6", with(func(i *docker.MailuInfo) { i.IPv6 = true }), hostV6, true, false, true, nil, false, ""},
-		{"ports on specific addresses", with(func(i *docker.MailuInfo) { i.PublishedAll = nil }), hostV6, true, false, true, nil, false, ""},
-		{"host without global IPv6", risky(), []netip.Addr{host4, local6, ula6}, true, false, true, nil, false, ""},
-		{"config off", risky(), hostV6, false, false, true, nil, true, "config"},
-		{"bansctl off", risky(), hostV6, true, true, true, nil, true, "bansctl"},
-		{"config off, no risk", with(func(i *docker.MailuInfo) { i.UserlandProxy = "no" }), hostV6, false, false, true, nil, false, "config"},
-		{"no Mailu project yet", docker.MailuInfo{UserlandProxy: "yes", PublishedAll: []uint16{25}}, hostV6, true, false, false, nil, false, ""},
+		{"risk holds", risky(), hostV6, nil, true, false, true, []uint16{25, 465}, true, ""},
+		{"proxy unseen counts as on", with(func(i *docker.MailuInfo) { i.UserlandProxy = "unknown" }), hostV6, nil, true, false, true, []uint16{25, 465}, true, ""},
+		{"proxy unseen, docker-proxy listens on 25", with(func(i *docker.MailuInfo) { i.UserlandProxy = "unknown" }), hostV6, map[uint16]bool{25: true, 22: true}, true, false, true, []uint16{25, 465}, true, ""},
+		{"proxy unseen, nothing listens on the ports", with(func(i *docker.MailuInfo) { i.UserlandProxy = "unknown" }), hostV6, map[uint16]bool{22: true}, true, false, true, nil, false, ""},
+		{"proxy seen wins over listeners", risky(), hostV6, map[uint16]bool{}, true, false, true, []uint16{25, 465}, true, ""},
+		{"proxy off", with(func(i *docker.MailuInfo) { i.UserlandProxy = "no" }), hostV6, nil, true, false, true, nil, false, ""},
+		{"Mailu network has IPv6", with(func(i *docker.MailuInfo) { i.IPv6 = true }), hostV6, nil, true, false, true, nil, false, ""},
+		{"ports on specific addresses", with(func(i *docker.MailuInfo) { i.PublishedAll = nil }), hostV6, nil, true, false, true, nil, false, ""},
+		{"host without global IPv6", risky(), []netip.Addr{host4, local6, ula6}, nil, true, false, true, nil, false, ""},
+		{"config off", risky(), hostV6, nil, false, false, true, nil, true, "config"},
+		{"bansctl off", risky(), hostV6, nil, true, true, true, nil, true, "bansctl"},
+		{"config off, no risk", with(func(i *docker.MailuInfo) { i.UserlandProxy = "no" }), hostV6, nil, false, false, true, nil, false, "config"},
+		{"no Mailu project yet", docker.MailuInfo{UserlandProxy: "yes", PublishedAll: []uint16{25}}, hostV6, nil, true, false, false, nil, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, ok := shieldFacts(tc.info, tc.host)
+			f, ok := shieldFacts(tc.info, tc.host, tc.listen)
 			if ok != tc.known {
 				t.Fatalf("known = %v, want %v", ok, tc.known)
 			}
@@ -122,7 +126,7 @@ func TestRelayShieldKernel(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	rec := &recorder{}
 	host := func() []netip.Addr { return []netip.Addr{host4, global6} }
-	r := newRelayShield(sh, true, log, rec.alarm, rec.event, host)
+	r := newRelayShield(sh, true, log, rec.alarm, rec.event, host, func() map[uint16]bool { return nil })
 	set := func() string {
 		out, err := ns.Exec("nft", "list", "set", "inet", "bansd", shield.SetName)
 		if err != nil {
@@ -204,7 +208,7 @@ func TestRelayShieldConfigOff(t *testing.T) {
 	var logs bytes.Buffer
 	rec := &recorder{}
 	r := newRelayShield(sh, false, slog.New(slog.NewTextHandler(&logs, nil)), rec.alarm, rec.event,
-		func() []netip.Addr { return []netip.Addr{global6} })
+		func() []netip.Addr { return []netip.Addr{global6} }, func() map[uint16]bool { return nil })
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "relay is open") {
 		t.Fatalf("no warning at start:\n%s", logs.String())
 	}
@@ -218,5 +222,27 @@ func TestRelayShieldConfigOff(t *testing.T) {
 	}
 	if alarms, _ := rec.kinds(); !slices.Equal(alarms, []string{alarmRelayOpen}) {
 		t.Fatalf("alarms = %v, want one %s", alarms, alarmRelayOpen)
+	}
+}
+
+func TestParseListeners(t *testing.T) {
+	const tcp6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:0019 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000001000000:0CEA 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+   2: B80D0120000000000000000001000000:0019 B80D0120000000000000000002000000:D3A4 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 30 10 -1
+   3: 00000000000000000000000000000000:01D1 00000000000000000000000000000000:0000 06 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 100 0 0 10 0
+`
+	m, err := parseListeners(strings.NewReader(tcp6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 2 || !m[25] || !m[3306] {
+		t.Fatalf("listeners = %v, want 25 and 3306 only (not the established 25 peer, not TIME_WAIT 465)", m)
+	}
+	if _, err := parseListeners(strings.NewReader("0: 00:ZZZZ 00:0000 0A\n")); err == nil {
+		t.Error("a bad port parsed")
+	}
+	if m := ipv6Listeners(); m == nil {
+		t.Error("ipv6Listeners cannot read this namespace's /proc/net/tcp6")
 	}
 }
