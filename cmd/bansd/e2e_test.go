@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ type instance struct {
 	// daemonExtra are more [daemon] keys for the config.
 	daemonExtra string
 	cmd         *exec.Cmd
-	log         *bytes.Buffer
+	log         *logBuffer
 	exited      chan error
 }
 
@@ -121,7 +122,7 @@ func startInNS(t testing.TB, ns *netnstest.NS, dockerHost, extra string) *instan
 // run starts the bansd process and waits until its socket answers.
 func (in *instance) run(t testing.TB) {
 	t.Helper()
-	in.log = &bytes.Buffer{}
+	in.log = &logBuffer{}
 	ns := in.ns
 	in.cmd = exec.Command("nsenter", "--net="+ns.Path, filepath.Join(binDir, "bansd"), "--config", in.config)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
@@ -162,6 +163,24 @@ func (in *instance) run(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// logBuffer is bansd's output, read by the test while the process writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // stop sends SIGTERM and expects a clean exit.
