@@ -223,14 +223,13 @@ func (r *relayShield) update(ctx context.Context) {
 	if same && p.risk == prev.risk && p.off == prev.off {
 		return
 	}
+	// The alarm path logs, counts, records and notifies.
 	now := time.Now()
 	switch {
 	case len(p.ports) > 0:
-		r.log.Warn("relay shield up", "ports", p.ports, "why", p.why)
 		r.alarm(jail.Alarm{Kind: alarmRelayShield, Time: now, Count: 1, Hint: p.why})
 	case p.risk && (first || prev.off == "" || !prev.risk):
-		r.log.Warn("relay shield off ("+p.off+"): the relay is open", "why", p.why)
-		r.alarm(jail.Alarm{Kind: alarmRelayOpen, Time: now, Count: 1, Hint: p.why})
+		r.alarm(jail.Alarm{Kind: alarmRelayOpen, Time: now, Count: 1, Hint: "relay shield off (" + p.off + "): " + p.why})
 	case !first && len(prev.ports) > 0:
 		r.log.Info("relay shield lowered", "why", p.why, "off", p.off)
 		r.event(store.Event{Kind: store.EventShield, Reason: "lowered", Detail: p.why, UID: store.NoUID})
