@@ -79,7 +79,16 @@ type Firewall struct {
 	// ScopePorts are ports a "mail" ban covers beside the ones Docker
 	// reports, sorted and without duplicates.
 	ScopePorts []uint16
+	// RelayShield refuses IPv6 connections to Mailu's published ports
+	// while Docker's userland proxy would hand them to Mailu as the
+	// trusted gateway (package shield). A reload applies it at once, so
+	// Equal leaves it out.
+	RelayShield bool
 }
+
+// RelayFix is what the operator does about the userland-proxy open relay;
+// doctor, the alarms and the never-ban hint all say it in these words.
+const RelayFix = `set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses (not 0.0.0.0 / ::)`
 
 // Equal reports whether f and o are the same settings (Firewall holds a
 // slice, so == does not compile).
@@ -214,6 +223,7 @@ type rawFirewall struct {
 	SeenSize    *int    `toml:"seen_size"`
 	Scope       *string `toml:"scope"`
 	ScopePorts  *[]int  `toml:"scope_ports"`
+	RelayShield *bool   `toml:"relay_shield"`
 }
 
 type rawBan struct {
@@ -411,6 +421,9 @@ func (c *Config) apply(l *layer) error {
 	setStr(&c.Firewall.Scope, r.Firewall.Scope)
 	if c.Firewall.Scope != "all" && c.Firewall.Scope != "mail" {
 		return fail("firewall.scope", fmt.Errorf("%q: want \"all\" or \"mail\"", c.Firewall.Scope))
+	}
+	if r.Firewall.RelayShield != nil {
+		c.Firewall.RelayShield = *r.Firewall.RelayShield
 	}
 	if r.Firewall.ScopePorts != nil {
 		ports := make([]uint16, 0, len(*r.Firewall.ScopePorts))

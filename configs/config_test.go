@@ -245,3 +245,30 @@ func TestJailEventVocabulary(t *testing.T) {
 		}
 	}
 }
+
+func TestRelayShieldKey(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+		err  string
+	}{
+		{"", true, ""},
+		{"[firewall]\nrelay_shield = false\n", false, ""},
+		{"[firewall]\nrelay_shield = true\n", true, ""},
+		{"[firewall]\n\nrelay_shield = \"no\"\n", false, "firewall.relay_shield"},
+	} {
+		c, err := Parse("r.toml", []byte(tt.in))
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("Parse(%q) = %v, want an error naming %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tt.in, err)
+		}
+		if c.Firewall.RelayShield != tt.want {
+			t.Errorf("Parse(%q): relay_shield = %v, want %v", tt.in, c.Firewall.RelayShield, tt.want)
+		}
+	}
+}

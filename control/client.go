@@ -196,6 +196,13 @@ func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
 	return r, err
 }
 
+// Shield turns the relay shield on or off at run time.
+func (c *Client) Shield(ctx context.Context, on bool) (ShieldStatus, error) {
+	var r ShieldStatus
+	err := c.do(ctx, http.MethodPost, APIVersion+"/shield", ShieldRequest{On: on}, &r)
+	return r, err
+}
+
 // Metrics copies the Prometheus text exposition to w.
 func (c *Client) Metrics(ctx context.Context, w io.Writer) error {
 	return c.do(ctx, http.MethodGet, APIVersion+"/metrics", nil, w)

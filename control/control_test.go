@@ -26,6 +26,8 @@ type memBackend struct {
 	mu     sync.Mutex
 	bans   map[netip.Prefix]Ban
 	protec netip.Prefix
+	// shieldOn is the last POST /v1/shield.
+	shieldOn bool
 }
 
 func newMem() *memBackend {

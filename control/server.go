@@ -195,6 +195,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+APIVersion+"/history", s.history)
 	mux.HandleFunc("GET "+APIVersion+"/stats", s.stats)
 	mux.HandleFunc("POST "+APIVersion+"/notify/test", s.notifyTest)
+	mux.HandleFunc("POST "+APIVersion+"/shield", s.shield)
 	if s.metrics != nil {
 		mux.Handle("GET "+APIVersion+"/metrics", s.metrics)
 	}
@@ -257,6 +258,15 @@ func (s *Server) unban(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.backend.Status(r.Context()))
+}
+
+func (s *Server) shield(w http.ResponseWriter, r *http.Request) {
+	var req ShieldRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	res, err := s.backend.Shield(r.Context(), req)
+	reply(w, res, err)
 }
 
 func (s *Server) why(w http.ResponseWriter, r *http.Request) {

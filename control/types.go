@@ -86,6 +86,35 @@ type Status struct {
 	CrowdSec *CrowdSecStatus `json:"crowdsec,omitempty"`
 	// Notify is the notifier; nil when no channel is configured.
 	Notify *NotifyStatus `json:"notify,omitempty"`
+	// Shield is the relay shield (package shield).
+	Shield ShieldStatus `json:"shield"`
+}
+
+// ShieldStatus is the relay shield: IPv6 connections to Mailu's published
+// ports refused while Docker's userland proxy would relay them.
+type ShieldStatus struct {
+	// Enabled: firewall.relay_shield and no "bansctl shield off" since.
+	Enabled bool `json:"enabled"`
+	// Up: the kernel's set holds ports now.
+	Up    bool     `json:"up"`
+	Ports []uint16 `json:"ports,omitempty"`
+	// Risk says whether the open-relay facts hold, Why which ones do or
+	// which one removes the risk; Fix what the operator should change.
+	Risk bool   `json:"risk"`
+	Why  string `json:"why,omitempty"`
+	Fix  string `json:"fix,omitempty"`
+	// Off says who turned the shield off: "config" or "bansctl".
+	Off string `json:"off,omitempty"`
+	// Refused counts the IPv6 SYNs answered with a reset (kernel counter).
+	Refused uint64 `json:"refused"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// ShieldRequest is the body of POST /v1/shield.
+type ShieldRequest struct {
+	// On: true turns the shield back on (it rises if the risk holds);
+	// false lowers it until "on", a reload or a restart.
+	On bool `json:"on"`
 }
 
 // CrowdSecStatus is the link to CrowdSec's Local API.
@@ -239,6 +268,8 @@ type Backend interface {
 	Stats(ctx context.Context, q StatsQuery) (stats.Summary, error)
 	// NotifyTest sends a test message on a channel ("" every channel).
 	NotifyTest(ctx context.Context, channel string) ([]NotifyTestResult, error)
+	// Shield turns the relay shield on or off at run time.
+	Shield(ctx context.Context, req ShieldRequest) (ShieldStatus, error)
 }
 
 // HTTPError is an error with the HTTP status the server answers with.

@@ -13,7 +13,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/sources/docker"
 )
 
 // Verdict is a check's outcome.
@@ -90,7 +92,7 @@ type PortFacts struct {
 // AllAddresses says whether the port is published on every host address,
 // which with the userland proxy lets IPv6 clients in as the gateway.
 func (p PortFacts) AllAddresses() bool {
-	return p.HostIP == "" || p.HostIP == "0.0.0.0" || p.HostIP == "::"
+	return docker.AllAddresses(p.HostIP)
 }
 
 // ProxyFacts says whether Docker's userland proxy is on.
@@ -183,7 +185,7 @@ func noMailu(r Result) Result {
 	return r
 }
 
-const relayFix = `set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses (not 0.0.0.0 / ::)`
+const relayFix = configs.RelayFix
 
 // CheckOpenRelay names the open-relay check (the daemon runs it at start).
 const CheckOpenRelay = "userland-proxy"
@@ -221,7 +223,25 @@ func checkOpenRelay(f Facts) Result {
 		r.Message = fmt.Sprintf("userland proxy on (%s) with ports %s published on all addresses: safe only while IPv6 does not reach the Mailu ports through the proxy (Mailu: \"you MUST disable userland-proxy\")", f.Proxy.How, strings.Join(all, " "))
 		r.Fix = relayFix
 	}
+	if f.Daemon != nil {
+		r.Message += "; " + shieldState(f.Daemon.Shield)
+	}
 	return r
+}
+
+// shieldState says what bansd's relay shield does about the risk. The
+// verdict stays: the shield refuses IPv6 clients, Docker's fix serves them.
+func shieldState(s control.ShieldStatus) string {
+	switch {
+	case s.Up:
+		return fmt.Sprintf("bansd's relay shield is UP: IPv6 connections to ports %v are refused with a TCP reset (%d so far)", s.Ports, s.Refused)
+	case s.Off != "" && s.Risk:
+		return "bansd's relay shield is OFF (" + s.Off + "): the relay is open"
+	case s.Off != "":
+		return "bansd's relay shield is off (" + s.Off + ")"
+	default:
+		return "bansd's relay shield is down (" + s.Why + ")"
+	}
 }
 
 func checkTable(f Facts) Result {

@@ -50,6 +50,14 @@ func TestCheck(t *testing.T) {
 		{"open relay: proxy, all addresses, host IPv6, IPv4-only Mailu", func(f *Facts) {
 			f.Proxy = ProxyFacts{Known: true, On: true, How: "2 docker-proxy processes"}
 		}, "userland-proxy", Fail, `"userland-proxy": false`, ""},
+		{"open relay with bansd's shield up", func(f *Facts) {
+			f.Proxy = ProxyFacts{Known: true, On: true, How: "2 docker-proxy processes"}
+			f.Daemon = &control.Status{Shield: control.ShieldStatus{Enabled: true, Up: true, Risk: true, Ports: []uint16{25}, Refused: 3}}
+		}, "userland-proxy", Fail, "relay shield is UP: IPv6 connections to ports [25] are refused with a TCP reset (3 so far)", ""},
+		{"open relay with bansd's shield off", func(f *Facts) {
+			f.Proxy = ProxyFacts{Known: true, On: true, How: "2 docker-proxy processes"}
+			f.Daemon = &control.Status{Shield: control.ShieldStatus{Risk: true, Off: "bansctl"}}
+		}, "userland-proxy", Fail, "relay shield is OFF (bansctl): the relay is open", ""},
 		{"proxy but published on :: too", func(f *Facts) {
 			f.Proxy = ProxyFacts{Known: true, On: true, How: "default"}
 			f.Mailu.Ports = []PortFacts{{Service: "front", HostIP: "::", HostPort: "587"}}

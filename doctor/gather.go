@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/shield"
 )
 
 // Options says where to look.
@@ -365,19 +366,15 @@ func hostIPv6() []netip.Addr {
 	if err != nil {
 		return nil
 	}
-	var out []netip.Addr
+	var ips []netip.Addr
 	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				ips = append(ips, ip)
+			}
 		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok || ip.Is4() || ip.Is4In6() || !ip.IsGlobalUnicast() || ip.IsPrivate() {
-			continue
-		}
-		out = append(out, ip)
 	}
-	return out
+	return shield.GlobalIPv6(ips)
 }
 
 func gatherNFT(table string, prio int) NFTFacts {

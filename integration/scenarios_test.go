@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,7 +218,9 @@ func TestUserlandProxyGatewayAlarm(t *testing.T) {
 	legit := newLegit(t, e)
 	attacker := newAttacker(t, e, 0)
 	waitReady(t, legit)
-	b := startBansd(t, e, testJails)
+	// The shield off first, to show what it prevents; relayShield turns
+	// it on at the end.
+	b := startBansd(t, e, testJails+shieldOffConfig)
 	alarmsBefore := alarmsTotal(t, b)
 
 	for i := 1; i <= 4; i++ {
@@ -250,7 +255,7 @@ func TestUserlandProxyGatewayAlarm(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	const proxyOff = `{"userland-proxy": false} in /etc/docker/daemon.json`
-	if alarm.Count < 1 || !strings.Contains(alarm.Fix, proxyOff) || !strings.Contains(alarm.Fix, "enable IPv6 on the Mailu network") {
+	if alarm.Count < 1 || !strings.Contains(alarm.Fix, proxyOff) || !strings.Contains(alarm.Fix, "enable_ipv6 on the Mailu network") {
 		t.Errorf("alarm %+v: want its count and the fix (%s, or IPv6 on the Mailu network)", alarm, proxyOff)
 	}
 	if st := b.ctlText(t, "status"); !regexp.MustCompile(`(?m)^  \S+ 192\.168\.203\.1: \d+ time\(s\)`).MatchString(st) ||
@@ -276,6 +281,91 @@ func TestUserlandProxyGatewayAlarm(t *testing.T) {
 		}
 	}
 	waitDropped(t, attacker, bot, 25)
+	relayShield(t, e, s, b, legit, attacker)
+}
+
+// shieldOffConfig starts bansd with the relay shield off and a short
+// reconcile interval, for relayShield.
+const shieldOffConfig = `
+[firewall]
+reconcile = "2s"
+relay_shield = false
+`
+
+// relayShield turns the shield on (config and SIGHUP) on the open-relay
+// stack: the IPv6 client gets a reset within 100 ms and front logs no new
+// connection from the gateway, IPv4 still logs in, bansctl status shows
+// the shield, and `nft flush ruleset` is repaired within the reconcile
+// interval.
+func relayShield(t *testing.T, e *dockertest.Engine, s *stack, b *bansd, legit, attacker *peer) {
+	t.Helper()
+	cfg := filepath.Join(b.dir, "bansd.toml")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bytes.Replace(data, []byte("relay_shield = false"), []byte("relay_shield = true"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !statusOf(t, b).Shield.Up {
+		if time.Now().After(deadline) {
+			t.Fatalf("relay shield not up 30s after the reload: %+v", statusOf(t, b).Shield)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	v6 := net.JoinHostPort(attacker.front6.String(), "25")
+	refused := func() (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		c, err := attacker.dial(ctx, v6, attacker.addr6)
+		if err == nil {
+			c.Close()
+			return time.Since(start), errors.New("connected")
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return time.Since(start), err
+		}
+		return time.Since(start), nil
+	}
+	gateway := regexp.MustCompile(`client:? 192\.168\.203\.1\b`)
+	before := len(gateway.FindAllString(s.logs(t, "front"), -1))
+	took, err := refused()
+	if err != nil {
+		t.Fatalf("IPv6 to 25 with the shield up: %v, want a reset", err)
+	}
+	if took >= 100*time.Millisecond {
+		t.Fatalf("IPv6 to 25 refused after %v, want < 100ms", took)
+	}
+	t.Logf("IPv6 to 25 with the shield up: refused in %v", took)
+	// A legitimate IPv4 login goes through front after the refused
+	// attempt: had that one slipped through, front would have logged it first.
+	if r := legit.login(legit.addrs[0], mailclient.IMAPS, legitUser, legitPass); r.Outcome != mailclient.Success {
+		t.Errorf("IPv4 login with the shield up: %+v", r)
+	}
+	if n := len(gateway.FindAllString(s.logs(t, "front"), -1)); n != before {
+		t.Errorf("front logged %d new lines from the gateway with the shield up", n-before)
+	}
+	if st := b.ctlText(t, "status"); !regexp.MustCompile(`Relay shield: UP \(IPv6 to ports \[[0-9, ]*\b25\b`).MatchString(st) {
+		t.Errorf("bansctl status does not show the shield up:\n%s", st)
+	}
+
+	e.Exec(t, "nft", "flush", "ruleset")
+	flushed := time.Now()
+	for {
+		if _, err := refused(); err == nil {
+			break
+		}
+		if time.Since(flushed) > 20*time.Second {
+			t.Fatalf("relay shield not back 20s after nft flush ruleset (reconcile 2s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("relay shield back %v after nft flush ruleset (reconcile 2s)", time.Since(flushed).Round(time.Millisecond))
 }
 
 // alarmsTotal sums bansd_alarms_total over its kinds, from the metrics the

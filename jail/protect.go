@@ -228,10 +228,8 @@ const gatewayHint = "this client address is a Docker gateway or inside Mailu's S
 	"the real client address is being lost. Usually Docker's userland proxy (docker-proxy) accepts IPv6 " +
 	"(or host-local) connections on ports published on all addresses and reconnects to front from the bridge " +
 	"gateway. Postfix trusts SUBNET (mynetworks), so mail arriving this way is relayed without authentication: " +
-	"an open relay; and every such client shares one address, so it can never be banned. Fix: set " +
-	"{\"userland-proxy\": false} in /etc/docker/daemon.json and restart Docker, or enable IPv6 on the Mailu " +
-	"network (SUBNET6, enable_ipv6: true, ip6tables) so IPv6 clients are routed rather than proxied. " +
-	"bansd never bans this address."
+	"an open relay; and every such client shares one address, so it can never be banned. Fix: " +
+	configs.RelayFix + ". bansd never bans this address."
 
 // alarmWorthy: the "client" is where docker-proxy or a mis-set proxy
 // connects from. Postfix's client= is only alarming for a gateway: internal

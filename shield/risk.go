@@ -6,6 +6,7 @@ package shield
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -55,7 +56,19 @@ func Risk(f Facts) (ports []uint16, why string) {
 	}
 	return ps, fmt.Sprintf("OPEN RELAY RISK: Docker's userland proxy hands IPv6 clients of ports %s to the IPv4-only Mailu network "+
 		"as the bridge gateway, an address inside Mailu's trusted SUBNET, so Postfix relays for them; "+
-		"IPv6 connections to those ports are refused with a TCP reset. Fix Docker: enable IPv6 on the Mailu network "+
-		"(enable_ipv6 and SUBNET6), or set \"userland-proxy\": false in daemon.json, or publish the ports on specific addresses",
+		"IPv6 connections to those ports are refused with a TCP reset",
 		strings.Join(list, ","))
+}
+
+// GlobalIPv6 returns the addresses of addrs that IPv6 clients on the
+// Internet can reach: the ones that make Facts.HostIPv6 true.
+func GlobalIPv6(addrs []netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, ip := range addrs {
+		if ip.Is4() || ip.Is4In6() || !ip.IsGlobalUnicast() || ip.IsPrivate() {
+			continue
+		}
+		out = append(out, ip)
+	}
+	return out
 }

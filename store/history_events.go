@@ -34,6 +34,7 @@ const (
 	EventRefused = "refused"       // configuration reload refused
 	EventStart   = "start"         // daemon start
 	EventStop    = "stop"          // daemon stop
+	EventShield  = "shield"        // relay shield raised, lowered, turned off or on
 )
 
 // NoUID marks an event no local user caused.

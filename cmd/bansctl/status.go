@@ -119,6 +119,7 @@ func printStatus(w io.Writer, st control.Status) error {
 	if err := printNotify(w, st.Notify); err != nil {
 		return err
 	}
+	printShield(w, st.Shield)
 
 	if len(st.Alarms) == 0 {
 		fmt.Fprintln(w, "\nAlarms: none")

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
 )
@@ -25,8 +26,10 @@ var alarmFix = map[string]string{
 	alarmCrowdSecRefused: `CrowdSec's LAPI holds a decision against an address bansd never bans (a Docker gateway, Mailu's SUBNET, this host, ignoreip): it is not enforced here. Find who made it with "cscli decisions list" and delete it.`,
 	alarmFirewallLost:    `Something removed bansd's nftables table or its bans (a firewall script, "nft flush ruleset", a firewalld or ufw reload); bansd restores them at each reconcile. Find what flushes the ruleset and make it leave table inet bansd alone.`,
 	alarmDockerDown:      `bansd reads Mailu's logs from dockerd: while it does not answer, nobody is banned (the kernel keeps the bans it holds). Check "systemctl status docker" and [docker] host.`,
-	alarmOpenRelay:       `Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network (SUBNET6), or publish Mailu's ports on specific addresses; run "bansctl doctor".`,
-	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Set {"userland-proxy": false} in /etc/docker/daemon.json and restart Docker, or enable_ipv6 on the Mailu network; run "bansctl doctor".`,
+	alarmOpenRelay:       `Docker's userland proxy hands IPv6 clients to Mailu as the gateway, which Mailu trusts. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	alarmRelayShield:     `bansd refuses IPv6 connections to these ports until the risk is gone. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	alarmRelayOpen:       `the relay shield is off (firewall.relay_shield = false or "bansctl shield off"): IPv6 clients are relayed as the gateway. Fix: ` + configs.RelayFix + `, or turn the shield on ("bansctl shield on").`,
 }
 
 const defaultFix = `a never-ban address appears as a client: the real client address is being lost; run "bansctl doctor".`

@@ -199,6 +199,11 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	st.Alarms = d.alarms.list()
 	st.CrowdSec = d.crowdsecStatus()
 	st.Notify = d.notify.status()
+	if d.shield != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st.Shield = d.shield.status(sctx)
+		cancel()
+	}
 	return st
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/shield"
 	"github.com/bansd/bansd/sources"
 	"github.com/bansd/bansd/store"
 )
@@ -70,6 +71,8 @@ type daemon struct {
 	notify          *notifyLink
 	raised          raised
 	dockerDownSince time.Time
+	// shield is the relay shield (shield.go); nil until run starts it.
+	shield *relayShield
 
 	// mailPorts hands a "mail"-scoped firewall the ports front publishes.
 	mailPorts func([]uint16)
@@ -99,7 +102,9 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	for _, name := range cfg.JailNames() {
 		d.metrics.decisions.WithLabelValues(name)
 	}
-	d.metrics.alarms.WithLabelValues("gateway-client")
+	for _, k := range []string{"gateway-client", alarmRelayShield, alarmRelayOpen} {
+		d.metrics.alarms.WithLabelValues(k)
+	}
 	if v := os.Getenv("BANSD_FAULT_COMMIT_DELAY"); v != "" {
 		delay, err := time.ParseDuration(v)
 		if err != nil {
@@ -155,6 +160,12 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if err != nil {
 		return fmt.Errorf("ban manager: %w", err)
 	}
+	sh, err := shield.Open(shield.Options{Table: cfg.Firewall.Table})
+	if err != nil {
+		return fmt.Errorf("relay shield: %w", err)
+	}
+	// Before the Docker source: its first discovery decides the shield.
+	d.shield = newRelayShield(sh, cfg.Firewall.RelayShield, d.log.With("part", "shield"), d.onAlarm, d.event, hostAddrs, ipv6Listeners)
 	d.attr = startAttribution(ctx, cfg, d.engine, d.log.With("part", "attribution"), 0)
 	defer d.attr.close()
 	d.docker, err = docker.NewDocker(docker.DockerOptions{
@@ -254,6 +265,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			d.checkDocker(now)
 		case <-attrTick.C:
 			d.attr.check(ctx)
+			// Facts discovery does not hear of (the host's addresses)
+			// are read again, and `nft flush ruleset` repaired.
+			d.shield.update(ctx)
 		case err := <-mgrDone:
 			// The manager only stops on its own when the firewall is unusable.
 			stopSrc()
@@ -450,6 +464,9 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 	}
 	if res.OK {
 		d.setProtected()
+		if d.shield != nil {
+			d.shield.setConfig(context.Background(), cfg.Firewall.RelayShield)
+		}
 		if changed, err := d.notify.apply(cfg.Notify); err != nil {
 			d.log.Error("notify: the new channels did not start; the previous ones keep running", "err", err)
 		} else if changed {
@@ -471,8 +488,11 @@ func restartNeeded(a, b *configs.Config) bool {
 func (d *daemon) onMailu(info docker.MailuInfo) {
 	d.mu.Lock()
 	d.live = protectedFromMailu(info)
-	attr, mailPorts := d.attr, d.mailPorts
+	attr, mailPorts, sh := d.attr, d.mailPorts, d.shield
 	d.mu.Unlock()
+	if sh != nil {
+		sh.mailu(context.Background(), info)
+	}
 	d.setProtected()
 	if mailPorts != nil {
 		mailPorts(info.Ports)

@@ -21,11 +21,12 @@ const dashboardFile = "../../configs/grafana-dashboard.json"
 // metrics (histograms, Go, process) are gathered, the state's are not.
 type noState struct{}
 
-func (noState) engineEvents() map[string]uint64             { return nil }
-func (noState) parserStats() parse.ParserStats              { return parse.ParserStats{} }
-func (noState) activeBans() map[string]int                  { return nil }
-func (noState) sourceStates() []sourceSample                { return nil }
-func (noState) kernelCounters(context.Context) []setCounter { return nil }
+func (noState) engineEvents() map[string]uint64                  { return nil }
+func (noState) parserStats() parse.ParserStats                   { return parse.ParserStats{} }
+func (noState) activeBans() map[string]int                       { return nil }
+func (noState) sourceStates() []sourceSample                     { return nil }
+func (noState) kernelCounters(context.Context) []setCounter      { return nil }
+func (noState) shieldState(context.Context) (bool, uint64, bool) { return false, 0, false }
 
 var fqName = regexp.MustCompile(`^Desc\{fqName: "([^"]+)"`)
 

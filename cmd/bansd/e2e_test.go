@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ type instance struct {
 	// env is added to bansd's environment (fault hooks).
 	env    []string
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *logBuffer
 	exited chan error
 }
 
@@ -101,14 +102,29 @@ func startWith(t testing.TB, dockerHost string) *instance {
 	return in
 }
 
-// newInstance prepares a bansd (namespace, directory, default config)
-// without starting it.
+// startInNS runs bansd in ns (e.g. a dockertest engine's) with extra
+// lines appended to the config's [firewall] section.
+func startInNS(t testing.TB, ns *netnstest.NS, dockerHost, extra string) *instance {
+	t.Helper()
+	in := newInstanceInNS(t, ns, dockerHost, extra)
+	in.run(t)
+	return in
+}
+
+// newInstance prepares a bansd in a new namespace with the default
+// config, without starting it.
 func newInstance(t testing.TB, dockerHost string) *instance {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("the nft command (apt package nftables) is needed to check the kernel side")
 	}
-	ns := netnstest.New(t)
+	return newInstanceInNS(t, netnstest.New(t), dockerHost, "")
+}
+
+// newInstanceInNS prepares a bansd in ns (directory, config with extra
+// [firewall] lines) without starting it.
+func newInstanceInNS(t testing.TB, ns *netnstest.NS, dockerHost, extra string) *instance {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "bansd-e2e")
 	if err != nil {
 		t.Fatal(err)
@@ -118,14 +134,14 @@ func newInstance(t testing.TB, dockerHost string) *instance {
 		t.Fatal(err)
 	}
 	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: dockerHost}
-	in.writeConfig(t, "")
+	in.writeConfig(t, extra)
 	return in
 }
 
 // run starts the bansd process and waits until its socket answers.
 func (in *instance) run(t testing.TB) {
 	t.Helper()
-	in.log = &bytes.Buffer{}
+	in.log = &logBuffer{}
 	ns := in.ns
 	in.cmd = exec.Command("nsenter", "--net="+ns.Path, filepath.Join(binDir, "bansd"), "--config", in.config)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
@@ -167,6 +183,24 @@ func (in *instance) run(t testing.TB) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// logBuffer is bansd's output, read by the test while the process writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // stop sends SIGTERM and expects a clean exit.

@@ -30,6 +30,8 @@ type scrapeState interface {
 	activeBans() map[string]int
 	sourceStates() []sourceSample
 	kernelCounters(ctx context.Context) []setCounter
+	// shieldState: the relay shield is up, and the SYNs it refused.
+	shieldState(ctx context.Context) (up bool, refused uint64, ok bool)
 }
 
 type sourceSample struct {
@@ -88,6 +90,8 @@ var (
 	descWitnessed  = prometheus.NewDesc("bansd_lines_corroborated_total", "Events the kernel corroborated (a completed handshake from that address and port).", nil, nil)
 	descUnseen     = prometheus.NewDesc("bansd_lines_uncorroborated_total", "Lines not counted because the kernel did not corroborate them, by reason.", []string{"reason"}, nil)
 	descForged     = prometheus.NewDesc("bansd_lines_forged_total", "Lines the text rules judged written by an attacker, by reason.", []string{"reason"}, nil)
+	descShieldUp   = prometheus.NewDesc("bansd_relay_shield_up", "1 while the relay shield refuses IPv6 connections to Mailu's published ports.", nil, nil)
+	descShieldRef  = prometheus.NewDesc("bansd_relay_shield_refused_total", "IPv6 connections the relay shield answered with a TCP reset (kernel counter).", nil, nil)
 	descKernelMode = prometheus.NewDesc("bansd_attribution_kernel", "1 while lines count only on the kernel's word, 0 in text mode.", nil, nil)
 )
 
@@ -95,7 +99,7 @@ var (
 type stateCollector struct{ st scrapeState }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEvents, descBansActive, descSrcState, descSrcLag, descSrcReconn, descDropPkts, descDropBytes, descWitnessed, descUnseen, descForged, descKernelMode} {
+	for _, d := range []*prometheus.Desc{descEvents, descBansActive, descSrcState, descSrcLag, descSrcReconn, descDropPkts, descDropBytes, descWitnessed, descUnseen, descForged, descKernelMode, descShieldUp, descShieldRef} {
 		ch <- d
 	}
 }
@@ -137,6 +141,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if up, refused, ok := c.st.shieldState(ctx); ok {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descShieldUp, prometheus.GaugeValue, v)
+		ch <- prometheus.MustNewConstMetric(descShieldRef, prometheus.CounterValue, float64(refused))
+	}
 	for _, sc := range c.st.kernelCounters(ctx) {
 		ch <- prometheus.MustNewConstMetric(descDropPkts, prometheus.CounterValue, float64(sc.packets), sc.set)
 		ch <- prometheus.MustNewConstMetric(descDropBytes, prometheus.CounterValue, float64(sc.bytes), sc.set)

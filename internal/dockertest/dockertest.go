@@ -290,6 +290,15 @@ func (e *Engine) Restart(t testing.TB) {
 	e.start(t)
 }
 
+// RestartWith stops dockerd and starts it again with opts, on the same
+// data root and socket (e.g. the userland proxy turned off).
+func (e *Engine) RestartWith(t testing.TB, opts Options) {
+	t.Helper()
+	e.Stop(t)
+	e.opts = opts
+	e.start(t)
+}
+
 // shutdown removes every container, stops dockerd and kills what a killed
 // dockerd may have left behind (shims and container processes of this
 // engine only).

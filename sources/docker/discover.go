@@ -52,6 +52,10 @@ type MailuInfo struct {
 	// numbers: the ports whose handshakes the kernel records for
 	// attribution (the userland proxy dials the container's port).
 	Ports []uint16
+	// PublishedAll are front's host ports published on all addresses
+	// (no address, 0.0.0.0 or ::), sorted: with the userland proxy on,
+	// the ports IPv6 clients reach as the bridge gateway.
+	PublishedAll []uint16
 	// UserlandProxy is "yes" when a docker-proxy process forwards one of
 	// Mailu's published ports, "no" when none does though the engine's
 	// processes are visible, "unknown" otherwise.
@@ -87,6 +91,7 @@ func (m MailuInfo) clone() MailuInfo {
 	c.Networks = slices.Clone(m.Networks)
 	c.Env = maps.Clone(m.Env)
 	c.Ports = slices.Clone(m.Ports)
+	c.PublishedAll = slices.Clone(m.PublishedAll)
 	return c
 }
 
@@ -262,6 +267,7 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 	d.envs = envs
 	info.UserlandProxy = userlandProxy(best["front"])
 	info.Ports = publishedPorts(best["front"])
+	info.PublishedAll = publishedAll(best["front"])
 	d.setTargets(proj, ts)
 	d.mu.Lock()
 	changed := !reflect.DeepEqual(info, d.info)
@@ -289,6 +295,24 @@ func publishedPorts(front container.Summary) []uint16 {
 	}
 	slices.Sort(ports)
 	return slices.Compact(ports)
+}
+
+// publishedAll lists front's TCP host ports bound on every address.
+func publishedAll(front container.Summary) []uint16 {
+	var ports []uint16
+	for _, p := range front.Ports {
+		if p.PublicPort != 0 && (p.Type == "" || p.Type == "tcp") && AllAddresses(p.IP) {
+			ports = append(ports, p.PublicPort)
+		}
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
+// AllAddresses says whether a port published on hostIP listens on every
+// host address.
+func AllAddresses(hostIP string) bool {
+	return hostIP == "" || hostIP == "0.0.0.0" || hostIP == "::"
 }
 
 // better reports whether a is a better container for its service than b:

@@ -67,3 +67,28 @@ func TestMailuPrefixes(t *testing.T) {
 		}
 	}
 }
+
+// Only ports bound on every address count for the relay shield; Docker
+// lists such a port twice (0.0.0.0 and ::).
+func TestPublishedAll(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ports []container.Port
+		want  string
+	}{
+		{"none", nil, "[]"},
+		{"all addresses, both families", []container.Port{{IP: "0.0.0.0", PublicPort: 25, PrivatePort: 25, Type: "tcp"}, {IP: "::", PublicPort: 25, PrivatePort: 25, Type: "tcp"}}, "[25]"},
+		{"no address", []container.Port{{PublicPort: 465, PrivatePort: 465}}, "[465]"},
+		{"specific addresses", []container.Port{{IP: "198.51.100.1", PublicPort: 25, PrivatePort: 25, Type: "tcp"}, {IP: "2001:db8::1", PublicPort: 587, PrivatePort: 587, Type: "tcp"}}, "[]"},
+		{"mixed, udp and unpublished left out", []container.Port{
+			{IP: "0.0.0.0", PublicPort: 993, PrivatePort: 993, Type: "tcp"}, {IP: "127.0.0.1", PublicPort: 8080, PrivatePort: 80, Type: "tcp"},
+			{IP: "0.0.0.0", PublicPort: 53, PrivatePort: 53, Type: "udp"}, {PrivatePort: 110, Type: "tcp"}, {IP: "::", PublicPort: 25, PrivatePort: 25, Type: "tcp"},
+		}, "[25 993]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fmt.Sprint(publishedAll(container.Summary{Ports: tc.ports})); got != tc.want {
+				t.Errorf("publishedAll = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
