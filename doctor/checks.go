@@ -187,7 +187,8 @@ func noMailu(r Result) Result {
 
 const relayFix = configs.RelayFix
 
-// CheckOpenRelay names the open-relay check (the daemon runs it at start).
+// CheckOpenRelay names the open-relay check (the daemon's relay shield
+// decides on the same facts, live).
 const CheckOpenRelay = "userland-proxy"
 
 func checkOpenRelay(f Facts) Result {

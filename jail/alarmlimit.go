@@ -37,7 +37,7 @@ func (l *alarmLimiter) hit(a netip.Addr, tn int64, t time.Time, line string) (Al
 		l.m[a] = s
 		return Alarm{}, false
 	}
-	al := Alarm{Kind: "gateway-client", Addr: a, Time: t, Count: s.pending, Hint: gatewayHint, Line: evidenceCopy(line)}
+	al := Alarm{Kind: AlarmGatewayClient, Addr: a, Time: t, Count: s.pending, Hint: gatewayHint, Line: evidenceCopy(line)}
 	s.last, s.pending = tn, 0
 	l.m[a] = s
 	return al, true
@@ -47,7 +47,7 @@ func (l *alarmLimiter) flush() []Alarm {
 	var out []Alarm
 	for a, s := range l.m {
 		if s.pending > 0 {
-			out = append(out, Alarm{Kind: "gateway-client", Addr: a, Time: time.Unix(0, s.seen).UTC(), Count: s.pending, Hint: gatewayHint})
+			out = append(out, Alarm{Kind: AlarmGatewayClient, Addr: a, Time: time.Unix(0, s.seen).UTC(), Count: s.pending, Hint: gatewayHint})
 			s.pending = 0
 			l.m[a] = s
 		}

@@ -23,12 +23,15 @@ type Decision struct {
 	Evidence []string
 }
 
+// AlarmGatewayClient is the kind of the engine's alarms.
+const AlarmGatewayClient = "gateway-client"
+
 // Alarm reports that a "client" address is one that must never be banned
 // (a Docker gateway, inside Mailu's SUBNET): the real client address is
 // being lost, typically to Docker's userland proxy, and Postfix may relay
 // for it.
 type Alarm struct {
-	Kind  string // "gateway-client"
+	Kind  string // AlarmGatewayClient for the engine's own
 	Addr  netip.Addr
 	Time  time.Time
 	Count int

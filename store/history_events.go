@@ -35,6 +35,7 @@ const (
 	EventStart   = "start"         // daemon start
 	EventStop    = "stop"          // daemon stop
 	EventShield  = "shield"        // relay shield raised, lowered, turned off or on
+	EventAllow   = "allow-list"    // the never-ban allow-list (ignoreip) changed
 )
 
 // NoUID marks an event no local user caused.

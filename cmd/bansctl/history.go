@@ -17,7 +17,7 @@ import (
 )
 
 // historyKinds are the kinds --kind accepts (store's event kinds).
-var historyKinds = []string{"ban", "manual", "import", "refresh", "unban", "expire", "alarm", "alarm-cleared", "reload", "refused", "start", "stop", "shield"}
+var historyKinds = []string{"ban", "manual", "import", "refresh", "unban", "expire", "alarm", "alarm-cleared", "reload", "refused", "start", "stop", "shield", "allow-list"}
 
 func newHistoryCmd(g *globals) *cobra.Command {
 	var (

@@ -23,13 +23,12 @@ const (
 
 // alarmFix is what the operator should do about each alarm kind.
 var alarmFix = map[string]string{
-	alarmCrowdSecRefused: `CrowdSec's LAPI holds a decision against an address bansd never bans (a Docker gateway, Mailu's SUBNET, this host, ignoreip): it is not enforced here. Find who made it with "cscli decisions list" and delete it.`,
-	alarmFirewallLost:    `Something removed bansd's nftables table or its bans (a firewall script, "nft flush ruleset", a firewalld or ufw reload); bansd restores them at each reconcile. Find what flushes the ruleset and make it leave table inet bansd alone.`,
-	alarmDockerDown:      `bansd reads Mailu's logs from dockerd: while it does not answer, nobody is banned (the kernel keeps the bans it holds). Check "systemctl status docker" and [docker] host.`,
-	alarmOpenRelay:       `Docker's userland proxy hands IPv6 clients to Mailu as the gateway, which Mailu trusts. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
-	"gateway-client":     `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
-	alarmRelayShield:     `bansd refuses IPv6 connections to these ports until the risk is gone. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
-	alarmRelayOpen:       `the relay shield is off (firewall.relay_shield = false or "bansctl shield off"): IPv6 clients are relayed as the gateway. Fix: ` + configs.RelayFix + `, or turn the shield on ("bansctl shield on").`,
+	alarmCrowdSecRefused:    `CrowdSec's LAPI holds a decision against an address bansd never bans (a Docker gateway, Mailu's SUBNET, this host, ignoreip): it is not enforced here. Find who made it with "cscli decisions list" and delete it.`,
+	alarmFirewallLost:       `Something removed bansd's nftables table or its bans (a firewall script, "nft flush ruleset", a firewalld or ufw reload); bansd restores them at each reconcile. Find what flushes the ruleset and make it leave table inet bansd alone.`,
+	alarmDockerDown:         `bansd reads Mailu's logs from dockerd: while it does not answer, nobody is banned (the kernel keeps the bans it holds). Check "systemctl status docker" and [docker] host.`,
+	jail.AlarmGatewayClient: `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	alarmRelayShield:        `bansd refuses IPv6 connections to these ports until the risk is gone. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	alarmRelayOpen:          `the relay shield is off (firewall.relay_shield = false or "bansctl shield off"): IPv6 clients are relayed as the gateway. Fix: ` + configs.RelayFix + `, or turn the shield on ("bansctl shield on").`,
 }
 
 const defaultFix = `a never-ban address appears as a client: the real client address is being lost; run "bansctl doctor".`
@@ -43,6 +42,9 @@ type alarmEntry struct {
 	control.AlarmStatus
 	logged     time.Time
 	suppressed int
+	// heard is when bansd last got this alarm (its clock; Last is the
+	// log's time, which lags on a backlog).
+	heard time.Time
 }
 
 // alarmBook keeps the recent alarms for status and rate-limits their log.
@@ -90,7 +92,7 @@ func (b *alarmBook) add(a jail.Alarm, now time.Time) {
 	}
 	n := max(a.Count, 1)
 	e.Count += n
-	e.Last = a.Time
+	e.Last, e.heard = a.Time, now
 	e.Line = a.Line
 	if !e.logged.IsZero() && now.Sub(e.logged) < alarmLogEvery {
 		e.suppressed += n
@@ -98,6 +100,22 @@ func (b *alarmBook) add(a jail.Alarm, now time.Time) {
 	}
 	b.log.Warn("alarm: "+a.Kind, "addr", a.Addr, "count", e.Count, "suppressed", e.suppressed, "hint", a.Hint, "line", a.Line)
 	e.logged, e.suppressed = now, 0
+}
+
+// quiet takes out of the book the alarms of kind bansd has not heard of
+// since cutoff and returns them: their cause has stopped showing.
+func (b *alarmBook) quiet(kind string, cutoff time.Time) []control.AlarmStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []control.AlarmStatus
+	for k, e := range b.m {
+		if k.kind == kind && e.heard.Before(cutoff) {
+			out = append(out, e.AlarmStatus)
+			delete(b.m, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
 }
 
 func (b *alarmBook) evictOldest() {

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bansd/bansd/sources/docker"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/bansd/bansd/sources/docker"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -102,7 +105,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	for _, name := range cfg.JailNames() {
 		d.metrics.decisions.WithLabelValues(name)
 	}
-	for _, k := range []string{"gateway-client", alarmRelayShield, alarmRelayOpen} {
+	for _, k := range []string{jail.AlarmGatewayClient, alarmRelayShield, alarmRelayOpen} {
 		d.metrics.alarms.WithLabelValues(k)
 	}
 	if v := os.Getenv("BANSD_FAULT_COMMIT_DELAY"); v != "" {
@@ -239,11 +242,6 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 
 	d.log.Info("bansd started", "version", version, "config", cfgName(d.path), "socket", cfg.Daemon.Socket, "state", cfg.Daemon.State)
 	d.event(store.Event{Kind: store.EventStart, Detail: "version " + version, UID: store.NoUID})
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		d.checkOpenRelay(srcCtx, cfg)
-	}()
 	// Alarms the engine held back (once a minute per address) are
 	// delivered periodically, so status and the log catch up.
 	alarmTick := time.NewTicker(time.Minute)
@@ -263,6 +261,7 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			}
 			d.flushAttempts(now)
 			d.checkDocker(now)
+			d.clearQuietGateways(now)
 		case <-attrTick.C:
 			d.attr.check(ctx)
 			// Facts discovery does not hear of (the host's addresses)
@@ -272,7 +271,6 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 			// The manager only stops on its own when the firewall is unusable.
 			stopSrc()
 			<-pipeDone
-			<-relayDone
 			srv.Shutdown(context.Background())
 			return fmt.Errorf("ban manager: %w", err)
 		}
@@ -281,7 +279,6 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	d.log.Info("stopping: flushing pending bans and cursors; kernel bans stay in place")
 	stopSrc()
 	<-pipeDone
-	<-relayDone
 	select {
 	case <-banDone:
 	case <-time.After(shutdownGrace):
@@ -442,12 +439,14 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 		err = d.engine.Reload(cfg)
 	}
 	d.mu.Lock()
+	var allowChange string
 	if err != nil {
 		res.Error = err.Error()
 		d.log.Error("reload refused, the previous config keeps running", "err", err)
 	} else {
 		res.OK = true
 		old := d.cfg
+		allowChange = prefixChange(old.Engine.IgnoreIP, cfg.Engine.IgnoreIP)
 		d.cfg, d.loadedAt = cfg, res.Time
 		d.level.Set(parseLevel(cfg.Daemon.LogLevel))
 		d.log.Info("config reloaded", "config", cfgName(d.path))
@@ -459,6 +458,10 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 	d.mu.Unlock()
 	if res.OK {
 		d.event(store.Event{Kind: store.EventReload, Detail: cfgName(d.path), UID: uid})
+		if allowChange != "" {
+			d.log.Info("allow-list changed", "ignoreip", allowChange, "uid", uid)
+			d.event(store.Event{Kind: store.EventAllow, Reason: "ignoreip", Detail: allowChange, UID: uid})
+		}
 	} else {
 		d.event(store.Event{Kind: store.EventRefused, Detail: res.Error, UID: uid})
 	}
@@ -474,6 +477,30 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 		}
 	}
 	return res
+}
+
+// prefixChange says what a new allow-list adds and removes, "" when the
+// same.
+func prefixChange(old, cur []netip.Prefix) string {
+	var added, removed []string
+	for _, p := range cur {
+		if !slices.Contains(old, p) {
+			added = append(added, p.String())
+		}
+	}
+	for _, p := range old {
+		if !slices.Contains(cur, p) {
+			removed = append(removed, p.String())
+		}
+	}
+	var parts []string
+	if len(added) > 0 {
+		parts = append(parts, "added "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "removed "+strings.Join(removed, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func restartNeeded(a, b *configs.Config) bool {

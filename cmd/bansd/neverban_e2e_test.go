@@ -19,6 +19,9 @@ func TestReloadIgnoreIPManualBan(t *testing.T) {
 	in.writeConfig(t, "[engine]\nignoreip = [\"203.0.113.64/26\"]\n")
 	in.cmd.Process.Signal(syscall.SIGHUP)
 	waitReload(t, in, func(r *control.ReloadResult) bool { return r != nil && r.OK })
+	if h := in.mustCtl(t, 0, "history", "--kind", "allow-list"); !strings.Contains(h, "ignoreip") || !strings.Contains(h, "added 203.0.113.64/26") {
+		t.Errorf("history has no allow-list change:\n%s", h)
+	}
 
 	for _, args := range [][]string{
 		{"ban", "--for", "1h", "203.0.113.70"},

@@ -16,7 +16,7 @@ import (
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
-	"github.com/bansd/bansd/doctor"
+	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/notify"
 	"github.com/bansd/bansd/store"
 )
@@ -246,8 +246,10 @@ func (c notifyCollector) Collect(ch chan<- prometheus.Metric) {
 const (
 	alarmFirewallLost     = "firewall-table-lost"
 	alarmDockerDown       = "docker-unreachable"
-	alarmOpenRelay        = "open-relay-risk"
 	dockerUnreachableLong = 5 * time.Minute
+	// gatewayQuiet: a Docker gateway not seen as a client for this long
+	// (log time) clears its gateway-client alarm.
+	gatewayQuiet = time.Hour
 )
 
 // raised tracks which of those alarms hold now.
@@ -295,6 +297,15 @@ func (d *daemon) onReconcile(repaired []string, err error) {
 	}
 }
 
+// clearQuietGateways clears the gateway-client alarms whose gateway has
+// not shown up as a client for gatewayQuiet: Docker was fixed, or the
+// relay shield keeps those clients out.
+func (d *daemon) clearQuietGateways(now time.Time) {
+	for _, a := range d.alarms.quiet(jail.AlarmGatewayClient, now.Add(-gatewayQuiet)) {
+		d.clearAlarm(jail.AlarmGatewayClient, fmt.Sprintf("no client seen as the Docker gateway %s since %s (%d times before)", a.Addr, a.Last.UTC().Format(time.RFC3339), a.Count))
+	}
+}
+
 // checkDocker raises an alarm when dockerd has not answered for long (no
 // log lines, so no bans) and clears it when it answers again.
 func (d *daemon) checkDocker(now time.Time) {
@@ -321,22 +332,5 @@ func (d *daemon) dockerAlarm(now time.Time, down bool, what, why string) {
 		d.onAlarm(alarmOf(alarmDockerDown, fmt.Sprintf("%s has not answered since %s: %s", what, since.UTC().Format(time.RFC3339), why)))
 	case !down && d.raised.set(alarmDockerDown, false):
 		d.clearAlarm(alarmDockerDown, what+" answers again: "+why)
-	}
-}
-
-// checkOpenRelay runs doctor's open-relay check once at start, so the
-// operator hears of the risk before any attacker uses it.
-func (d *daemon) checkOpenRelay(ctx context.Context, cfg *configs.Config) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	f := doctor.Gather(ctx, doctor.Options{DockerHost: cfg.Docker.Host, Project: cfg.Docker.Project,
-		Table: cfg.Firewall.Table, Priority: cfg.Firewall.Priority})
-	if ctx.Err() != nil {
-		return
-	}
-	for _, r := range doctor.Check(f) {
-		if r.Check == doctor.CheckOpenRelay && r.Verdict == doctor.Fail {
-			d.onAlarm(alarmOf(alarmOpenRelay, r.Message))
-		}
 	}
 }

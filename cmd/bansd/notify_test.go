@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/notify"
 	"github.com/bansd/bansd/store"
 )
@@ -140,5 +141,44 @@ func TestDockerAlarm(t *testing.T) {
 	}
 	if l := d.alarms.list(); len(l) != 1 || l[0].Kind != alarmDockerDown || !strings.Contains(l[0].Fix, "has not answered since 2026-12-01T21:01:00Z") {
 		t.Errorf("status alarms %+v", l)
+	}
+}
+
+// TestGatewayAlarmClears: a gateway-client alarm not heard of again for
+// gatewayQuiet is cleared (history, channels) and leaves status; one heard
+// again meanwhile stays.
+func TestGatewayAlarmClears(t *testing.T) {
+	d := testDaemon(t)
+	t0 := time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)
+	gw1, gw2 := netip.MustParseAddr("192.168.203.1"), netip.MustParseAddr("172.17.0.1")
+	// Log times lag an hour behind (a backlog): what counts is when bansd heard it.
+	raise := func(a netip.Addr, at time.Duration) {
+		d.alarms.add(jail.Alarm{Kind: jail.AlarmGatewayClient, Addr: a, Time: t0.Add(at - time.Hour), Count: 1}, t0.Add(at))
+	}
+	raise(gw1, 0)
+	raise(gw2, 0)
+	steps := []struct {
+		at     time.Duration
+		reheat netip.Addr
+		want   string
+		left   int
+	}{
+		{30 * time.Minute, gw2, "", 2},
+		{59 * time.Minute, netip.Addr{}, "", 2},
+		{61 * time.Minute, netip.Addr{}, "alarm-cleared:gateway-client", 1},
+		{89 * time.Minute, netip.Addr{}, "alarm-cleared:gateway-client", 1},
+		{91 * time.Minute, netip.Addr{}, "alarm-cleared:gateway-client alarm-cleared:gateway-client", 0},
+	}
+	for _, s := range steps {
+		if s.reheat.IsValid() {
+			raise(s.reheat, s.at)
+		}
+		d.clearQuietGateways(t0.Add(s.at))
+		if got := alarmLog(t, d); got != s.want {
+			t.Fatalf("at %s: history %q, want %q", s.at, got, s.want)
+		}
+		if l := d.alarms.list(); len(l) != s.left {
+			t.Fatalf("at %s: status alarms %+v, want %d", s.at, l, s.left)
+		}
 	}
 }

@@ -234,6 +234,16 @@ func (r *relayShield) update(ctx context.Context) {
 		r.log.Info("relay shield lowered", "why", p.why, "off", p.off)
 		r.event(store.Event{Kind: store.EventShield, Reason: "lowered", Detail: p.why, UID: store.NoUID})
 	}
+	// The risk gone (Docker fixed) clears whichever of the two alarms
+	// announced it, in the history and to the channels.
+	if !first && prev.risk && !p.risk {
+		kind := alarmRelayOpen
+		if len(prev.ports) > 0 {
+			kind = alarmRelayShield
+		}
+		r.log.Info("alarm cleared: "+kind, "detail", p.why)
+		r.event(store.Event{Kind: store.EventCleared, Reason: kind, Detail: "the open-relay risk is gone: " + p.why, UID: store.NoUID})
+	}
 }
 
 // status reads the kernel and the last plan.

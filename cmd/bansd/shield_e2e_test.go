@@ -199,6 +199,9 @@ func TestRelayShieldRealDocker(t *testing.T) {
 	if h := in.mustCtl(t, 0, "history", "--kind", "shield"); !strings.Contains(h, "lowered") {
 		t.Errorf("history has no shield lowered event:\n%s", h)
 	}
+	if h := in.mustCtl(t, 0, "history", "--kind", "alarm-cleared"); !strings.Contains(h, "relay-shield") || !strings.Contains(h, "open-relay risk is gone") {
+		t.Errorf("history has no clearing of the relay-shield alarm:\n%s", h)
+	}
 }
 
 // clientLines matches the lines busybox httpd logs for a request from

@@ -184,7 +184,7 @@ func TestRelayShieldKernel(t *testing.T) {
 
 	alarms, events := rec.kinds()
 	wantAlarms := []string{alarmRelayShield, alarmRelayShield, alarmRelayOpen, alarmRelayShield, alarmRelayOpen}
-	wantEvents := []string{"shield/lowered", "shield/bansctl", "shield/bansctl"}
+	wantEvents := []string{"shield/lowered", "alarm-cleared/relay-shield", "shield/bansctl", "shield/bansctl"}
 	if !slices.Equal(alarms, wantAlarms) || !slices.Equal(events, wantEvents) {
 		t.Fatalf("alarms %v, want %v; events %v, want %v", alarms, wantAlarms, events, wantEvents)
 	}
