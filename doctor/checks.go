@@ -7,11 +7,12 @@ package doctor
 
 import (
 	"fmt"
-	"github.com/bansd/bansd/seen"
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/bansd/bansd/seen"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
