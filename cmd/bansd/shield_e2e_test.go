@@ -45,47 +45,14 @@ func TestRelayShieldRealDocker(t *testing.T) {
 	img := e.ImportBusybox(t)
 	e.Docker(t, "network", "create", "--subnet", relaySubnet, "--gateway", relayGateway,
 		"--label", "com.docker.compose.project=mailu", "mailu_default")
-	run := func(name, svc string, args ...string) {
-		a := []string{"run", "-d", "--restart", "always", "--name", name, "--network", "mailu_default"}
-		if svc != "" {
-			a = append(a, "-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc, "-e", "SUBNET="+relaySubnet)
-		}
-		e.Docker(t, append(a, args...)...)
-	}
+	run := func(name, svc string, args ...string) { runRelay(t, e, name, svc, args...) }
 	run("mailu-front-1", "front", "-p", "25:25", img, "httpd", "-f", "-vv", "-p", "25")
 	run("mailu-admin-1", "admin", img, "sleep", "3600")
 	// Not Mailu's: the shield must leave it alone.
 	run("other-web-1", "", "-p", "8080:80", img, "httpd", "-f", "-p", "80")
 
-	cli := netnstest.New(t)
-	cli.Run(t, "ip", "link", "add", "vc", "type", "veth", "peer", "name", "vh", "netns", e.NetNS)
-	e.Exec(t, "ip", "addr", "add", relayHost4+"/24", "dev", "vh")
-	e.Exec(t, "ip", "addr", "add", relayHost6+"/64", "dev", "vh", "nodad")
-	e.Exec(t, "ip", "link", "set", "vh", "up")
-	cli.Run(t, "ip", "addr", "add", relayClient4+"/24", "dev", "vc")
-	cli.Run(t, "ip", "addr", "add", relayClient6+"/64", "dev", "vc", "nodad")
-	cli.Run(t, "ip", "link", "set", "vc", "up")
-	dial := func(addr string) (net.Conn, time.Duration, error) {
-		var c net.Conn
-		start := time.Now()
-		err := cli.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp", addr, 5*time.Second)
-			return
-		})
-		return c, time.Since(start), err
-	}
-	// get asks for / and returns the status line: front's log then
-	// names the client as front saw it.
-	get := func(addr string) (string, error) {
-		c, _, err := dial(addr)
-		if err != nil {
-			return "", err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
-		return bufio.NewReader(c).ReadString('\n')
-	}
+	cl := newRelayClient(t, e)
+	dial, get := cl.dial, cl.get
 	v6 := net.JoinHostPort(relayHost6, "25")
 	v4 := net.JoinHostPort(relayHost4, "25")
 	gatewayLines := clientLines(relayGateway)
@@ -202,6 +169,58 @@ func TestRelayShieldRealDocker(t *testing.T) {
 	if h := in.mustCtl(t, 0, "history", "--kind", "alarm-cleared"); !strings.Contains(h, "relay-shield") || !strings.Contains(h, "open-relay risk is gone") {
 		t.Errorf("history has no clearing of the relay-shield alarm:\n%s", h)
 	}
+}
+
+// runRelay runs a container on mailu_default, as compose's service svc of
+// project mailu ("" for one that is not Mailu's).
+func runRelay(t *testing.T, e *dockertest.Engine, name, svc string, args ...string) {
+	t.Helper()
+	a := []string{"run", "-d", "--restart", "always", "--name", name, "--network", "mailu_default"}
+	if svc != "" {
+		a = append(a, "-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc, "-e", "SUBNET="+relaySubnet)
+	}
+	e.Docker(t, append(a, args...)...)
+}
+
+// relayClient is a namespace joined to the engine's by a veth, with
+// relayHost4/6 on the engine's side and relayClient4/6 on its own.
+type relayClient struct{ ns *netnstest.NS }
+
+func newRelayClient(t *testing.T, e *dockertest.Engine) relayClient {
+	t.Helper()
+	cli := netnstest.New(t)
+	cli.Run(t, "ip", "link", "add", "vc", "type", "veth", "peer", "name", "vh", "netns", e.NetNS)
+	e.Exec(t, "ip", "addr", "add", relayHost4+"/24", "dev", "vh")
+	e.Exec(t, "ip", "addr", "add", relayHost6+"/64", "dev", "vh", "nodad")
+	e.Exec(t, "ip", "link", "set", "vh", "up")
+	cli.Run(t, "ip", "addr", "add", relayClient4+"/24", "dev", "vc")
+	cli.Run(t, "ip", "addr", "add", relayClient6+"/64", "dev", "vc", "nodad")
+	cli.Run(t, "ip", "link", "set", "vc", "up")
+	return relayClient{ns: cli}
+}
+
+// dial connects from the client namespace and says how long it took.
+func (r relayClient) dial(addr string) (net.Conn, time.Duration, error) {
+	var c net.Conn
+	start := time.Now()
+	err := r.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		return
+	})
+	return c, time.Since(start), err
+}
+
+// get asks for / and returns the status line: front's log then names the
+// client as front saw it.
+func (r relayClient) get(addr string) (string, error) {
+	c, _, err := r.dial(addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
+	return bufio.NewReader(c).ReadString('\n')
 }
 
 // clientLines matches the lines busybox httpd logs for a request from
