@@ -358,76 +358,116 @@ func parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// apply overlays the keys a layer sets.
+// failFunc names a key of the layer being applied in its error.
+type failFunc func(key string, err error) error
+
+// apply overlays the keys a layer sets, section by section.
 func (c *Config) apply(l *layer) error {
 	r := l.raw
 	fail := func(key string, err error) error {
 		return &Error{File: l.name, Line: l.line(key), Key: key, Err: err}
 	}
-	setStr(&c.Daemon.Socket, r.Daemon.Socket)
-	setStr(&c.Daemon.SocketGroup, r.Daemon.SocketGroup)
-	setStr(&c.Daemon.State, r.Daemon.State)
-	setStr(&c.Daemon.MetricsListen, r.Daemon.MetricsListen)
-	if r.Daemon.LogLevel != nil {
-		switch *r.Daemon.LogLevel {
+	if err := c.applyDaemon(r.Daemon, fail); err != nil {
+		return err
+	}
+	if err := c.applyDocker(r.Docker, fail); err != nil {
+		return err
+	}
+	if err := c.applyFirewall(r.Firewall, fail); err != nil {
+		return err
+	}
+	if err := c.applyBan(r.Ban, fail); err != nil {
+		return err
+	}
+	if err := c.applyEngine(r.Engine, fail); err != nil {
+		return err
+	}
+	if err := c.applyJails(r.Jails, fail); err != nil {
+		return err
+	}
+	if err := c.applyCrowdSec(l); err != nil {
+		return err
+	}
+	if err := c.applyHistory(r.History, fail); err != nil {
+		return err
+	}
+	return c.applyNotify(l)
+}
+
+// applyDaemon sets [daemon].
+func (c *Config) applyDaemon(rd rawDaemon, fail failFunc) error {
+	setStr(&c.Daemon.Socket, rd.Socket)
+	setStr(&c.Daemon.SocketGroup, rd.SocketGroup)
+	setStr(&c.Daemon.State, rd.State)
+	setStr(&c.Daemon.MetricsListen, rd.MetricsListen)
+	if rd.LogLevel != nil {
+		switch *rd.LogLevel {
 		case "debug", "info", "warn", "error":
-			c.Daemon.LogLevel = *r.Daemon.LogLevel
+			c.Daemon.LogLevel = *rd.LogLevel
 		default:
-			return fail("daemon.log_level", fmt.Errorf("%q is not one of debug, info, warn, error", *r.Daemon.LogLevel))
+			return fail("daemon.log_level", fmt.Errorf("%q is not one of debug, info, warn, error", *rd.LogLevel))
 		}
 	}
-	if m := c.Daemon.MetricsListen; r.Daemon.MetricsListen != nil && m != "" {
+	if m := c.Daemon.MetricsListen; rd.MetricsListen != nil && m != "" {
 		ap, err := netip.ParseAddrPort(m)
 		if err != nil || !ap.Addr().IsLoopback() {
 			return fail("daemon.metrics_listen", fmt.Errorf("%q is not a loopback address:port", m))
 		}
 	}
+	return nil
+}
 
-	setStr(&c.Docker.Host, r.Docker.Host)
-	setStr(&c.Docker.Project, r.Docker.Project)
-	if r.Docker.Services != nil {
-		c.Docker.Services = append([]string(nil), (*r.Docker.Services)...)
+// applyDocker sets [docker].
+func (c *Config) applyDocker(rd rawDocker, fail failFunc) error {
+	setStr(&c.Docker.Host, rd.Host)
+	setStr(&c.Docker.Project, rd.Project)
+	if rd.Services != nil {
+		c.Docker.Services = append([]string(nil), (*rd.Services)...)
 	}
-	if err := setInt(&c.Docker.MaxLine, r.Docker.MaxLine, 1024, 16<<20); err != nil {
+	if err := setInt(&c.Docker.MaxLine, rd.MaxLine, 1024, 16<<20); err != nil {
 		return fail("docker.max_line", err)
 	}
+	return nil
+}
 
-	setStr(&c.Firewall.Table, r.Firewall.Table)
-	if r.Firewall.Table != nil && !validName(c.Firewall.Table) {
+// applyFirewall sets [firewall].
+func (c *Config) applyFirewall(rf rawFirewall, fail failFunc) error {
+	setStr(&c.Firewall.Table, rf.Table)
+	if rf.Table != nil && !validName(c.Firewall.Table) {
 		return fail("firewall.table", fmt.Errorf("%q is not a valid table name", c.Firewall.Table))
 	}
-	if r.Firewall.Priority != nil {
-		if *r.Firewall.Priority < -400 || *r.Firewall.Priority > 0 {
-			return fail("firewall.priority", fmt.Errorf("%d is outside -400..0 (the ban must come before DNAT at -100 to be useful, and after defrag at -400)", *r.Firewall.Priority))
+	if rf.Priority != nil {
+		if *rf.Priority < -400 || *rf.Priority > 0 {
+			return fail("firewall.priority", fmt.Errorf("%d is outside -400..0 (the ban must come before DNAT at -100 to be useful, and after defrag at -400)", *rf.Priority))
 		}
-		c.Firewall.Priority = *r.Firewall.Priority
+		c.Firewall.Priority = *rf.Priority
 	}
-	if err := setDur(&c.Firewall.Reconcile, r.Firewall.Reconcile, time.Second); err != nil {
+	if err := setDur(&c.Firewall.Reconcile, rf.Reconcile, time.Second); err != nil {
 		return fail("firewall.reconcile", err)
 	}
-	if err := setInt(&c.Firewall.Batch, r.Firewall.Batch, 1, 8192); err != nil {
+	if err := setInt(&c.Firewall.Batch, rf.Batch, 1, 8192); err != nil {
 		return fail("firewall.batch", err)
 	}
-	setStr(&c.Firewall.Attribution, r.Firewall.Attribution)
+	setStr(&c.Firewall.Attribution, rf.Attribution)
 	if c.Firewall.Attribution != "kernel" && c.Firewall.Attribution != "text" {
 		return fail("firewall.attribution", fmt.Errorf("%q: want \"kernel\" or \"text\"", c.Firewall.Attribution))
 	}
-	if err := setDur(&c.Firewall.SeenTimeout, r.Firewall.SeenTimeout, time.Second); err != nil {
+	if err := setDur(&c.Firewall.SeenTimeout, rf.SeenTimeout, time.Second); err != nil {
 		return fail("firewall.seen_timeout", err)
 	}
-	if err := setInt(&c.Firewall.SeenSize, r.Firewall.SeenSize, 64, 1<<24); err != nil {
+	if err := setInt(&c.Firewall.SeenSize, rf.SeenSize, 64, 1<<24); err != nil {
 		return fail("firewall.seen_size", err)
 	}
-	setStr(&c.Firewall.Scope, r.Firewall.Scope)
+	setStr(&c.Firewall.Scope, rf.Scope)
 	if c.Firewall.Scope != "all" && c.Firewall.Scope != "mail" {
 		return fail("firewall.scope", fmt.Errorf("%q: want \"all\" or \"mail\"", c.Firewall.Scope))
 	}
-	if r.Firewall.RelayShield != nil {
-		c.Firewall.RelayShield = *r.Firewall.RelayShield
+	if rf.RelayShield != nil {
+		c.Firewall.RelayShield = *rf.RelayShield
 	}
-	if r.Firewall.ScopePorts != nil {
-		ports := make([]uint16, 0, len(*r.Firewall.ScopePorts))
-		for _, p := range *r.Firewall.ScopePorts {
+	if rf.ScopePorts != nil {
+		ports := make([]uint16, 0, len(*rf.ScopePorts))
+		for _, p := range *rf.ScopePorts {
 			if p < 1 || p > 65535 {
 				return fail("firewall.scope_ports", fmt.Errorf("port %d is outside 1..65535", p))
 			}
@@ -436,64 +476,76 @@ func (c *Config) apply(l *layer) error {
 		slices.Sort(ports)
 		c.Firewall.ScopePorts = slices.Compact(ports)
 	}
+	return nil
+}
 
-	if r.Ban.Factor != nil {
-		if *r.Ban.Factor < 1 || *r.Ban.Factor > 100 {
-			return fail("ban.bantime_factor", fmt.Errorf("%g is outside 1..100", *r.Ban.Factor))
+// applyBan sets [ban].
+func (c *Config) applyBan(rb rawBan, fail failFunc) error {
+	if rb.Factor != nil {
+		if *rb.Factor < 1 || *rb.Factor > 100 {
+			return fail("ban.bantime_factor", fmt.Errorf("%g is outside 1..100", *rb.Factor))
 		}
-		c.Ban.Factor = *r.Ban.Factor
+		c.Ban.Factor = *rb.Factor
 	}
-	if err := setDur(&c.Ban.BantimeMax, r.Ban.BantimeMax, time.Second); err != nil {
+	if err := setDur(&c.Ban.BantimeMax, rb.BantimeMax, time.Second); err != nil {
 		return fail("ban.bantime_max", err)
 	}
-	if err := setDur(&c.Ban.HistoryMaxAge, r.Ban.HistoryMaxAge, time.Minute); err != nil {
+	if err := setDur(&c.Ban.HistoryMaxAge, rb.HistoryMaxAge, time.Minute); err != nil {
 		return fail("ban.history_max_age", err)
 	}
+	return nil
+}
 
+// applyEngine sets [engine].
+func (c *Config) applyEngine(re rawEngine, fail failFunc) error {
 	var err error
-	if r.Engine.IgnoreIP != nil {
-		if c.Engine.IgnoreIP, err = parsePrefixes(*r.Engine.IgnoreIP); err != nil {
+	if re.IgnoreIP != nil {
+		if c.Engine.IgnoreIP, err = parsePrefixes(*re.IgnoreIP); err != nil {
 			return fail("engine.ignoreip", err)
 		}
 	}
-	if r.Engine.Subnet != nil {
-		p, err := ParsePrefix(*r.Engine.Subnet)
+	if re.Subnet != nil {
+		p, err := ParsePrefix(*re.Subnet)
 		if err != nil || !p.Addr().Is4() {
-			return fail("engine.subnet", fmt.Errorf("%q is not an IPv4 CIDR", *r.Engine.Subnet))
+			return fail("engine.subnet", fmt.Errorf("%q is not an IPv4 CIDR", *re.Subnet))
 		}
 		c.Engine.Subnet = p
 	}
-	if r.Engine.Subnet6 != nil {
+	if re.Subnet6 != nil {
 		c.Engine.Subnet6 = netip.Prefix{}
-		if *r.Engine.Subnet6 != "" {
-			p, err := ParsePrefix(*r.Engine.Subnet6)
+		if *re.Subnet6 != "" {
+			p, err := ParsePrefix(*re.Subnet6)
 			if err != nil || !p.Addr().Is6() {
-				return fail("engine.subnet6", fmt.Errorf("%q is not an IPv6 CIDR", *r.Engine.Subnet6))
+				return fail("engine.subnet6", fmt.Errorf("%q is not an IPv6 CIDR", *re.Subnet6))
 			}
 			c.Engine.Subnet6 = p
 		}
 	}
-	if r.Engine.RealIPFrom != nil {
-		if c.Engine.RealIPFrom, err = parsePrefixes(*r.Engine.RealIPFrom); err != nil {
+	if re.RealIPFrom != nil {
+		if c.Engine.RealIPFrom, err = parsePrefixes(*re.RealIPFrom); err != nil {
 			return fail("engine.real_ip_from", err)
 		}
 	}
-	if r.Engine.RatelimitExemption != nil {
-		if c.Engine.RatelimitExemption, err = parsePrefixes(*r.Engine.RatelimitExemption); err != nil {
+	if re.RatelimitExemption != nil {
+		if c.Engine.RatelimitExemption, err = parsePrefixes(*re.RatelimitExemption); err != nil {
 			return fail("engine.ratelimit_exemption", err)
 		}
 	}
-	if err := setDur(&c.Engine.SuccessExempt, r.Engine.SuccessExempt, 0); err != nil {
+	if err := setDur(&c.Engine.SuccessExempt, re.SuccessExempt, 0); err != nil {
 		return fail("engine.success_exempt", err)
 	}
-	if err := setInt(&c.Engine.MaxTracked, r.Engine.MaxTracked, 100, 50_000_000); err != nil {
+	if err := setInt(&c.Engine.MaxTracked, re.MaxTracked, 100, 50_000_000); err != nil {
 		return fail("engine.max_tracked", err)
 	}
-	if err := setInt(&c.Engine.EvidenceLines, r.Engine.EvidenceLines, 0, 100); err != nil {
+	if err := setInt(&c.Engine.EvidenceLines, re.EvidenceLines, 0, 100); err != nil {
 		return fail("engine.evidence_lines", err)
 	}
+	return nil
+}
 
-	for name, rj := range r.Jails {
+// applyJails overlays [jails.NAME] on the jails so far.
+func (c *Config) applyJails(rjs map[string]rawJail, fail failFunc) error {
+	for name, rj := range rjs {
 		key := "jails." + name
 		if !validName(name) {
 			return fail(key, fmt.Errorf("jail name %q: use letters, digits, - and _", name))
@@ -539,13 +591,7 @@ func (c *Config) apply(l *layer) error {
 		}
 		c.Jails[name] = j
 	}
-	if err := c.applyCrowdSec(l); err != nil {
-		return err
-	}
-	if err := c.applyHistory(r.History, fail); err != nil {
-		return err
-	}
-	return c.applyNotify(l)
+	return nil
 }
 
 // check validates what only the merged result can show.

@@ -16,7 +16,7 @@ type rawHistory struct {
 	MaxEvents *int    `toml:"max_events"`
 }
 
-func (c *Config) applyHistory(r rawHistory, fail func(string, error) error) error {
+func (c *Config) applyHistory(r rawHistory, fail failFunc) error {
 	if err := setDur(&c.History.MaxAge, r.MaxAge, time.Hour); err != nil {
 		return fail("history.max_age", err)
 	}
