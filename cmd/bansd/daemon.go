@@ -151,34 +151,10 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	defer d.notify.close()
 
-	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithScope(cfg.Firewall.Scope, cfg.Firewall.ScopePorts))
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+	if err := d.openParts(ctx, cfg, db); err != nil {
+		return err
 	}
-	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
-	d.mailPorts = scopeHook(nft, d.log.With("part", "ban"))
-	banOpt := banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban"))
-	banOpt.OnReconcile = d.onReconcile
-	d.mgr, err = ban.NewManager(banOpt)
-	if err != nil {
-		return fmt.Errorf("ban manager: %w", err)
-	}
-	sh, err := shield.Open(shield.Options{Table: cfg.Firewall.Table})
-	if err != nil {
-		return fmt.Errorf("relay shield: %w", err)
-	}
-	// Before the Docker source: its first discovery decides the shield.
-	d.shield = newRelayShield(sh, cfg.Firewall.RelayShield, d.log.With("part", "shield"), d.onAlarm, d.event, hostAddrs, ipv6Listeners)
-	d.attr = startAttribution(ctx, cfg, d.engine, d.log.With("part", "attribution"), 0)
 	defer d.attr.close()
-	d.docker, err = docker.NewDocker(docker.DockerOptions{
-		Host: cfg.Docker.Host, Project: cfg.Docker.Project, Services: cfg.Docker.Services,
-		MaxLine: cfg.Docker.MaxLine, Cursors: cursorStore{db}, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
-	})
-	if err != nil {
-		return fmt.Errorf("docker source: %w", err)
-	}
-	d.setProtected()
 
 	metricsHandler := promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})
 	srv, err := control.NewServer(d, metricsHandler, cfg.Daemon.SocketGroup, d.log)
@@ -297,6 +273,41 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	d.event(store.Event{Kind: store.EventStop, UID: store.NoUID})
 	d.log.Info("stopped")
+	return nil
+}
+
+// openParts makes the enforcement and the log source: the nftables
+// sets and the ban manager, the relay shield, the kernel record and the
+// Docker source. Nothing runs yet.
+func (d *daemon) openParts(ctx context.Context, cfg *configs.Config, db *store.DB) error {
+	nft, err := ban.NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, ban.WithScope(cfg.Firewall.Scope, cfg.Firewall.ScopePorts))
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	fw := &timedFirewall{Firewall: nft, hist: d.metrics.nftFlush}
+	d.mailPorts = scopeHook(nft, d.log.With("part", "ban"))
+	banOpt := banOptions(cfg, fw, db, d.engine.NeverBan, d.log.With("part", "ban"))
+	banOpt.OnReconcile = d.onReconcile
+	d.mgr, err = ban.NewManager(banOpt)
+	if err != nil {
+		return fmt.Errorf("ban manager: %w", err)
+	}
+	sh, err := shield.Open(shield.Options{Table: cfg.Firewall.Table})
+	if err != nil {
+		return fmt.Errorf("relay shield: %w", err)
+	}
+	// Before the Docker source: its first discovery decides the shield.
+	d.shield = newRelayShield(sh, cfg.Firewall.RelayShield, d.log.With("part", "shield"), d.onAlarm, d.event, hostAddrs, ipv6Listeners)
+	d.attr = startAttribution(ctx, cfg, d.engine, d.log.With("part", "attribution"), 0)
+	d.docker, err = docker.NewDocker(docker.DockerOptions{
+		Host: cfg.Docker.Host, Project: cfg.Docker.Project, Services: cfg.Docker.Services,
+		MaxLine: cfg.Docker.MaxLine, Cursors: cursorStore{db}, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
+	})
+	if err != nil {
+		d.attr.close()
+		return fmt.Errorf("docker source: %w", err)
+	}
+	d.setProtected()
 	return nil
 }
 
