@@ -90,7 +90,8 @@ setgid_group = postdrop
 myhostname = mail.example.org
 mydomain = example.org
 mydestination =
-relay_domains =
+relay_domains = example.org
+relay_transport = smtp
 inet_interfaces = all
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8 %s
@@ -208,7 +209,10 @@ func (r *relayStack) queued(t *testing.T) int {
 // relayAttempt speaks SMTP without AUTH: EHLO, MAIL FROM, RCPT TO a
 // foreign domain, and DATA when the recipient was taken. It returns the
 // RCPT reply.
-func relayAttempt(c net.Conn) (string, error) {
+func relayAttempt(c net.Conn) (string, error) { return sendAttempt(c, "someone@example.net") }
+
+// sendAttempt is relayAttempt to rcpt.
+func sendAttempt(c net.Conn, rcpt string) (string, error) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
@@ -239,7 +243,7 @@ func relayAttempt(c net.Conn) (string, error) {
 			return rep, fmt.Errorf("%s: %q: %v", s, rep, err)
 		}
 	}
-	rcpt, err := cmd("RCPT TO:<someone@example.net>")
+	rcpt, err := cmd("RCPT TO:<" + rcpt + ">")
 	if err != nil || !strings.HasPrefix(rcpt, "250") {
 		cmd("QUIT")
 		return rcpt, err
@@ -343,6 +347,17 @@ func TestRelayShield(t *testing.T) {
 	if rcpt, _ = relayAttempt(c); !strings.HasPrefix(rcpt, "554") {
 		t.Fatalf("IPv4 with shield: RCPT %q, want 554", rcpt)
 	}
+	// And mail for the server's own domain (Mailu's own mail) still
+	// arrives over IPv4 with the shield up.
+	queued := r.queued(t)
+	if c, err = r.dial("tcp", v4); err != nil {
+		t.Fatalf("IPv4 dial with shield: %v", err)
+	}
+	if rcpt, err = sendAttempt(c, "postmaster@example.org"); err != nil || !strings.HasPrefix(rcpt, "250") {
+		t.Fatalf("IPv4 with shield, mail for example.org: RCPT %q, %v; want 250", rcpt, err)
+	}
+	waitQueued(t, r, queued+1)
+	t.Logf("IPv4 with shield: RCPT TO:<postmaster@example.org> -> %s, queued", rcpt)
 
 	if log := r.maillog(); strings.Contains(log, "status=sent") || strings.Contains(log, "status=bounced") {
 		t.Errorf("Postfix tried delivery, want every relayed message held:\n%s", log)
