@@ -73,6 +73,9 @@ type MailuFacts struct {
 	GatewayClientLines  int    `json:"gateway_client_lines"`
 	GatewayClientSample string `json:"gateway_client_sample,omitempty"`
 	LogsErr             string `json:"logs_error,omitempty"`
+	// forwards are front's published ports with its addresses, for the
+	// userland-proxy rule.
+	forwards []docker.Forward
 }
 
 type NetworkFacts struct {
@@ -104,7 +107,7 @@ type ProxyFacts struct {
 	// How names the evidence: "docker-proxy processes", "dockerd flag",
 	// "daemon.json", "default".
 	How string `json:"how,omitempty"`
-	// Processes is how many docker-proxy processes share doctor's netns.
+	// Processes is how many docker-proxy processes forward front's ports.
 	Processes int `json:"processes"`
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/bansd/bansd/sources/docker"
+
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/shield"
 )
@@ -44,7 +46,12 @@ func Gather(ctx context.Context, opt Options) Facts {
 	}
 	var f Facts
 	gatherDocker(ctx, opt, &f)
-	f.Proxy = gatherProxy(opt, len(portsOf(f.Mailu)) > 0)
+	var forwards []docker.Forward
+	if f.Mailu != nil {
+		forwards = f.Mailu.forwards
+	}
+	p := docker.DetectProxy(docker.ProxyProbe{Proc: opt.Proc, DaemonJSON: opt.DaemonJSON, Host: f.Docker.Host, Forwards: forwards})
+	f.Proxy = ProxyFacts{Known: p.Known, On: p.On, How: p.How, Processes: p.Processes}
 	f.HostIPv6 = hostIPv6()
 	f.NFT = gatherNFT(opt.Table, opt.Priority)
 	f.Input = gatherInput()

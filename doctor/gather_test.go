@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -19,76 +18,6 @@ import (
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/dockertest"
 )
-
-// fakeProc builds a procfs-shaped tree: self's netns and processes with
-// a comm, a netns and a command line.
-func fakeProc(t *testing.T, self string, procs map[string][3]string) string {
-	t.Helper()
-	root := t.TempDir()
-	mk := func(pid, ns string) string {
-		dir := filepath.Join(root, pid)
-		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(ns, filepath.Join(dir, "ns", "net")); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	mk("self", self)
-	for pid, p := range procs {
-		dir := mk(pid, p[1])
-		os.WriteFile(filepath.Join(dir, "comm"), []byte(p[0]+"\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, "cmdline"), []byte(p[2]), 0o644)
-	}
-	return root
-}
-
-func TestGatherProxy(t *testing.T) {
-	const here, there = "net:[4026531840]", "net:[4026532999]"
-	dir := t.TempDir()
-	noKey := filepath.Join(dir, "nokey.json")
-	os.WriteFile(noKey, []byte(`{"log-level":"warn"}`), 0o644)
-	off := filepath.Join(dir, "off.json")
-	os.WriteFile(off, []byte(`{"userland-proxy": false}`), 0o644)
-	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte(`{"userland-proxy": `), 0o644)
-	missing := filepath.Join(dir, "missing.json")
-
-	cases := []struct {
-		name       string
-		procs      map[string][3]string
-		daemonJSON string
-		published  bool
-		want       ProxyFacts
-	}{
-		{"docker-proxy in our netns", map[string][3]string{
-			"10": {"docker-proxy", here, "/usr/bin/docker-proxy\x00-proto\x00tcp"},
-			"11": {"docker-proxy", here, ""},
-			"12": {"dockerd", here, "dockerd\x00--userland-proxy=false"},
-		}, off, true, ProxyFacts{Known: true, On: true, How: "2 docker-proxy processes", Processes: 2}},
-		{"docker-proxy of another netns only, dockerd flag here", map[string][3]string{
-			"10": {"docker-proxy", there, ""},
-			"12": {"dockerd", here, "dockerd\x00--userland-proxy\x00false"},
-		}, missing, true, ProxyFacts{Known: true, On: false, How: "dockerd --userland-proxy=false"}},
-		{"daemon.json off", map[string][3]string{"12": {"dockerd", here, "dockerd\x00-H\x00fd://"}}, off, true,
-			ProxyFacts{Known: true, On: false, How: off}},
-		{"daemon.json without the key: Docker's default, on", nil, noKey, false, ProxyFacts{Known: true, On: true, How: noKey}},
-		{"no evidence, ports published, no proxy process", nil, missing, true, ProxyFacts{Known: true, On: false, How: "no docker-proxy process for the published ports"}},
-		{"no evidence at all", nil, missing, false, ProxyFacts{}},
-		{"broken daemon.json", nil, bad, false, ProxyFacts{}},
-		{"other processes ignored", map[string][3]string{"13": {"docker-proxyX", here, ""}, "14": {"sshd", here, "--userland-proxy=true"}}, missing, false, ProxyFacts{}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			proc := fakeProc(t, here, tc.procs)
-			got := gatherProxy(Options{Proc: proc, DaemonJSON: tc.daemonJSON}, tc.published)
-			if got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
 
 // frontLines: two with the gateway as client; one where it is only in the
 // attacker's login text.

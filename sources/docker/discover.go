@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -265,7 +262,7 @@ func (d *Docker) reconcile(ctx context.Context, starts map[string]int) error {
 		}
 	}
 	d.envs = envs
-	info.UserlandProxy = userlandProxy(best["front"])
+	info.UserlandProxy = DetectProxy(ProxyProbe{Host: d.cli.DaemonHost(), Forwards: ForwardsOf(best["front"])}).Word()
 	info.Ports = publishedPorts(best["front"])
 	info.PublishedAll = publishedAll(best["front"])
 	d.setTargets(proj, ts)
@@ -388,60 +385,4 @@ func ChooseProject(want string, cs []container.Summary) (name string, all []stri
 // of the project's services.
 func IsOneOff(c container.Summary) bool {
 	return strings.EqualFold(c.Labels[labelOneoff], "true")
-}
-
-// userlandProxy looks for docker-proxy processes forwarding one of front's
-// published ports to front. It can only see them when bansd shares the
-// host's process namespace.
-func userlandProxy(front container.Summary) string {
-	var ips []string
-	if front.NetworkSettings != nil {
-		for _, n := range front.NetworkSettings.Networks {
-			if n != nil && n.IPAddress != "" {
-				ips = append(ips, n.IPAddress)
-			}
-		}
-	}
-	var ports []string
-	for _, p := range front.Ports {
-		if p.PublicPort != 0 {
-			ports = append(ports, strconv.Itoa(int(p.PrivatePort)))
-		}
-	}
-	if len(ips) == 0 || len(ports) == 0 {
-		return "unknown"
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	engineSeen := false
-	for _, f := range procs {
-		b, err := os.ReadFile(f)
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		switch filepath.Base(args[0]) {
-		case "dockerd":
-			engineSeen = true
-		case "docker-proxy":
-			if slices.Contains(ips, flagValue(args, "-container-ip")) && slices.Contains(ports, flagValue(args, "-container-port")) {
-				return "yes"
-			}
-		}
-	}
-	if engineSeen {
-		return "no"
-	}
-	return "unknown"
-}
-
-func flagValue(args []string, name string) string {
-	for i, a := range args {
-		if a == name && i+1 < len(args) {
-			return args[i+1]
-		}
-		if v, ok := strings.CutPrefix(a, name+"="); ok {
-			return v
-		}
-	}
-	return ""
 }
