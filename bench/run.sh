@@ -20,10 +20,10 @@ section "ban manager: restore 100k, apply 100k, decision-to-kernel latency"
 gobench -bench . -benchtime 3x ./ban
 
 section "control API: bansctl list with 100k bans, ban --from-file 100k"
-gobench -bench . -benchtime 1x ./cmd/bansd
+gobench -bench '^Benchmark(BanFromFile100k|List100k)$' -benchtime 1x ./cmd/bansd
 
 section "Docker source vs docker logs of the same container"
-gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources
+gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources/docker
 
 section "end to end: failed attempt to first dropped packet, real Docker log path (20 runs)"
 gobench -bench '^BenchmarkBanLatency$' -benchtime 20x -timeout 20m ./integration
