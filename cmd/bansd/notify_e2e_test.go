@@ -14,9 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,15 +176,7 @@ func TestNotifyThroughDaemon(t *testing.T) {
 	pf.NS.Run(t, "ip", "addr", "add", "192.0.2.202/30", "dev", "nt0p")
 	pf.NS.Run(t, "ip", "link", "set", "nt0p", "up")
 
-	dir, err := os.MkdirTemp("", "bansd-notify")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: noDocker}
+	in := newInstanceInNS(t, ns, noDocker, "")
 	channels := fmt.Sprintf(notifyChannels, postfixtest.Addr, postfixtest.Port, postfixtest.Domain)
 	general := "[notify]\ndigest = \"3s\"\nmax_per_hour = 100\n"
 	in.writeConfig(t, "reconcile = \"1s\"\n"+general+channels+fmt.Sprintf(deadChannel, postfixtest.Addr))
@@ -355,15 +345,7 @@ func TestNotifyNeverSlowsBans(t *testing.T) {
 			}
 		}
 	})
-	dir, err := os.MkdirTemp("", "bansd-notify")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{ns: ns, dir: dir, config: filepath.Join(dir, "bansd.toml"), socket: filepath.Join(dir, "run", "bansd.sock"), docker: noDocker}
+	in := newInstanceInNS(t, ns, noDocker, "")
 	in.writeConfig(t, `[notify]
 max_per_hour = 1000
 [notify.webhook.stuck]
