@@ -209,137 +209,154 @@ func (c *Config) applyNotify(l *layer) error {
 		n.Webhook = map[string]Webhook{}
 	}
 	for name, re := range r.Email {
-		key := "notify.email." + name
-		if !validName(name) {
-			return fail(key, fmt.Errorf("channel name %q: use letters, digits, - and _", name))
+		if err := n.applyEmail(l, name, re, r.Webhook, fail); err != nil {
+			return err
 		}
-		if _, dup := n.Webhook[name]; dup || hasKey(r.Webhook, name) {
-			return fail(key, fmt.Errorf("channel name %q is also a webhook; names are shared by both kinds", name))
-		}
-		e, ok := n.Email[name]
-		if !ok {
-			e = Email{Name: name, Port: 587, TLS: TLSStartTLS, Events: DefaultNotifyEvents, Timeout: 30 * time.Second}
-		}
-		setStr(&e.Host, re.Host)
-		if err := setInt(&e.Port, re.Port, 1, 65535); err != nil {
-			return fail(key+".port", err)
-		}
-		if re.TLS != nil {
-			switch *re.TLS {
-			case TLSStartTLS, TLSImplicit, TLSNone:
-				e.TLS = *re.TLS
-			default:
-				return fail(key+".tls", fmt.Errorf("%q is not one of starttls, tls, none", *re.TLS))
-			}
-		}
-		setStr(&e.Username, re.Username)
-		if re.Password != nil && re.PasswordFile != nil {
-			return fail(key+".password_file", errors.New("set password or password_file, not both"))
-		}
-		if re.Password != nil {
-			e.Password = Secret(*re.Password)
-		}
-		if re.PasswordFile != nil {
-			s, err := readSecret(l.name, *re.PasswordFile)
-			if err != nil {
-				return fail(key+".password_file", err)
-			}
-			e.Password = s
-		}
-		if re.From != nil {
-			if _, err := mail.ParseAddress(*re.From); err != nil {
-				return fail(key+".from", fmt.Errorf("%q is not a mail address: %v", *re.From, err))
-			}
-			e.From = *re.From
-		}
-		if re.To != nil {
-			for _, a := range *re.To {
-				if _, err := mail.ParseAddress(a); err != nil {
-					return fail(key+".to", fmt.Errorf("%q is not a mail address: %v", a, err))
-				}
-			}
-			e.To = append([]string(nil), (*re.To)...)
-		}
-		if re.Events != nil {
-			if err := checkEvents(*re.Events); err != nil {
-				return fail(key+".events", err)
-			}
-			e.Events = append([]string(nil), (*re.Events)...)
-		}
-		if err := setDur(&e.Timeout, re.Timeout, time.Second); err != nil {
-			return fail(key+".timeout", err)
-		}
-		n.Email[name] = e
 	}
 	for name, rw := range r.Webhook {
-		key := "notify.webhook." + name
-		if !validName(name) {
-			return fail(key, fmt.Errorf("channel name %q: use letters, digits, - and _", name))
+		if err := n.applyWebhook(l, name, rw, fail); err != nil {
+			return err
 		}
-		if _, dup := n.Email[name]; dup {
-			return fail(key, fmt.Errorf("channel name %q is also an email channel; names are shared by both kinds", name))
-		}
-		w, ok := n.Webhook[name]
-		if !ok {
-			w = Webhook{Name: name, Preset: "json", Events: DefaultNotifyEvents, Timeout: 15 * time.Second}
-		}
-		if rw.URL != nil {
-			u, err := url.Parse(*rw.URL)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				// The URL may carry a secret: name the problem, not the URL.
-				return fail(key+".url", errors.New("not an http:// or https:// URL with a host"))
-			}
-			w.URL = Secret(*rw.URL)
-		}
-		if rw.Preset != nil {
-			ok := false
-			for _, p := range WebhookPresets {
-				ok = ok || *rw.Preset == p
-			}
-			if !ok {
-				return fail(key+".preset", fmt.Errorf("%q is not one of %s", *rw.Preset, strings.Join(WebhookPresets, ", ")))
-			}
-			w.Preset = *rw.Preset
-		}
-		if rw.Template != nil {
-			if _, err := template.New(name).Parse(*rw.Template); err != nil {
-				return fail(key+".template", err)
-			}
-			w.Template = *rw.Template
-		}
-		if rw.Token != nil && rw.TokenFile != nil {
-			return fail(key+".token_file", errors.New("set token or token_file, not both"))
-		}
-		if rw.Token != nil {
-			w.Token = Secret(*rw.Token)
-		}
-		if rw.TokenFile != nil {
-			s, err := readSecret(l.name, *rw.TokenFile)
-			if err != nil {
-				return fail(key+".token_file", err)
-			}
-			w.Token = s
-		}
-		if rw.Headers != nil {
-			w.Headers = map[string]Secret{}
-			for h, v := range *rw.Headers {
-				if !validHeader(h) || strings.ContainsAny(v, "\r\n") {
-					return fail(key+".headers", fmt.Errorf("header %q: bad name or a line break in the value", h))
-				}
-				w.Headers[h] = Secret(v)
-			}
-		}
-		if rw.Events != nil {
-			if err := checkEvents(*rw.Events); err != nil {
-				return fail(key+".events", err)
-			}
-			w.Events = append([]string(nil), (*rw.Events)...)
-		}
-		if err := setDur(&w.Timeout, rw.Timeout, time.Second); err != nil {
-			return fail(key+".timeout", err)
-		}
-		n.Webhook[name] = w
 	}
+	return nil
+}
+
+// applyEmail overlays [notify.email.NAME]; webhooks are the layer's, whose
+// names the email channels must not take.
+func (n *Notify) applyEmail(l *layer, name string, re rawEmail, webhooks map[string]rawWebhook, fail failFunc) error {
+	key := "notify.email." + name
+	if !validName(name) {
+		return fail(key, fmt.Errorf("channel name %q: use letters, digits, - and _", name))
+	}
+	if _, dup := n.Webhook[name]; dup || hasKey(webhooks, name) {
+		return fail(key, fmt.Errorf("channel name %q is also a webhook; names are shared by both kinds", name))
+	}
+	e, ok := n.Email[name]
+	if !ok {
+		e = Email{Name: name, Port: 587, TLS: TLSStartTLS, Events: DefaultNotifyEvents, Timeout: 30 * time.Second}
+	}
+	setStr(&e.Host, re.Host)
+	if err := setInt(&e.Port, re.Port, 1, 65535); err != nil {
+		return fail(key+".port", err)
+	}
+	if re.TLS != nil {
+		switch *re.TLS {
+		case TLSStartTLS, TLSImplicit, TLSNone:
+			e.TLS = *re.TLS
+		default:
+			return fail(key+".tls", fmt.Errorf("%q is not one of starttls, tls, none", *re.TLS))
+		}
+	}
+	setStr(&e.Username, re.Username)
+	if re.Password != nil && re.PasswordFile != nil {
+		return fail(key+".password_file", errors.New("set password or password_file, not both"))
+	}
+	if re.Password != nil {
+		e.Password = Secret(*re.Password)
+	}
+	if re.PasswordFile != nil {
+		s, err := readSecret(l.name, *re.PasswordFile)
+		if err != nil {
+			return fail(key+".password_file", err)
+		}
+		e.Password = s
+	}
+	if re.From != nil {
+		if _, err := mail.ParseAddress(*re.From); err != nil {
+			return fail(key+".from", fmt.Errorf("%q is not a mail address: %v", *re.From, err))
+		}
+		e.From = *re.From
+	}
+	if re.To != nil {
+		for _, a := range *re.To {
+			if _, err := mail.ParseAddress(a); err != nil {
+				return fail(key+".to", fmt.Errorf("%q is not a mail address: %v", a, err))
+			}
+		}
+		e.To = append([]string(nil), (*re.To)...)
+	}
+	if re.Events != nil {
+		if err := checkEvents(*re.Events); err != nil {
+			return fail(key+".events", err)
+		}
+		e.Events = append([]string(nil), (*re.Events)...)
+	}
+	if err := setDur(&e.Timeout, re.Timeout, time.Second); err != nil {
+		return fail(key+".timeout", err)
+	}
+	n.Email[name] = e
+	return nil
+}
+
+// applyWebhook overlays [notify.webhook.NAME].
+func (n *Notify) applyWebhook(l *layer, name string, rw rawWebhook, fail failFunc) error {
+	key := "notify.webhook." + name
+	if !validName(name) {
+		return fail(key, fmt.Errorf("channel name %q: use letters, digits, - and _", name))
+	}
+	if _, dup := n.Email[name]; dup {
+		return fail(key, fmt.Errorf("channel name %q is also an email channel; names are shared by both kinds", name))
+	}
+	w, ok := n.Webhook[name]
+	if !ok {
+		w = Webhook{Name: name, Preset: "json", Events: DefaultNotifyEvents, Timeout: 15 * time.Second}
+	}
+	if rw.URL != nil {
+		u, err := url.Parse(*rw.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// The URL may carry a secret: name the problem, not the URL.
+			return fail(key+".url", errors.New("not an http:// or https:// URL with a host"))
+		}
+		w.URL = Secret(*rw.URL)
+	}
+	if rw.Preset != nil {
+		ok := false
+		for _, p := range WebhookPresets {
+			ok = ok || *rw.Preset == p
+		}
+		if !ok {
+			return fail(key+".preset", fmt.Errorf("%q is not one of %s", *rw.Preset, strings.Join(WebhookPresets, ", ")))
+		}
+		w.Preset = *rw.Preset
+	}
+	if rw.Template != nil {
+		if _, err := template.New(name).Parse(*rw.Template); err != nil {
+			return fail(key+".template", err)
+		}
+		w.Template = *rw.Template
+	}
+	if rw.Token != nil && rw.TokenFile != nil {
+		return fail(key+".token_file", errors.New("set token or token_file, not both"))
+	}
+	if rw.Token != nil {
+		w.Token = Secret(*rw.Token)
+	}
+	if rw.TokenFile != nil {
+		s, err := readSecret(l.name, *rw.TokenFile)
+		if err != nil {
+			return fail(key+".token_file", err)
+		}
+		w.Token = s
+	}
+	if rw.Headers != nil {
+		w.Headers = map[string]Secret{}
+		for h, v := range *rw.Headers {
+			if !validHeader(h) || strings.ContainsAny(v, "\r\n") {
+				return fail(key+".headers", fmt.Errorf("header %q: bad name or a line break in the value", h))
+			}
+			w.Headers[h] = Secret(v)
+		}
+	}
+	if rw.Events != nil {
+		if err := checkEvents(*rw.Events); err != nil {
+			return fail(key+".events", err)
+		}
+		w.Events = append([]string(nil), (*rw.Events)...)
+	}
+	if err := setDur(&w.Timeout, rw.Timeout, time.Second); err != nil {
+		return fail(key+".timeout", err)
+	}
+	n.Webhook[name] = w
 	return nil
 }
 
