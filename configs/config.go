@@ -433,7 +433,7 @@ func (c *Config) applyDocker(rd rawDocker, fail failFunc) error {
 // applyFirewall sets [firewall].
 func (c *Config) applyFirewall(rf rawFirewall, fail failFunc) error {
 	setStr(&c.Firewall.Table, rf.Table)
-	if rf.Table != nil && !validName(c.Firewall.Table) {
+	if rf.Table != nil && !ValidName(c.Firewall.Table) {
 		return fail("firewall.table", fmt.Errorf("%q is not a valid table name", c.Firewall.Table))
 	}
 	if rf.Priority != nil {
@@ -547,7 +547,7 @@ func (c *Config) applyEngine(re rawEngine, fail failFunc) error {
 func (c *Config) applyJails(rjs map[string]rawJail, fail failFunc) error {
 	for name, rj := range rjs {
 		key := "jails." + name
-		if !validName(name) {
+		if !ValidName(name) {
 			return fail(key, fmt.Errorf("jail name %q: use letters, digits, - and _", name))
 		}
 		j, ok := c.Jails[name]
@@ -633,8 +633,13 @@ func (c *Config) check(l *layer) error {
 	return c.checkNotify(l)
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 64 {
+// ValidName reports whether s may name a jail, a channel or a table:
+// letters, digits, - and _, at most 64 bytes.
+func ValidName(s string) bool { return validToken(s, 64) }
+
+// validToken: 1 to max letters, digits, - and _.
+func validToken(s string, max int) bool {
+	if s == "" || len(s) > max {
 		return false
 	}
 	for _, r := range s {

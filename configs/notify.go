@@ -225,7 +225,7 @@ func (c *Config) applyNotify(l *layer) error {
 // names the email channels must not take.
 func (n *Notify) applyEmail(l *layer, name string, re rawEmail, webhooks map[string]rawWebhook, fail failFunc) error {
 	key := "notify.email." + name
-	if !validName(name) {
+	if !ValidName(name) {
 		return fail(key, fmt.Errorf("channel name %q: use letters, digits, - and _", name))
 	}
 	if _, dup := n.Webhook[name]; dup || hasKey(webhooks, name) {
@@ -291,7 +291,7 @@ func (n *Notify) applyEmail(l *layer, name string, re rawEmail, webhooks map[str
 // applyWebhook overlays [notify.webhook.NAME].
 func (n *Notify) applyWebhook(l *layer, name string, rw rawWebhook, fail failFunc) error {
 	key := "notify.webhook." + name
-	if !validName(name) {
+	if !ValidName(name) {
 		return fail(key, fmt.Errorf("channel name %q: use letters, digits, - and _", name))
 	}
 	if _, dup := n.Email[name]; dup {
@@ -362,17 +362,8 @@ func (n *Notify) applyWebhook(l *layer, name string, rw rawWebhook, fail failFun
 
 func hasKey[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
 
-func validHeader(h string) bool {
-	if h == "" || len(h) > 128 {
-		return false
-	}
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validHeader: an HTTP header name as bansd accepts it.
+func validHeader(h string) bool { return validToken(h, 128) }
 
 // checkNotify validates each channel as merged.
 func (c *Config) checkNotify(l *layer) error {

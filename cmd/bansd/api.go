@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bansd/bansd/prefix"
 	"net/http"
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/bansd/bansd/prefix"
 
 	"github.com/bansd/bansd/ban"
 	"github.com/bansd/bansd/configs"
@@ -56,7 +57,7 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	}
 	jail := "manual"
 	if req.Jail != "" {
-		if !manualJailName(req.Jail) {
+		if !configs.ValidName(req.Jail) {
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: fmt.Sprintf("bad jail name %q: letters, digits, '-' and '_', at most 64", req.Jail)}
 		}
 		jail = req.Jail
@@ -229,16 +230,4 @@ func (d *daemon) kernelCounters(ctx context.Context) []setCounter {
 		out = append(out, setCounter{set: s.Name, packets: s.Packets, bytes: s.Bytes})
 	}
 	return out
-}
-
-func manualJailName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
