@@ -104,50 +104,23 @@ func parseDovecot(s string, ref time.Time) (Event, lineTime, bool) {
 }
 
 // dovecotTail parses "IP, rport=P, lip=IP, lport=P" followed by the end or
-// ", ...".
+// ", ...". Every field is strict (an address, digits), so a piece that
+// does not parse as exactly that fails the line.
 func dovecotTail(s string) (Event, bool) {
-	var ev Event
-	n := addrEnd(s)
-	addr, ok := parseAddr(s[:n])
-	if !ok {
-		return ev, false
+	addrS, s, ok1 := strings.Cut(s, ", rport=")
+	rportS, s, ok2 := strings.Cut(s, ", lip=")
+	lipS, s, ok3 := strings.Cut(s, ", lport=")
+	lportS, _, _ := strings.Cut(s, ",")
+	if !ok1 || !ok2 || !ok3 || lipS == "" || addrEnd(lipS) != len(lipS) {
+		return Event{}, false
 	}
-	s = s[n:]
-	const rport = ", rport="
-	if !strings.HasPrefix(s, rport) {
-		return ev, false
+	addr, ok := parseAddr(addrS)
+	src, okSrc := atoiBounded(rportS, 65535)
+	port, okPort := atoiBounded(lportS, 65535)
+	if !ok || !okSrc || src == 0 || !okPort {
+		return Event{}, false
 	}
-	s = s[len(rport):]
-	n = digits(s)
-	src, ok := atoiBounded(s[:n], 65535)
-	if !ok || src == 0 {
-		return ev, false
-	}
-	s = s[n:]
-	const lip = ", lip="
-	if !strings.HasPrefix(s, lip) {
-		return ev, false
-	}
-	s = s[len(lip):]
-	n = addrEnd(s)
-	if n == 0 {
-		return ev, false
-	}
-	s = s[n:]
-	const lport = ", lport="
-	if !strings.HasPrefix(s, lport) {
-		return ev, false
-	}
-	s = s[len(lport):]
-	n = digits(s)
-	port, ok := atoiBounded(s[:n], 65535)
-	if !ok || (n < len(s) && s[n] != ',') {
-		return ev, false
-	}
-	ev.Addr = addr
-	ev.Port = int(port)
-	ev.SrcPort = uint16(src)
-	return ev, true
+	return Event{Addr: addr, Port: int(port), SrcPort: uint16(src)}, true
 }
 
 // authFailedCount finds N in the first "(auth failed, N attempt" of head.
