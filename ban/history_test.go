@@ -13,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/netnstest"
 	"github.com/bansd/bansd/store"
 )
@@ -23,32 +20,10 @@ import (
 // burstChild bans addresses ten at a time until it is killed, saying so
 // after the first batches.
 func burstChild(spec string) error {
-	storePath, nsPath, _ := strings.Cut(spec, "|")
-	fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	m, err := childManager(spec)
 	if err != nil {
 		return err
 	}
-	cfg, err := configs.Default()
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(storePath)
-	if err != nil {
-		return err
-	}
-	fw, err := NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, WithNetNS(fd))
-	if err != nil {
-		return err
-	}
-	o, err := configOptions(Options{Firewall: fw, Store: db}, cfg)
-	if err != nil {
-		return err
-	}
-	m, err := NewManager(o)
-	if err != nil {
-		return err
-	}
-	go m.Run(context.Background())
 	<-m.Ready()
 	for i := 0; ; i += 10 {
 		rs := make([]Request, 10)

@@ -39,35 +39,45 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// child bans 1000 IPv4 addresses and two IPv6 networks, says so, and waits
-// to be killed.
-func child(spec string) error {
+// childManager runs a manager for a child process from its spec
+// ("store path|netns path") with the default config, for a test to kill.
+func childManager(spec string) (*Manager, error) {
 	storePath, nsPath, _ := strings.Cut(spec, "|")
 	fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg, err := configs.Default()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	db, err := store.Open(storePath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fw, err := NewNFT(cfg.Firewall.Table, cfg.Firewall.Priority, WithNetNS(fd))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o, err := configOptions(Options{Firewall: fw, Store: db}, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := NewManager(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	go m.Run(context.Background())
+	return m, nil
+}
+
+// child bans 1000 IPv4 addresses and two IPv6 networks, says so, and waits
+// to be killed.
+func child(spec string) error {
+	m, err := childManager(spec)
+	if err != nil {
+		return err
+	}
 	rs := make([]Request, 1000)
 	for i := range rs {
 		rs[i] = Request{Target: v4(i), Jail: "auth", Duration: time.Hour}
