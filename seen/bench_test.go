@@ -145,10 +145,10 @@ func BenchmarkConnections(b *testing.B) {
 	})
 }
 
-// BenchmarkRoundTrips: one connection, a 1-byte request and reply per op:
-// every request is a packet of an assured connection through the rule.
-func BenchmarkRoundTrips(b *testing.B) {
-	tp := benchTopo(b)
+// echoServer echoes every connection to port 8025 in the host namespace
+// until the benchmark ends.
+func echoServer(b *testing.B, tp topo) {
+	b.Helper()
 	var ln net.Listener
 	if err := tp.host.Do(func() (err error) { ln, err = net.Listen("tcp", ":8025"); return err }); err != nil {
 		b.Fatal(err)
@@ -163,6 +163,13 @@ func BenchmarkRoundTrips(b *testing.B) {
 			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	}()
+}
+
+// BenchmarkRoundTrips: one connection, a 1-byte request and reply per op:
+// every request is a packet of an assured connection through the rule.
+func BenchmarkRoundTrips(b *testing.B) {
+	tp := benchTopo(b)
+	echoServer(b, tp)
 	variants(b, tp, func(b *testing.B) {
 		c, err := dial(tp.client, hostPort(hostC4, portIn))
 		if err != nil {
@@ -288,20 +295,7 @@ func BenchmarkConnectionsInterleaved(b *testing.B) {
 // per chunk; run it with -benchtime 1x.
 func BenchmarkRoundTripsInterleaved(b *testing.B) {
 	tp := benchTopo(b)
-	var ln net.Listener
-	if err := tp.host.Do(func() (err error) { ln, err = net.Listen("tcp", ":8025"); return err }); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	echoServer(b, tp)
 	r := openRecord(b, tp.host, Options{}, portIn)
 	ctx := context.Background()
 	const rounds, chunk = 20, 2000
