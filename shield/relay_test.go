@@ -20,6 +20,7 @@ import (
 
 	"github.com/bansd/bansd/internal/dockertest"
 	"github.com/bansd/bansd/internal/netnstest"
+	"github.com/bansd/bansd/internal/postfixtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,26 +108,7 @@ maillog_file_prefixes = /pf
 maillog_file = /pf/maillog
 smtputf8_enable = no
 `, mailuSubnet)
-	master := `25 inet n - n - - smtpd
-pickup    unix n - n 60 1 pickup
-cleanup   unix n - n - 0 cleanup
-qmgr      unix n - n 300 1 qmgr
-rewrite   unix - - n - - trivial-rewrite
-bounce    unix - - n - 0 bounce
-defer     unix - - n - 0 bounce
-trace     unix - - n - 0 bounce
-verify    unix - - n - 1 verify
-flush     unix n - n 1000? 0 flush
-proxymap  unix - - n - - proxymap
-showq     unix n - n - - showq
-error     unix - - n - - error
-retry     unix - - n - - error
-discard   unix - - n - - discard
-smtp      unix - - n - - smtp
-anvil     unix - - n - 1 anvil
-scache    unix - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-`
+	master := "25 inet n - n - - smtpd\npickup    unix n - n 60 1 pickup\nsmtp      unix - - n - - smtp\n" + postfixtest.CoreServices
 	for name, text := range map[string]string{"main.cf": main, "master.cf": master} {
 		if err := os.WriteFile(filepath.Join(dir, "conf", name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)

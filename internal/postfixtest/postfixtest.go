@@ -51,6 +51,27 @@ type Server struct {
 	t     testing.TB
 }
 
+// CoreServices are the master.cf lines every Postfix a test runs needs
+// (no chroot: the services would need copies of /etc inside the queue);
+// each adds its listeners and delivery agents.
+const CoreServices = `cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`
+
 // Start sets up and starts Postfix, and registers its stop and removal.
 // It fails the test when not root or without the postfix package.
 func Start(t testing.TB, opt Options) *Server {
@@ -135,27 +156,8 @@ smtpd_banner = $myhostname ESMTP postfixtest
 		s.Roots.AppendCertsFromPEM(pem)
 		main += fmt.Sprintf("smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\nsmtpd_tls_security_level = may\n", cert, key)
 	}
-	// No chroot: the services would need copies of /etc inside the queue.
-	master := fmt.Sprintf(`%s:%d inet n - n - - smtpd
-cleanup   unix n - n - 0 cleanup
-qmgr      unix n - n 300 1 qmgr
-rewrite   unix - - n - - trivial-rewrite
-bounce    unix - - n - 0 bounce
-defer     unix - - n - 0 bounce
-trace     unix - - n - 0 bounce
-verify    unix - - n - 1 verify
-flush     unix n - n 1000? 0 flush
-proxymap  unix - - n - - proxymap
-showq     unix n - n - - showq
-error     unix - - n - - error
-retry     unix - - n - - error
-discard   unix - - n - - discard
-virtual   unix - n n - - virtual
-anvil     unix - - n - 1 anvil
-scache    unix - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-tlsmgr    unix - - n 1000? 1 tlsmgr
-`, Addr, Port)
+	master := fmt.Sprintf("%s:%d inet n - n - - smtpd\n", Addr, Port) + CoreServices +
+		"virtual   unix - n n - - virtual\ntlsmgr    unix - - n 1000? 1 tlsmgr\n"
 	if opt.TLS {
 		master += fmt.Sprintf("%s:%d inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n", Addr, TLSPort)
 	}
