@@ -88,7 +88,7 @@ func gatherDocker(ctx context.Context, opt Options, f *Facts) {
 		}
 		if svc == "front" {
 			front = &ins
-			m.forwards = forwardsOf(ins)
+			m.forwards = docker.ForwardsOf(c)
 		}
 	}
 	for s := range svcs {
@@ -215,33 +215,4 @@ func nginxClient(ln string) (netip.Addr, bool) {
 	}
 	a, err := netip.ParseAddr(rest[:end])
 	return a.Unmap(), err == nil
-}
-
-// forwardsOf lists front's published TCP ports for each of its addresses,
-// as docker-proxy's flags name them.
-func forwardsOf(front container.InspectResponse) []docker.Forward {
-	if front.NetworkSettings == nil {
-		return nil
-	}
-	var ips []string
-	for _, n := range front.NetworkSettings.Networks {
-		if n != nil && n.IPAddress != "" {
-			ips = append(ips, n.IPAddress)
-		}
-		if n != nil && n.GlobalIPv6Address != "" {
-			ips = append(ips, n.GlobalIPv6Address)
-		}
-	}
-	var out []docker.Forward
-	for port, binds := range front.NetworkSettings.Ports {
-		if port.Proto() != "tcp" {
-			continue
-		}
-		for _, b := range binds {
-			for _, ip := range ips {
-				out = append(out, docker.Forward{HostPort: b.HostPort, ContainerIP: ip, ContainerPort: port.Port()})
-			}
-		}
-	}
-	return out
 }
