@@ -216,32 +216,19 @@ func echo(c net.Conn, msg string) error {
 
 // serveEcho listens (dual stack) inside ns and echoes lines until the test ends.
 func serveEcho(t *testing.T, ns *netnstest.NS, addr string) {
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	t.Helper()
+	ns.Serve(t, addr, func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, line); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
 		}
-	}()
+	})
 }
 
 // buildTopology: two clients on their own links to the host, and a

@@ -149,20 +149,7 @@ func BenchmarkConnections(b *testing.B) {
 // until the benchmark ends.
 func echoServer(b *testing.B, tp topo) {
 	b.Helper()
-	var ln net.Listener
-	if err := tp.host.Do(func() (err error) { ln, err = net.Listen("tcp", ":8025"); return err }); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	tp.host.Serve(b, ":8025", func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // BenchmarkRoundTrips: one connection, a 1-byte request and reply per op:

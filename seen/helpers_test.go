@@ -124,23 +124,7 @@ func openRecord(t testing.TB, ns *netnstest.NS, opts Options, ports ...uint16) *
 // and discarding, until the peer closes or the test ends.
 func listen(t testing.TB, ns *netnstest.NS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	ns.Serve(t, addr, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 }
 
 // dial connects from ns; the caller closes the connection.

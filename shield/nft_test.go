@@ -35,20 +35,7 @@ func pair(t *testing.T) (srv, cli *netnstest.NS) {
 // listen accepts and closes on [::]:port (dual stack) in ns until the test ends.
 func listen(t *testing.T, ns *netnstest.NS, port string) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", "[::]:"+port); return }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ns.Serve(t, "[::]:"+port, func(net.Conn) {})
 }
 
 // dial connects from ns and reports the error and how long it took.

@@ -5,6 +5,7 @@ package netnstest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -76,6 +77,29 @@ func (ns *NS) Do(fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// Serve listens on TCP addr inside the namespace and hands each connection
+// to handle in its own goroutine, closing it after, until the test ends.
+func (ns *NS) Serve(t testing.TB, addr string, handle func(net.Conn)) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
 }
 
 // Run runs a command inside the namespace (`ip netns exec`) and returns its
