@@ -1,15 +1,11 @@
 package ban
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,24 +41,7 @@ func TestHistorySurvivesKill(t *testing.T) {
 	requireRoot(t)
 	ns := netnstest.New(t)
 	storePath := filepath.Join(t.TempDir(), "state", "bansd.db")
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BANSD_BAN_BURST="+storePath+"|"+ns.Path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	time.Sleep(300 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	if strings.TrimSpace(line) != "bursting" {
-		t.Fatalf("child: %q", line)
-	}
+	killChild(t, "BANSD_BAN_BURST", storePath, ns, "bursting", 300*time.Millisecond)
 	cfg := testConfig(t)
 	fw := newNFT(t, ns, cfg)
 	db := openStore(t, storePath)

@@ -403,17 +403,16 @@ func TestReconcileRepairs(t *testing.T) {
 	}
 }
 
-// TestRestoreAfterKill: a bansd killed without closing its store, then the
-// kernel wiped (a reboot), and a new manager restores every live ban.
-func TestRestoreAfterKill(t *testing.T) {
-	requireRoot(t)
-	ns := netnstest.New(t)
-	storePath := filepath.Join(t.TempDir(), "state", "bansd.db")
+// killChild runs this test binary as a child banning through a manager on
+// storePath in ns (env names which child), waits for its first line, which
+// must be want, lets it go on for after, and SIGKILLs it.
+func killChild(t *testing.T, env, storePath string, ns *netnstest.NS, want string, after time.Duration) {
+	t.Helper()
 	// The context bounds a child that would hang instead of printing.
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BANSD_BAN_CHILD="+storePath+"|"+ns.Path)
+	cmd.Env = append(os.Environ(), env+"="+storePath+"|"+ns.Path)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -422,11 +421,21 @@ func TestRestoreAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
+	time.Sleep(after)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-	if strings.TrimSpace(line) != "banned" {
-		t.Fatalf("child: %q", line)
+	if strings.TrimSpace(line) != want {
+		t.Fatalf("child: %q, want %q", line, want)
 	}
+}
+
+// TestRestoreAfterKill: a bansd killed without closing its store, then the
+// kernel wiped (a reboot), and a new manager restores every live ban.
+func TestRestoreAfterKill(t *testing.T) {
+	requireRoot(t)
+	ns := netnstest.New(t)
+	storePath := filepath.Join(t.TempDir(), "state", "bansd.db")
+	killChild(t, "BANSD_BAN_CHILD", storePath, ns, "banned", 0)
 	cfg := testConfig(t)
 	fw := newNFT(t, ns, cfg)
 	if got := len(kernel(t, fw)); got != 1002 {
