@@ -74,6 +74,13 @@ func benchStartup(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchPulls(b, c, n)
+}
+
+// benchPulls times startup pulls of n decisions through a Syncer into a
+// counting enforcer, with this process's peak RSS and allocation per pull.
+func benchPulls(b *testing.B, c *Client, n int) {
+	b.Helper()
 	enf := &countingEnforcer{}
 	s, err := NewSyncer(Config{Client: c, Enforcer: enf, NeverBan: allowAll, Pull: true})
 	if err != nil {
