@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -109,19 +108,24 @@ func (r *recorder) kinds() (alarms, events []string) {
 	return
 }
 
-// The daemon's side of the shield on a real kernel table: it follows the
-// facts, repairs a flushed ruleset, obeys bansctl and the config, and says
-// so through alarms and history.
-func TestRelayShieldKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and programs nftables in it")
-	}
+// shieldInNS opens the shield's table in a new namespace (root: netnstest
+// says so when not).
+func shieldInNS(t *testing.T) (*netnstest.NS, *shield.Shield) {
+	t.Helper()
 	ns := netnstest.New(t)
-	ctx := context.Background()
 	sh, err := shield.Open(shield.Options{Table: "bansd", NetNS: ns.Fd()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ns, sh
+}
+
+// The daemon's side of the shield on a real kernel table: it follows the
+// facts, repairs a flushed ruleset, obeys bansctl and the config, and says
+// so through alarms and history.
+func TestRelayShieldKernel(t *testing.T) {
+	ns, sh := shieldInNS(t)
+	ctx := context.Background()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	rec := &recorder{}
@@ -196,15 +200,8 @@ func TestRelayShieldKernel(t *testing.T) {
 // With relay_shield = false from the start the kernel gets no shield at
 // all, and the log warns that the relay is open.
 func TestRelayShieldConfigOff(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and programs nftables in it")
-	}
-	ns := netnstest.New(t)
+	ns, sh := shieldInNS(t)
 	ctx := context.Background()
-	sh, err := shield.Open(shield.Options{Table: "bansd", NetNS: ns.Fd()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs bytes.Buffer
 	rec := &recorder{}
 	r := newRelayShield(sh, false, slog.New(slog.NewTextHandler(&logs, nil)), rec.alarm, rec.event,
