@@ -107,16 +107,22 @@ type shieldPlan struct {
 // planShield decides from the facts and the two switches.
 func planShield(f shield.Facts, cfgOn, ctlOff bool) shieldPlan {
 	ports, why := shield.Risk(f)
-	p := shieldPlan{risk: len(ports) > 0, why: why}
-	switch {
-	case !cfgOn:
-		p.off = "config"
-	case ctlOff:
-		p.off = "bansctl"
-	default:
+	p := shieldPlan{risk: len(ports) > 0, why: why, off: offBy(cfgOn, ctlOff)}
+	if p.off == "" {
 		p.ports = ports
 	}
 	return p
+}
+
+// offBy names who turned the shield off: "config", "bansctl", or "" for on.
+func offBy(cfgOn, ctlOff bool) string {
+	switch {
+	case !cfgOn:
+		return "config"
+	case ctlOff:
+		return "bansctl"
+	}
+	return ""
 }
 
 // relayShield runs the shield for the daemon: it decides at start, on
@@ -253,11 +259,7 @@ func (r *relayShield) status(ctx context.Context) control.ShieldStatus {
 	r.mu.Unlock()
 	st := control.ShieldStatus{Enabled: cfgOn && !ctlOff, Risk: p.risk, Why: p.why}
 	// From the switches, not the last plan: before discovery there is none.
-	if !cfgOn {
-		st.Off = "config"
-	} else if ctlOff {
-		st.Off = "bansctl"
-	}
+	st.Off = offBy(cfgOn, ctlOff)
 	if p.risk {
 		st.Fix = configs.RelayFix
 	}
