@@ -452,8 +452,8 @@ func (e *Engine) Why(a netip.Addr) []WindowState {
 	defer e.mu.Unlock()
 	ab := toBits(a)
 	var until time.Time
-	if ex, ok := e.exempt.m[e.exempt.key(ab, "")]; ok && ex.until > e.latest {
-		until = time.Unix(0, ex.until).UTC()
+	if t := e.exempt.exemptUntil(ab); t > e.latest {
+		until = time.Unix(0, t).UTC()
 	}
 	var out []WindowState
 	for i, j := range e.jails {

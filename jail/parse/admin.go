@@ -95,7 +95,7 @@ func adminMessage(level, module, msg string) (Event, bool) {
 	case strings.HasPrefix(msg, "Login succeeded for "):
 		// ≤2.0 SSO: "Login succeeded for USER from IP pwned=X."
 		s := msg[len("Login succeeded for "):]
-		i := strings.LastIndex(s, " pwned=")
+		i := lastIndex(s, " pwned=")
 		if i < 0 {
 			return Event{}, false
 		}
@@ -112,7 +112,7 @@ func adminForFrom(kind Kind, s, suffix string) (Event, bool) {
 		return Event{}, false
 	}
 	s = s[:len(s)-len(suffix)]
-	i := strings.LastIndex(s, " from ")
+	i := lastIndex(s, " from ")
 	if i < 0 {
 		return Event{}, false
 	}
@@ -182,7 +182,7 @@ func adminLoginAttempt(s string) (Event, bool) {
 		ev.Kind = KindAuthSuccess
 		head = s[:i]
 	}
-	i := strings.LastIndex(head, " from: ")
+	i := lastIndex(head, " from: ")
 	if i < 0 {
 		return Event{}, false
 	}

@@ -59,7 +59,7 @@ func parseDovecot(s string, ref time.Time) (Event, lineTime, bool) {
 		return Event{}, ts, false
 	}
 	const ripField = ", rip="
-	r := strings.LastIndex(msg, ripField)
+	r := lastIndex(msg, ripField)
 	if r < u {
 		return Event{}, ts, false
 	}
@@ -70,7 +70,7 @@ func parseDovecot(s string, ref time.Time) (Event, lineTime, bool) {
 	// Between the user and rip=: ">" or ">, method=M".
 	before := msg[u+len(userField) : r]
 	method := false
-	if i := strings.LastIndex(before, ">, method="); i >= 0 && isToken(before[i+len(">, method="):]) {
+	if i := lastIndex(before, ">, method="); i >= 0 && isToken(before[i+len(">, method="):]) {
 		before = before[:i]
 		method = true
 	} else if strings.HasSuffix(before, ">") {

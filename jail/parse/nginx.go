@@ -245,7 +245,7 @@ func parseNginxLoggedIn(msg string) (nginxSuccess, bool) {
 	}
 	msg = msg[len(login):]
 	// nginx adds the upstream once it proxies: `", upstream: IP:PORT`.
-	if i := strings.LastIndex(msg, `", upstream: `); i >= 0 && !strings.ContainsAny(msg[i+2:], `"`) {
+	if i := lastIndex(msg, `", upstream: `); i >= 0 && !strings.ContainsAny(msg[i+2:], `"`) {
 		msg = msg[:i+1]
 	}
 	if !strings.HasSuffix(msg, `"`) {

@@ -39,7 +39,8 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		p.frontContainer = l.Container
 	}
 	text := l.Text
-	if isHTTPAccess(text) {
+	h, nginx := parseNginxHeader(text)
+	if !nginx && isHTTPAccess(text) {
 		// nginx's access log goes to stdout, never into a write of its
 		// error log: not a piece, and it carries no chain on. Without
 		// Docker time it is still a line of the span.
@@ -48,7 +49,6 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		}
 		return Event{}, lineTime{}, false
 	}
-	h, nginx := parseNginxHeader(text)
 	piece, guard := p.front.check(l.Time, nginx || looksFresh(text))
 	if nginx {
 		return p.nginxLine(l, h, piece, guard)

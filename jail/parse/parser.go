@@ -300,27 +300,94 @@ func parseAddr(s string) (netip.Addr, bool) {
 	if len(s) == 0 || len(s) > 45 {
 		return netip.Addr{}, false
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, false
+	a, ok := parseIPv4(s)
+	if !ok {
+		var err error
+		if a, err = netip.ParseAddr(s); err != nil || a.Zone() != "" {
+			return netip.Addr{}, false
+		}
+		a = a.Unmap()
 	}
-	a = a.Unmap()
 	if a.IsUnspecified() {
 		return netip.Addr{}, false
 	}
 	return a, true
 }
 
+// parseIPv4 is netip.ParseAddr's IPv4 rule (four decimal fields up to 255,
+// no leading zeros) without its generality: every Mailu line carries an
+// address, and this is most of their parsing cost. Anything else (IPv6,
+// or text netip must judge) is false, for netip.ParseAddr.
+func parseIPv4(s string) (netip.Addr, bool) {
+	var b [4]byte
+	f, v, n := 0, 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if n > 0 && v == 0 {
+				return netip.Addr{}, false // leading zero
+			}
+			v = v*10 + int(c-'0')
+			n++
+			if v > 255 {
+				return netip.Addr{}, false
+			}
+		case c == '.' && n > 0 && f < 3:
+			b[f] = byte(v)
+			f, v, n = f+1, 0, 0
+		default:
+			return netip.Addr{}, false
+		}
+	}
+	if f != 3 || n == 0 {
+		return netip.Addr{}, false
+	}
+	b[3] = byte(v)
+	return netip.AddrFrom4(b), true
+}
+
+// lastIndex is strings.LastIndex for the short separators the parsers
+// look for from the end of a line: it jumps between occurrences of the
+// separator's last byte, cheaper than LastIndex's rolling hash on lines
+// of this length.
+func lastIndex(s, sep string) int {
+	n := len(sep)
+	if n == 0 {
+		return len(s)
+	}
+	last := sep[n-1]
+	for end := len(s); end >= n; {
+		j := strings.LastIndexByte(s[:end], last)
+		if j < n-1 {
+			return -1
+		}
+		if s[j-n+1:j+1] == sep {
+			return j - n + 1
+		}
+		end = j
+	}
+	return -1
+}
+
 // addrEnd returns the length of the address-looking prefix of s: hex
 // digits, '.' and ':'.
 func addrEnd(s string) int {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '.' || c == ':') {
+		if !addrChars[s[i]] {
 			return i
 		}
 	}
 	return len(s)
+}
+
+// addrChars are the bytes of an address's text form (a table: addrEnd
+// runs over every front line).
+var addrChars = [256]bool{
+	'0': true, '1': true, '2': true, '3': true, '4': true, '5': true, '6': true, '7': true, '8': true, '9': true,
+	'a': true, 'b': true, 'c': true, 'd': true, 'e': true, 'f': true,
+	'A': true, 'B': true, 'C': true, 'D': true, 'E': true, 'F': true,
+	'.': true, ':': true,
 }
 
 // digits returns the length of the leading run of ASCII digits of s.
