@@ -52,10 +52,13 @@ deps:
 test: deps vet
 	BANSD_TEST_ROOT=must $(GO) test -count=1 -timeout 45m ./...
 
-# Short coverage-guided fuzzing of every parser (not part of `test`).
+# Short coverage-guided fuzzing of every fuzz target (not part of `test`):
+# FUZZTIME each, every package that has one.
+FUZZTIME ?= 30s
 fuzz:
-	@for f in $$($(GO) test -list 'Fuzz.*' ./jail | grep ^Fuzz); do \
-	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s ./jail || exit 1; done
+	@for p in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+	    echo "$$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
 bench: build
 	bash bench/run.sh

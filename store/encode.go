@@ -2,8 +2,10 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -66,6 +68,74 @@ func decodeBan(v []byte) (Ban, error) {
 		}
 	}
 	return b, d.finish()
+}
+
+// eventFormat starts a binary event; events written before it are JSON,
+// which starts with '{'.
+const eventFormat = 1
+
+// encodeEvent writes e without its Seq, which is the record's key.
+func encodeEvent(dst []byte, e *Event) []byte {
+	dst = append(dst, eventFormat)
+	dst = appendTime(dst, e.Time)
+	dst = appendString(dst, e.Kind)
+	var target string
+	if e.Target.IsValid() {
+		target = e.Target.String()
+	}
+	dst = appendString(dst, target)
+	dst = appendString(dst, e.Jail)
+	dst = appendString(dst, e.Reason)
+	dst = binary.AppendVarint(dst, int64(e.Duration))
+	dst = binary.AppendVarint(dst, int64(e.Level))
+	dst = binary.AppendVarint(dst, int64(e.UID))
+	dst = binary.AppendUvarint(dst, uint64(len(e.Evidence)))
+	for _, l := range e.Evidence {
+		dst = appendString(dst, l)
+	}
+	return appendString(dst, e.Detail)
+}
+
+// decodeEvent reads the event stored under key, in either format.
+func decodeEvent(key, v []byte) (Event, error) {
+	var e Event
+	if len(v) > 0 && v[0] == '{' {
+		err := json.Unmarshal(v, &e)
+		return e, err
+	}
+	if len(key) != 8 {
+		return e, fmt.Errorf("event key of %d bytes", len(key))
+	}
+	d := decoder{buf: v}
+	if f := d.byte(); f != eventFormat {
+		if d.err != nil {
+			return e, d.err
+		}
+		return e, fmt.Errorf("unknown event format %d", f)
+	}
+	e.Seq = binary.BigEndian.Uint64(key)
+	e.Time = d.time()
+	e.Kind = d.string()
+	if t := d.string(); t != "" && d.err == nil {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			return e, fmt.Errorf("event target: %w", err)
+		}
+		e.Target = p
+	}
+	e.Jail = d.string()
+	e.Reason = d.string()
+	e.Duration = time.Duration(d.varint())
+	e.Level = int(d.varint())
+	e.UID = int(d.varint())
+	if n := int(d.uvarint(maxEvidence)); n > 0 && d.err == nil {
+		e.Evidence = make([]string, 0, n)
+		for range n {
+			e.Evidence = append(e.Evidence, d.string())
+		}
+	}
+	e.Detail = d.string()
+	return e, d.finish()
 }
 
 // banUntil reads only the end of a ban, for purging.
@@ -147,6 +217,16 @@ func (d *decoder) uvarint(limit uint64) uint64 {
 	}
 	if v > limit {
 		d.fail(fmt.Errorf("value %d above %d", v, limit))
+		return 0
+	}
+	d.buf = d.buf[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.buf)
+	if n <= 0 {
+		d.fail(errShort)
 		return 0
 	}
 	d.buf = d.buf[n:]

@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"time"
@@ -114,17 +113,15 @@ func (db *DB) appendEvents(tx *bolt.Tx, evs []Event) error {
 	if err != nil {
 		return err
 	}
+	// Keys are a sequence: appends only, so pages may be filled.
+	b.FillPercent = 1
 	for i := range evs {
 		e := boundEvent(evs[i])
 		if e.Seq, err = b.NextSequence(); err != nil {
 			return err
 		}
 		evs[i].Seq = e.Seq
-		v, err := json.Marshal(&e)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
-		}
-		if err := b.Put(eventKey(e.Seq), v); err != nil {
+		if err := b.Put(eventKey(e.Seq), encodeEvent(nil, &e)); err != nil {
 			return fmt.Errorf("put event: %w", err)
 		}
 	}
@@ -191,8 +188,8 @@ func (db *DB) PruneEvents(now time.Time) (int, error) {
 		c := b.Cursor()
 		// Events are in time order, so the old ones are a prefix.
 		for k, v := c.First(); k != nil; k, v = c.First() {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEvent(k, v)
+			if err != nil {
 				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
 			}
 			if !e.Time.Before(cut) {
@@ -268,8 +265,8 @@ func (db *DB) EachEvent(since time.Time, fn func(e *Event) bool) error {
 		// Newest first from the end, so a limit or a since stops early.
 		c := b.Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			e, err := decodeEvent(k, v)
+			if err != nil {
 				return fmt.Errorf("%w: event %x: %v", ErrCorrupt, k, err)
 			}
 			if !since.IsZero() && e.Time.Before(since) {

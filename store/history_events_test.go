@@ -3,9 +3,12 @@ package store
 import (
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestEventsWithTheirAction(t *testing.T) {
@@ -145,4 +148,75 @@ func TestEventHook(t *testing.T) {
 			t.Errorf("hook event %d: kind %s seq %d, want kind %s seq %d", i, e.Kind, e.Seq, want[i], stored[i].Seq)
 		}
 	}
+}
+
+// Events are stored binary; those an older bansd wrote as JSON still read.
+func TestEventFormats(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	want := []Event{
+		{Time: t0, Kind: EventBan, Target: netip.MustParsePrefix("192.0.2.8/32"), Jail: "smtp", Reason: "5 failures",
+			Duration: time.Hour, Level: 3, UID: NoUID, Evidence: []string{"a", "b"}},
+		{Time: t0, Kind: EventStop, UID: 0},
+		{Time: t0, Kind: EventReload, UID: 1000, Detail: "ignoreip: added 203.0.113.0/24"},
+		{Time: t0, Kind: EventUnban, Target: netip.MustParsePrefix("2001:db8::/64"), UID: 1000},
+	}
+	path := filepath.Join(t.TempDir(), "bansd.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddEvents(append([]Event(nil), want[:2]...)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// The older format, written behind the store's back.
+	legacy := `{"seq":3,"time":"2026-01-02T03:04:05.000000006Z","kind":"reload","uid":1000,"detail":"ignoreip: added 203.0.113.0/24"}`
+	editRaw(t, path, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		if _, err := b.NextSequence(); err != nil {
+			return err
+		}
+		return b.Put(eventKey(3), []byte(legacy))
+	})
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.AddEvents(append([]Event(nil), want[3])); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Events(EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		w.Seq = uint64(i + 1)
+		if !g.Time.Equal(w.Time) || g.Seq != w.Seq || g.Kind != w.Kind || g.Target != w.Target || g.Jail != w.Jail ||
+			g.Reason != w.Reason || g.Duration != w.Duration || g.Level != w.Level || g.UID != w.UID ||
+			!reflect.DeepEqual(g.Evidence, w.Evidence) || g.Detail != w.Detail {
+			t.Errorf("event %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	key := eventKey(7)
+	f.Add(encodeEvent(nil, &Event{Time: time.Unix(1, 0), Kind: EventBan, Target: netip.MustParsePrefix("192.0.2.1/32"),
+		Jail: "auth", Duration: time.Hour, Level: 2, UID: NoUID, Evidence: []string{"x"}, Detail: "d"}))
+	f.Add([]byte{eventFormat})
+	f.Add([]byte(`{"seq":1,"kind":"stop"}`))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		e, err := decodeEvent(key, v)
+		if err != nil || v[0] == '{' {
+			return
+		}
+		again, err := decodeEvent(key, encodeEvent(nil, &e))
+		if err != nil || !reflect.DeepEqual(again, e) {
+			t.Fatalf("re-encoding changed the event: %+v vs %+v (%v)", e, again, err)
+		}
+	})
 }
