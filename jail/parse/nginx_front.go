@@ -38,6 +38,9 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		}
 		p.frontContainer = l.Container
 	}
+	if l.Time.IsZero() {
+		p.untimedFront++
+	}
 	text := l.Text
 	h, nginx := parseNginxHeader(text)
 	if !nginx && isHTTPAccess(text) {
@@ -68,6 +71,14 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		ev, ts, ok := parseDovecot(text, p.yearRef(l))
 		if !ok {
 			return ev, ts, false
+		}
+		if l.Time.IsZero() {
+			// Without Docker time nothing tells a piece of an nginx
+			// write from Dovecot's own line, and setting aside every
+			// other client's failures after each login line would hide
+			// real attackers wholesale: Dovecot's lines count.
+			p.unguardedDovecot++
+			return ev, ts, ok
 		}
 		if r, forged := guard.judge(piece, ev.Addr); forged {
 			p.reject(r)
@@ -157,10 +168,13 @@ const (
 //
 // Without Docker time (files replayed without `docker logs -t`) nothing
 // tells a piece from the next real line. The guard then only sets aside
-// lines about other clients, for guardLines lines after a login line (a
-// whole nginx line's worth of pieces): a bot's back-to-back attempts all
-// count, whatever its usernames, and its forged lines about anyone else do
-// not. It cannot tell the bot's forged lines about itself from real ones
+// nginx lines about other clients, for guardLines lines after a login line
+// (a whole nginx line's worth of pieces): a bot's back-to-back attempts all
+// count, whatever its usernames, and its forged nginx lines about anyone
+// else do not. Dovecot's failures are not set aside at all (a busy port 25
+// would hide every IMAP attacker); a forged Dovecot line in an nginx
+// username then counts, which only replay of such a file can meet (the
+// daemon always has Docker time) and its report says so. It cannot tell the bot's forged lines about itself from real ones
 // (they add to its own count), nor count a third party's real failures
 // that fall in that span, and the CONNID order cannot reject anything.
 type frontGuard struct {

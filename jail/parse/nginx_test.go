@@ -552,6 +552,27 @@ func TestNginxNoDockerTimeBots(t *testing.T) {
 	}
 }
 
+// TestNoDockerTimeDovecotCounts: without Docker time a Dovecot failure of
+// another client right after an nginx login line counts (nothing tells it
+// from a piece, and setting every such line aside hid real attackers), and
+// the stats say the front lines were untimed and the Dovecot ones unguarded.
+func TestNoDockerTimeDovecotCounts(t *testing.T) {
+	const bot, other = "203.0.113.66", "203.0.113.80"
+	p := NewParser(ParserOptions{})
+	var got []string
+	for _, l := range []string{connected("23#23", 100, bot), failed("23#23", 100, bot, "x"), dovecotLine(other), dovecotLine(other)} {
+		if ev, ok := p.Parse(sources.Line{Service: "front", Text: l}); ok {
+			got = append(got, ev.Addr.String())
+		}
+	}
+	if want := bot + " " + other + " " + other; strings.Join(got, " ") != want {
+		t.Fatalf("events %v, want %s", got, want)
+	}
+	if st := p.Stats(); st.UntimedFront != 4 || st.UnguardedDovecot != 2 || st.Forged[ForgeForeign] != 0 {
+		t.Fatalf("stats %+v, want 4 untimed front lines, 2 unguarded Dovecot lines, none foreign", st)
+	}
+}
+
 func dovecotLine(addr string) string {
 	return `Jan 01 00:00:00 imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=` + addr + `, rport=1, lip=192.168.203.5, lport=993, TLS`
 }

@@ -58,6 +58,8 @@ type Parser struct {
 	unseen  [unseenReasonCount]uint64
 	// witnessedN counts corroborated events.
 	witnessedN uint64
+	// untimedFront and unguardedDovecot: ParserStats' fields.
+	untimedFront, unguardedDovecot uint64
 }
 
 // ParserOptions configures NewParser. The zero value is valid.
@@ -92,6 +94,11 @@ type ParserStats struct {
 	Witnessed uint64
 	// KernelMode: the parser had a Witness.
 	KernelMode bool
+	// UntimedFront counts front lines without Docker time: the text
+	// rules then tell pieces of an nginx write by line count only, and
+	// UnguardedDovecot of the Dovecot failures among them counted with no
+	// piece test at all (none can be told from Dovecot's own).
+	UntimedFront, UnguardedDovecot uint64
 }
 
 // Reasons a line is judged forged (keys of ParserStats.Forged).
@@ -208,7 +215,8 @@ func (p *Parser) SetWitness(w Witness) {
 
 // Stats returns a copy of the counters.
 func (p *Parser) Stats() ParserStats {
-	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount)}
+	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount),
+		UntimedFront: p.untimedFront, UnguardedDovecot: p.unguardedDovecot}
 	for i, n := range p.forged {
 		s.Forged[forgeNames[i]] = n
 	}
