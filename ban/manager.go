@@ -122,7 +122,10 @@ type stats struct {
 // job is one unit of work for the actor: bans (already escalated) or
 // unbans, and where to send the outcome.
 type job struct {
-	bans  []store.Ban
+	bans []store.Ban
+	// base is each ban's unescalated duration (zero when not escalated),
+	// for the actor's refresh of a ban in force (episodeLocked).
+	base  []time.Duration
 	unban []netip.Prefix
 	uid   int // the caller's, for the history
 	done  chan result
@@ -269,10 +272,13 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	if bans[0].err != nil {
 		return store.Ban{}, bans[0].err
 	}
+	if bans[0].covered {
+		return bans[0].cover, nil
+	}
 	if cur, ok := m.current(bans[0].ban.Target); ok && !cur.Until.Before(bans[0].ban.Until) {
 		return cur, nil
 	}
-	res, err := m.submit(ctx, &job{bans: []store.Ban{bans[0].ban}, uid: callerFrom(ctx)})
+	res, err := m.submit(ctx, banJob(bans, callerFrom(ctx)))
 	if err != nil {
 		return store.Ban{}, err
 	}
@@ -283,7 +289,8 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 }
 
 // BanEach is BanMany with one outcome per request: errs[i] is nil when
-// rs[i]'s ban (or a longer one) is in the store, else why not (ErrRefused,
+// rs[i]'s ban (or a longer one, or for a jail's ban one of a network that
+// covers it) is in the store, else why not (ErrRefused,
 // ErrExpired). err is set when the batch itself failed; then nothing is
 // known to be committed.
 func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err error) {
@@ -292,16 +299,11 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 		return nil, err
 	}
 	errs = make([]error, len(rs))
-	bans := make([]store.Ban, 0, len(prepared))
 	for i, p := range prepared {
-		if p.err != nil {
-			errs[i] = p.err
-			continue
-		}
-		bans = append(bans, p.ban)
+		errs[i] = p.err
 	}
-	if len(bans) > 0 {
-		res, err := m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)})
+	if j := banJob(prepared, callerFrom(ctx)); len(j.bans) > 0 {
+		res, err := m.submit(ctx, j)
 		if err != nil {
 			return nil, err
 		}
@@ -321,20 +323,15 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	bans := make([]store.Ban, 0, len(prepared))
 	var bad []error
 	for i, p := range prepared {
-		if p.err != nil {
-			if !errors.Is(p.err, ErrExpired) && len(bad) < 5 {
-				bad = append(bad, fmt.Errorf("request %d (%s): %w", i, rs[i].Target, p.err))
-			}
-			continue
+		if p.err != nil && !errors.Is(p.err, ErrExpired) && len(bad) < 5 {
+			bad = append(bad, fmt.Errorf("request %d (%s): %w", i, rs[i].Target, p.err))
 		}
-		bans = append(bans, p.ban)
 	}
 	var res result
-	if len(bans) > 0 {
-		if res, err = m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)}); err != nil {
+	if j := banJob(prepared, callerFrom(ctx)); len(j.bans) > 0 {
+		if res, err = m.submit(ctx, j); err != nil {
 			return 0, err
 		}
 	}
@@ -367,6 +364,19 @@ func (m *Manager) Unban(ctx context.Context, targets []netip.Prefix) (int, error
 		return 0, err
 	}
 	return res.n, res.err
+}
+
+// banJob is the job of the prepared bans that are to be applied: neither
+// refused nor covered by a wider ban.
+func banJob(ps []prepared, uid int) *job {
+	j := &job{uid: uid}
+	for _, p := range ps {
+		if p.err == nil && !p.covered {
+			j.bans = append(j.bans, p.ban)
+			j.base = append(j.base, p.base)
+		}
+	}
+	return j
 }
 
 func (m *Manager) submit(ctx context.Context, j *job) (result, error) {

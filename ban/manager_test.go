@@ -635,3 +635,88 @@ func TestStatusHonoursContext(t *testing.T) {
 		t.Fatalf("Ban after a stuck status read: %v", err)
 	}
 }
+
+// TestOneEpisodeOneOffence: 100 decisions within a minute for an address
+// already banned (lines still arriving, a forging flood), one after the
+// other and all at once, leave the level and the ban time of one offence;
+// a decision for an address inside a banned network adds nothing; only a
+// decision after the ban is over is the next offence.
+func TestOneEpisodeOneOffence(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	cfg.Ban.Factor = 2
+	cfg.Ban.BantimeMax = 5 * 7 * 24 * time.Hour
+	cfg.Ban.HistoryMaxAge = 0
+	clk := &clock{t: time.Now()}
+	fw := newNFT(t, ns, cfg)
+	db := openStore(t, "")
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db, Now: clk.Now}, cfg))
+	ctx := t.Context()
+	const base = 10 * time.Minute
+	decide := func(target netip.Prefix) store.Ban {
+		t.Helper()
+		b, err := m.Ban(ctx, Request{Target: target, Jail: "auth", Duration: base, Time: clk.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	check := func(what string, target netip.Prefix, level, offences int, term time.Duration) {
+		t.Helper()
+		b, ok := m.Lookup(target)
+		if !ok || b.Level != level || b.Until.Sub(b.Since) != term {
+			t.Errorf("%s: ban %+v (%v); want level %d, %s", what, b, ok, level, term)
+		}
+		if h, _ := db.History(target); h.Offences != offences {
+			t.Errorf("%s: offences = %d, want %d", what, h.Offences, offences)
+		}
+		if rem := kernel(t, fw)[target]; rem > term || rem < term-5*time.Second {
+			t.Errorf("%s: kernel timeout %s, want %s", what, rem, term)
+		}
+	}
+
+	a := pfx("198.51.100.7/32")
+	for range 100 {
+		if b := decide(a); b.Level != 0 {
+			t.Fatalf("a decision during the ban raised the level to %d", b.Level)
+		}
+		clk.Add(600 * time.Millisecond)
+	}
+	check("100 decisions in a row", a, 0, 1, base)
+
+	c := pfx("198.51.100.8/32")
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Ban(ctx, Request{Target: c, Jail: "auth", Duration: base, Time: clk.Now()}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	check("100 decisions at once", c, 0, 1, base)
+
+	n := pfx("203.0.113.0/24")
+	decide(n)
+	inside := pfx("203.0.113.9/32")
+	for range 100 {
+		if b := decide(inside); b.Target != n {
+			t.Fatalf("decision inside a banned network: %+v, want the network's ban", b)
+		}
+	}
+	if _, ok := m.Lookup(inside); ok {
+		t.Error("an address inside a banned network got a ban of its own")
+	}
+	if _, ok := kernel(t, fw)[inside]; ok {
+		t.Error("an address inside a banned network got a kernel element")
+	}
+	if h, _ := db.History(inside); h.Offences != 0 {
+		t.Errorf("decisions inside a banned network counted %d offences", h.Offences)
+	}
+
+	clk.Add(base + time.Second) // every ban is over: the next decision is a new episode
+	decide(a)
+	check("after the ban ended", a, 1, 2, 2*base)
+}

@@ -16,7 +16,13 @@ const maxEvidenceLine = 2048
 
 type prepared struct {
 	ban store.Ban
-	err error
+	// base is the unescalated duration of a jail's ban (else zero).
+	base time.Duration
+	// covered: a live ban of a wider network already enforces ban (a
+	// jail's); it is not applied and cover stands for it.
+	covered bool
+	cover   store.Ban
+	err     error
 }
 
 // prepare validates and escalates requests. Validation happens here,
@@ -43,6 +49,7 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		out[i].ban = store.Ban{Target: t, Jail: bound(r.Jail, 64), Reason: bound(r.Reason, 1024), Since: since, Manual: r.Manual, Pulled: r.Pulled,
 			Until: since.Add(r.Duration), Evidence: m.boundEvidence(r.Evidence)}
 		if !r.Manual && !r.Pulled {
+			out[i].base = r.Duration
 			lookup = append(lookup, t)
 			at = append(at, i)
 		}
@@ -60,13 +67,58 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 			b.Level = h.Offences
 			b.Until = b.Since.Add(m.escalate(rs[at[k]].Duration, h.Offences))
 		}
+		m.mu.Lock()
+		for _, i := range at {
+			out[i].ban, out[i].cover, out[i].covered = m.episodeLocked(out[i].ban, out[i].base, now)
+		}
+		m.mu.Unlock()
 	}
 	for i := range out {
-		if out[i].err == nil && !out[i].ban.Until.After(now) {
+		if out[i].err == nil && !out[i].covered && !out[i].ban.Until.After(now) {
 			out[i].err = ErrExpired
 		}
 	}
 	return out, nil
+}
+
+// episodeLocked applies "one ban episode is one offence" to b, a jail's
+// escalated ban, against the live bans (m.mu held). A live ban of a wider
+// network that holds b's target enforces it already: b is covered by that
+// ban and must not be applied. A live ban of the target that was itself an
+// offence (store.SameEpisode) turns b into a refresh: base (b's own
+// unescalated ban time) escalated at that ban's level, from b.Since; never
+// a higher level. Both the request's preparation and the actor apply it,
+// so that decisions raced past each other still count once.
+func (m *Manager) episodeLocked(b store.Ban, base time.Duration, now time.Time) (out, cover store.Ban, covered bool) {
+	if c, ok := m.coveringLocked(b.Target, now); ok {
+		return b, c[0], true
+	}
+	if old, ok := m.index[b.Target]; ok && old.Until.After(now) && store.SameEpisode(old, b) {
+		b.Level = old.Level
+		b.Until = b.Since.Add(m.escalate(base, old.Level))
+	}
+	return b, store.Ban{}, false
+}
+
+// coveringLocked returns the live bans of networks strictly wider than t
+// that contain it, widest first (m.mu held).
+func (m *Manager) coveringLocked(t netip.Prefix, now time.Time) ([]store.Ban, bool) {
+	var out []store.Ban
+	for bits := minBits(t.Addr()); bits < t.Bits(); bits++ {
+		w := netip.PrefixFrom(t.Addr(), bits).Masked()
+		if b, ok := m.index[w]; ok && b.Until.After(now) {
+			out = append(out, b)
+		}
+	}
+	return out, len(out) > 0
+}
+
+// minBits is the widest prefix checkTarget lets anyone ban.
+func minBits(a netip.Addr) int {
+	if a.Is4() {
+		return 8
+	}
+	return 16
 }
 
 // escalate is base × factor^offences, capped at bantime_max.
@@ -116,7 +168,7 @@ func (m *Manager) checkTarget(p netip.Prefix, force bool) (netip.Prefix, error) 
 		return p, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	a := p.Addr()
-	if a.Is4() && p.Bits() < 8 || a.Is6() && p.Bits() < 16 {
+	if p.Bits() < minBits(a) {
 		return p, fmt.Errorf("%w: %s is wider than /8 (IPv4) or /16 (IPv6)", ErrRefused, p)
 	}
 	if a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() {

@@ -61,6 +61,13 @@ type Ban struct {
 	Evidence []string
 }
 
+// SameEpisode says whether b, a jail's ban of old's target, continues
+// old's episode rather than starting a new one: old was itself an offence
+// (neither Manual nor Pulled) and was still in force when b was decided.
+func SameEpisode(old, b Ban) bool {
+	return !old.Manual && !old.Pulled && old.Until.After(b.Since)
+}
+
 // History is a target's offence record, the base of escalation.
 type History struct {
 	Offences int
@@ -194,8 +201,11 @@ func (db *DB) recoverCorrupt(err *error) {
 }
 
 // PutBans writes bans in one transaction. For every ban that is neither
-// Manual nor Pulled it also counts an offence in the target's history. evs
-// (the history of the action) are written in the same transaction.
+// Manual nor Pulled it also counts an offence in the target's history,
+// unless it replaces a counted ban of the target still in force at its
+// Since: one ban episode is one offence, however often it is decided again
+// (SameEpisode). evs (the history of the action) are written in the same
+// transaction.
 func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 	type rec struct {
 		key []byte
@@ -215,11 +225,19 @@ func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 		bb, hb := tx.Bucket(bucketBans), tx.Bucket(bucketHistory)
 		for _, r := range recs {
 			b := r.ban
+			offence := !b.Manual && !b.Pulled
+			if v := bb.Get(r.key); v != nil && offence {
+				old, err := decodeBanKV(r.key, v)
+				if err != nil {
+					return err
+				}
+				offence = !SameEpisode(old, *b)
+			}
 			// bbolt keeps the slices until commit: no buffer reuse.
 			if err := bb.Put(r.key, encodeBan(nil, b)); err != nil {
 				return fmt.Errorf("put ban %s: %w", b.Target, err)
 			}
-			if b.Manual || b.Pulled {
+			if !offence {
 				continue
 			}
 			h, err := historyIn(hb, r.key, b.Target)
