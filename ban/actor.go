@@ -140,7 +140,7 @@ func (m *Manager) apply(bans []store.Ban) error {
 		now := m.now()
 		chunk := make([]Element, len(part))
 		for i, b := range part {
-			chunk[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now)}
+			chunk[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now), Permanent: b.Permanent()}
 		}
 		err := m.flush(chunk)
 		if err != nil {

@@ -51,7 +51,7 @@ func banEvents(write []store.Ban, prev map[netip.Prefix]bool, uid map[netip.Pref
 			u = store.NoUID
 		}
 		evs[i] = store.Event{Time: now, Kind: kind, Target: b.Target, Jail: b.Jail, Reason: b.Reason,
-			Duration: b.Until.Sub(b.Since), Level: b.Level, UID: u, Evidence: b.Evidence}
+			Duration: b.Term(), Level: b.Level, UID: u, Evidence: b.Evidence}
 	}
 	return evs
 }
@@ -107,7 +107,7 @@ func (m *Manager) pruneEvents(now time.Time) {
 // the detail.
 func expireEvent(b store.Ban, now time.Time) store.Event {
 	return store.Event{Time: now, Kind: store.EventExpire, Target: b.Target, Jail: b.Jail,
-		Duration: b.Until.Sub(b.Since), Level: b.Level, UID: store.NoUID,
+		Duration: b.Term(), Level: b.Level, UID: store.NoUID,
 		Detail: "ended " + b.Until.UTC().Format(time.RFC3339)}
 }
 

@@ -43,11 +43,15 @@ type Request struct {
 	Reason string
 	// Duration is the base ban time; it is escalated unless Manual.
 	Duration time.Duration
+	// Permanent: a ban with no end (store.Forever; no kernel timeout),
+	// until an unban. Duration is then ignored; only for Manual bans.
+	Permanent bool
 	// Time is when the offence happened (log time); zero means now.
 	Time     time.Time
 	Evidence []string
 	Manual   bool
-	// Force (an operator's --force) is passed to Options.NeverBan.
+	// Force (an operator's --force) is passed to Options.NeverBan: it
+	// lifts allow-list entries, never the hard protections.
 	Force bool
 	// Pulled: another host's decision (CrowdSec), enforced for its own
 	// duration; never escalated and never counted in the history.
@@ -59,9 +63,10 @@ type Options struct {
 	Firewall Firewall
 	Store    *store.DB
 	// NeverBan is the never-ban verdict for a normalized target: the rule
-	// it would cover, if any. The daemon wires it to the jail engine, so
-	// there is one list, and a reloaded ignoreip holds here too.
-	NeverBan func(p netip.Prefix, force bool) (rule string, ok bool)
+	// it would cover, if any, and whether force (an operator's --force)
+	// lifts that rule. The daemon wires it to the jail engine, so there is
+	// one list and one --force rule, and a reloaded ignoreip holds here too.
+	NeverBan func(p netip.Prefix, force bool) (rule string, forceable, ok bool)
 	// Batch bounds the elements of one kernel flush.
 	Batch int
 	// Reconcile is how often the kernel is checked against the store.
@@ -409,6 +414,15 @@ func (m *Manager) current(t netip.Prefix) (store.Ban, bool) {
 	defer m.mu.Unlock()
 	b, ok := m.index[t]
 	return b, ok && b.Until.After(m.now())
+}
+
+// Covering returns the live bans of networks strictly wider than the
+// normalized target t that hold it, widest first.
+func (m *Manager) Covering(t netip.Prefix) []store.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, _ := m.coveringLocked(t, m.now())
+	return c
 }
 
 // Lookup returns the live ban of a normalized target.

@@ -720,3 +720,99 @@ func TestOneEpisodeOneOffence(t *testing.T) {
 	decide(a)
 	check("after the ban ended", a, 1, 2, 2*base)
 }
+
+// TestPermanentBan: a permanent ban is a kernel element without a timeout,
+// stored as permanent; no reconcile expires it however late, a restart
+// after the table was wiped puts it back without a timeout, and an unban
+// lifts it.
+func TestPermanentBan(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	storePath := filepath.Join(t.TempDir(), "bansd.db")
+	a, timed := pfx("203.0.113.80/32"), pfx("203.0.113.81/32")
+	permanentInKernel := func(fw *NFT) (perm, ok bool) {
+		t.Helper()
+		els, err := fw.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range els {
+			if e.Target == a {
+				return e.Permanent, true
+			}
+		}
+		return false, false
+	}
+	clk := &clock{t: time.Now()}
+	run := func() (*Manager, *NFT, func()) {
+		fw := newNFT(t, ns, cfg)
+		db, err := store.Open(storePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := NewManager(withConfig(t, Options{Firewall: fw, Store: db, Now: clk.Now}, cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		<-m.Ready()
+		return m, fw, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			db.Close()
+		}
+	}
+
+	m, fw, stop := run()
+	b, err := m.Ban(t.Context(), Request{Target: a, Jail: "manual", Manual: true, Permanent: true})
+	if err != nil || !b.Permanent() {
+		t.Fatalf("permanent ban = %+v, %v", b, err)
+	}
+	if _, err := m.Ban(t.Context(), Request{Target: timed, Jail: "manual", Manual: true, Duration: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if perm, ok := permanentInKernel(fw); !ok || !perm {
+		t.Fatalf("kernel element: present %v, permanent %v", ok, perm)
+	}
+	// nft's own view: the element carries no timeout, the other one does.
+	set := ns.Run(t, "nft", "list", "set", "inet", "bansd", "v4_32")
+	if !regexp.MustCompile(`203\.0\.113\.80[,\s}]`).MatchString(set) || strings.Contains(set, "203.0.113.80 timeout") ||
+		!strings.Contains(set, "203.0.113.81 timeout") {
+		t.Fatalf("set listing:\n%s", set)
+	}
+	if _, err := m.Ban(t.Context(), Request{Target: pfx("203.0.113.82/32"), Jail: "auth", Permanent: true}); !errors.Is(err, ErrRefused) {
+		t.Errorf("a jail's permanent ban: %v, want ErrRefused", err)
+	}
+	// A century later the reconcile still keeps it.
+	clk.Add(100 * 365 * 24 * time.Hour)
+	if err := m.reconcile(m.list()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Lookup(a); !ok {
+		t.Fatal("reconcile expired a permanent ban")
+	}
+	if _, ok := m.Lookup(timed); ok {
+		t.Error("reconcile kept a timed ban past its end")
+	}
+	stop()
+
+	ns.Run(t, "nft", "flush", "ruleset") // a reboot
+	m, fw, stop = run()
+	defer stop()
+	if b, ok := m.Lookup(a); !ok || !b.Permanent() {
+		t.Fatalf("after restart: %+v, %v", b, ok)
+	}
+	if perm, ok := permanentInKernel(fw); !ok || !perm {
+		t.Fatalf("after restart, kernel element: present %v, permanent %v", ok, perm)
+	}
+	if n, err := m.Unban(t.Context(), []netip.Prefix{a}); n != 1 || err != nil {
+		t.Fatalf("unban = %d, %v", n, err)
+	}
+	if _, ok := permanentInKernel(fw); ok {
+		t.Error("unbanned permanent element still in the kernel")
+	}
+}

@@ -38,7 +38,10 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		case err != nil:
 			out[i].err = err
 			continue
-		case r.Duration <= 0:
+		case r.Permanent && !r.Manual:
+			out[i].err = fmt.Errorf("%w: %s: only a manual ban may be permanent", ErrRefused, t)
+			continue
+		case r.Duration <= 0 && !r.Permanent:
 			out[i].err = fmt.Errorf("%w: %s: ban duration %s", ErrRefused, t, r.Duration)
 			continue
 		}
@@ -48,6 +51,9 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		}
 		out[i].ban = store.Ban{Target: t, Jail: bound(r.Jail, 64), Reason: bound(r.Reason, 1024), Since: since, Manual: r.Manual, Pulled: r.Pulled,
 			Until: since.Add(r.Duration), Evidence: m.boundEvidence(r.Evidence)}
+		if r.Permanent {
+			out[i].ban.Until = store.Forever
+		}
 		if !r.Manual && !r.Pulled {
 			out[i].base = r.Duration
 			lookup = append(lookup, t)
@@ -159,9 +165,18 @@ func bound(s string, n int) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
+// Check is the verdict of a ban of p: its normalized form, or why it is
+// refused (ErrRefused), for a caller that wants every refusal before
+// asking for any ban (an import is all or nothing).
+func (m *Manager) Check(p netip.Prefix, force bool) (netip.Prefix, error) {
+	return m.checkTarget(p, force)
+}
+
 // checkTarget refuses what must never be banned: networks so wide they
 // would cut off the world, special addresses, and whatever the never-ban
 // verdict protects (the jails already skip those; this is the last line).
+// A refusal by the verdict says which rule refused and whether --force
+// would lift it.
 func (m *Manager) checkTarget(p netip.Prefix, force bool) (netip.Prefix, error) {
 	p, err := prefix.Normalize(p)
 	if err != nil {
@@ -172,10 +187,14 @@ func (m *Manager) checkTarget(p netip.Prefix, force bool) (netip.Prefix, error) 
 		return p, fmt.Errorf("%w: %s is wider than /8 (IPv4) or /16 (IPv6)", ErrRefused, p)
 	}
 	if a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() {
-		return p, fmt.Errorf("%w: %s is a loopback, unspecified, multicast or link-local address", ErrRefused, p)
+		return p, fmt.Errorf("%w: %s is a loopback, unspecified, multicast or link-local address (never banned, not even with --force)", ErrRefused, p)
 	}
-	if rule, ok := m.opt.NeverBan(p, force); ok {
-		return p, fmt.Errorf("%w: %s overlaps never-ban network %s", ErrRefused, p, rule)
+	if rule, forceable, ok := m.opt.NeverBan(p, force); ok {
+		how := "never banned, not even with --force"
+		if forceable {
+			how = "an allow-list entry: --force bans it anyway"
+		}
+		return p, fmt.Errorf("%w: %s overlaps never-ban rule %s (%s)", ErrRefused, p, rule, how)
 	}
 	return p, nil
 }

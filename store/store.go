@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,6 +60,27 @@ type Ban struct {
 	Manual   bool
 	Pulled   bool // enforced for another host (CrowdSec); not an offence here
 	Evidence []string
+}
+
+// Forever is the Until of a permanent ban: the latest instant the record
+// holds (in 2262), so that every "still in force" check keeps it live
+// without a case of its own, and nothing ever expires it.
+var Forever = time.Unix(0, math.MaxInt64)
+
+// PermanentDuration is a permanent ban's duration in its history events.
+const PermanentDuration = time.Duration(math.MaxInt64)
+
+// Permanent says that b has no end (Until is Forever): the kernel element
+// has no timeout.
+func (b Ban) Permanent() bool { return !b.Until.Before(Forever) }
+
+// Term is b's duration for its history events: Until - Since, or
+// PermanentDuration.
+func (b Ban) Term() time.Duration {
+	if b.Permanent() {
+		return PermanentDuration
+	}
+	return b.Until.Sub(b.Since)
 }
 
 // SameEpisode says whether b, a jail's ban of old's target, continues

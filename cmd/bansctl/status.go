@@ -179,7 +179,11 @@ func printWhy(w io.Writer, why control.Why) {
 		if b.Manual {
 			how = "manually"
 		}
-		fmt.Fprintf(w, "  BANNED %s %s (origin %s), level %d, since %s, %s left\n", b.Target, how, clean(originOf(b)), b.Level, stamp(b.Since), human(b.Until.Sub(now)))
+		left := remaining(b, now)
+		if !b.Permanent {
+			left += " left"
+		}
+		fmt.Fprintf(w, "  BANNED %s %s (origin %s), level %d, since %s, %s\n", b.Target, how, clean(originOf(b)), b.Level, stamp(b.Since), left)
 		if b.Reason != "" {
 			fmt.Fprintf(w, "    reason: %s\n", clean(b.Reason))
 		}
