@@ -65,7 +65,11 @@ func (m *Manager) logEvents(evs []store.Event) {
 			return
 		}
 		attrs := []any{"kind", e.Kind, "target", e.Target, "jail", e.Jail}
-		if e.Duration != 0 {
+		switch e.Duration {
+		case 0:
+		case store.PermanentDuration:
+			attrs = append(attrs, "duration", "permanent", "level", e.Level)
+		default:
 			attrs = append(attrs, "duration", e.Duration, "level", e.Level)
 		}
 		if e.UID != store.NoUID {
