@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -109,6 +110,25 @@ subnet6 = "fd00:1::/64"
 		t.Errorf("a /15 with --yes is not in the kernel:\n%s", k)
 	}
 	in.mustCtl(t, 0, "ban", "2001:db8::/32") // not wider than /32: no --yes
+}
+
+// TestNeedsYes: the width at which a manual ban needs --yes.
+func TestNeedsYes(t *testing.T) {
+	for _, tc := range []struct {
+		p    string
+		want bool
+	}{
+		{"198.18.0.0/15", true},
+		{"198.51.0.0/16", false},
+		{"203.0.113.0/24", false},
+		{"2001:db8::/31", true},
+		{"2001:db8::/32", false},
+		{"2001:db8::/48", false},
+	} {
+		if got := needsYes(netip.MustParsePrefix(tc.p)); got != tc.want {
+			t.Errorf("needsYes(%s) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
 }
 
 // TestPermanentBanDaemon: --for permanent through the daemon: a kernel
