@@ -125,7 +125,7 @@ func (m *Manager) doBans(jobs []*job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, b := range write {
-		m.index[b.Target] = b
+		m.putLocked(b)
 	}
 	m.mu.Unlock()
 	answer(m.apply(write))
@@ -222,7 +222,7 @@ func (m *Manager) doUnban(j *job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, t := range j.unban {
-		delete(m.index, t)
+		m.deleteLocked(t)
 	}
 	m.mu.Unlock()
 	// Unbanned in the store: if the kernel part fails, the next reconcile

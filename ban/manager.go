@@ -109,6 +109,10 @@ type Manager struct {
 	mu      sync.Mutex
 	running bool
 	index   map[netip.Prefix]store.Ban
+	// lengths counts the index's targets per family (0: IPv4) and prefix
+	// length, so that the search for covering bans tries only the lengths
+	// that are banned.
+	lengths [2][129]int32
 	stats   stats
 }
 
@@ -260,7 +264,7 @@ func (m *Manager) load() error {
 	defer m.mu.Unlock()
 	for _, b := range bans {
 		if b.Until.After(now) {
-			m.index[b.Target] = b
+			m.putLocked(b)
 		}
 	}
 	return nil
@@ -407,6 +411,29 @@ func (m *Manager) submit(ctx context.Context, j *job) (result, error) {
 			return result{}, ErrStopped
 		}
 	}
+}
+
+// putLocked puts b in the index (m.mu held).
+func (m *Manager) putLocked(b store.Ban) {
+	if _, ok := m.index[b.Target]; !ok {
+		m.lengths[family(b.Target)][b.Target.Bits()]++
+	}
+	m.index[b.Target] = b
+}
+
+// deleteLocked takes t out of the index (m.mu held).
+func (m *Manager) deleteLocked(t netip.Prefix) {
+	if _, ok := m.index[t]; ok {
+		m.lengths[family(t)][t.Bits()]--
+		delete(m.index, t)
+	}
+}
+
+func family(t netip.Prefix) int {
+	if t.Addr().Is4() {
+		return 0
+	}
+	return 1
 }
 
 func (m *Manager) current(t netip.Prefix) (store.Ban, bool) {

@@ -715,6 +715,18 @@ func TestOneEpisodeOneOffence(t *testing.T) {
 	if h, _ := db.History(inside); h.Offences != 0 {
 		t.Errorf("decisions inside a banned network counted %d offences", h.Offences)
 	}
+	if c := m.Covering(inside); len(c) != 1 || c[0].Target != n {
+		t.Errorf("Covering(%s) = %+v, want the ban of %s", inside, c, n)
+	}
+	if _, err := m.Unban(ctx, []netip.Prefix{n}); err != nil {
+		t.Fatal(err)
+	}
+	if b := decide(inside); b.Target != inside || b.Level != 0 {
+		t.Errorf("decision after the network's unban: %+v, want a ban of %s", b, inside)
+	}
+	if c := m.Covering(inside); len(c) != 0 {
+		t.Errorf("Covering(%s) after the network's unban = %+v", inside, c)
+	}
 
 	clk.Add(base + time.Second) // every ban is over: the next decision is a new episode
 	decide(a)

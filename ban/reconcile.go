@@ -134,7 +134,7 @@ func (m *Manager) dropExpired(now time.Time) ([]netip.Prefix, []store.Event) {
 	defer m.mu.Unlock()
 	for t, b := range m.index {
 		if !b.Until.After(now) {
-			delete(m.index, t)
+			m.deleteLocked(t)
 			expired = append(expired, t)
 			evs = append(evs, expireEvent(b, now))
 		}

@@ -110,7 +110,11 @@ func (m *Manager) episodeLocked(b store.Ban, base time.Duration, now time.Time) 
 // that contain it, widest first (m.mu held).
 func (m *Manager) coveringLocked(t netip.Prefix, now time.Time) ([]store.Ban, bool) {
 	var out []store.Ban
+	lengths := &m.lengths[family(t)]
 	for bits := minBits(t.Addr()); bits < t.Bits(); bits++ {
+		if lengths[bits] == 0 {
+			continue
+		}
 		w := netip.PrefixFrom(t.Addr(), bits).Masked()
 		if b, ok := m.index[w]; ok && b.Until.After(now) {
 			out = append(out, b)
