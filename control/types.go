@@ -86,14 +86,16 @@ type UnbanResult struct {
 
 // Status is the answer to GET /v1/status.
 type Status struct {
-	Version  string         `json:"version"`
-	PID      int            `json:"pid"`
-	Started  time.Time      `json:"started"`
-	Config   ConfigStatus   `json:"config"`
-	Docker   DockerStatus   `json:"docker"`
-	Sources  []SourceStatus `json:"sources"`
-	Jails    []JailStatus   `json:"jails"`
-	Firewall FirewallStatus `json:"firewall"`
+	Version string         `json:"version"`
+	PID     int            `json:"pid"`
+	Started time.Time      `json:"started"`
+	Config  ConfigStatus   `json:"config"`
+	Docker  DockerStatus   `json:"docker"`
+	Sources []SourceStatus `json:"sources"`
+	Jails   []JailStatus   `json:"jails"`
+	// PermanentBans counts the live bans without an end (--for permanent).
+	PermanentBans int            `json:"permanent_bans"`
+	Firewall      FirewallStatus `json:"firewall"`
 	// Attribution says on whose word a log line counts.
 	Attribution AttributionStatus `json:"attribution"`
 	Alarms      []AlarmStatus     `json:"alarms"`

@@ -81,6 +81,9 @@ func printStatus(w io.Writer, st control.Status) error {
 	if err := t.write(w); err != nil {
 		return err
 	}
+	if st.PermanentBans > 0 {
+		fmt.Fprintf(w, "Permanent bans (no end, until unban): %d\n", st.PermanentBans)
+	}
 
 	fw := st.Firewall
 	fmt.Fprintf(w, "\nFirewall: table %s ", fw.Table)

@@ -231,6 +231,11 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 
 	active := d.activeBans()
 	st.Jails = d.jailStatus(cfg, active)
+	for _, b := range d.mgr.Bans() {
+		if b.Permanent() {
+			st.PermanentBans++
+		}
+	}
 
 	st.Firewall = control.FirewallStatus{Table: "inet " + cfg.Firewall.Table, Priority: cfg.Firewall.Priority}
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)

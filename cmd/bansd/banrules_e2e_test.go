@@ -66,7 +66,7 @@ subnet6 = "fd00:1::/64"
 	const never, forceable = "not even with --force", "--force bans it anyway"
 	for _, tc := range []struct {
 		class, target, set, kernelKey string
-		refused, forcedRefused    string // the refusal's hint; "" means banned
+		refused, forcedRefused        string // the refusal's hint; "" means banned
 	}{
 		{"loopback", "127.0.0.1", "v4_32", "127.0.0.1", never, never},
 		{"host address", "198.51.100.77", "v4_32", "198.51.100.77", never, never},
@@ -148,6 +148,9 @@ func TestPermanentBanDaemon(t *testing.T) {
 		}
 		if out := in.mustCtl(t, 0, "why", "203.0.113.90"); !strings.Contains(out, "permanent") {
 			t.Errorf("%s: why does not show it permanent:\n%s", when, out)
+		}
+		if out := in.mustCtl(t, 0, "status"); !strings.Contains(out, "Permanent bans (no end, until unban): 1") {
+			t.Errorf("%s: status does not count the permanent ban:\n%s", when, out)
 		}
 		var bans control.BanList
 		if err := json.Unmarshal([]byte(in.mustCtl(t, 0, "list", "--json")), &bans); err != nil || len(bans.Bans) != 1 ||
