@@ -670,7 +670,9 @@ func TestOneEpisodeOneOffence(t *testing.T) {
 		if h, _ := db.History(target); h.Offences != offences {
 			t.Errorf("%s: offences = %d, want %d", what, h.Offences, offences)
 		}
-		if rem := kernel(t, fw)[target]; rem > term || rem < term-5*time.Second {
+		// A refresh is written once it extends the ban by a hundredth of
+		// its term (refreshStep).
+		if rem := kernel(t, fw)[target]; rem > term || rem < term-refreshStep(term)-5*time.Second {
 			t.Errorf("%s: kernel timeout %s, want %s", what, rem, term)
 		}
 	}
@@ -683,6 +685,10 @@ func TestOneEpisodeOneOffence(t *testing.T) {
 		clk.Add(600 * time.Millisecond)
 	}
 	check("100 decisions in a row", a, 0, 1, base)
+	// The flood of decisions costs one write per refreshStep, not one each.
+	if evs, err := db.Events(store.EventFilter{Target: a, Kinds: []string{store.EventRefresh}}); err != nil || len(evs) < 5 || len(evs) > 10 {
+		t.Errorf("refreshes written for 100 decisions over 60 s with a step of %s: %d, %v; want 5..10", refreshStep(base), len(evs), err)
+	}
 
 	c := pfx("198.51.100.8/32")
 	var wg sync.WaitGroup

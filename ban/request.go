@@ -100,10 +100,22 @@ func (m *Manager) episodeLocked(b store.Ban, base time.Duration, now time.Time) 
 		return b, c[0], true
 	}
 	if old, ok := m.index[b.Target]; ok && old.Until.After(now) && store.SameEpisode(old, b) {
-		b.Level = old.Level
-		b.Until = b.Since.Add(m.escalate(base, old.Level))
+		term := m.escalate(base, old.Level)
+		if until := b.Since.Add(term); until.Sub(old.Until) >= refreshStep(term) {
+			b.Level, b.Until = old.Level, until
+		} else {
+			// Not worth a store write and a kernel flush: a flood of
+			// decisions for one banned target costs one write per step.
+			b = old
+		}
 	}
 	return b, store.Ban{}, false
+}
+
+// refreshStep is the least a refresh must extend a ban of term by to be
+// written: a hundredth of the term, at least a second.
+func refreshStep(term time.Duration) time.Duration {
+	return max(term/100, time.Second)
 }
 
 // coveringLocked returns the live bans of networks strictly wider than t
