@@ -272,7 +272,9 @@ func (m *Manager) load() error {
 
 // Ban escalates r, writes it to the store and waits until it is in the
 // kernel (or ctx is done). A target already banned at least as long is
-// left alone and its current ban returned. ErrExpired: r is already over.
+// left alone and its current ban returned; so is, for a jail's request,
+// the live ban of a wider network that holds the target (one episode, one
+// offence: episodeLocked). ErrExpired: r is already over.
 func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	bans, err := m.prepare([]Request{r})
 	if err != nil {
