@@ -132,8 +132,9 @@ func TestNeedsYes(t *testing.T) {
 }
 
 // TestPermanentBanDaemon: --for permanent through the daemon: a kernel
-// element without a timeout, shown as permanent by list, why and history,
-// still there and still permanent after a bansd restart, lifted by unban.
+// element without a timeout, shown as permanent by list, status, why and
+// history, still there and still permanent after a bansd restart and
+// after one with the kernel table wiped, lifted by unban.
 func TestPermanentBanDaemon(t *testing.T) {
 	in := start(t)
 	in.mustCtl(t, 0, "ban", "--for", "permanent", "--reason", "known abuser", "203.0.113.90")
@@ -165,6 +166,11 @@ func TestPermanentBanDaemon(t *testing.T) {
 	in.stop(t)
 	in.run(t)
 	check("after a restart")
+	// After a reboot (the kernel's table gone) it comes back from the store.
+	in.stop(t)
+	in.ns.Run(t, "nft", "flush", "ruleset")
+	in.run(t)
+	check("after a restart with the table wiped")
 	in.mustCtl(t, 0, "unban", "203.0.113.90")
 	if k := in.kernel(t, "v4_32"); strings.Contains(k, "203.0.113.90") {
 		t.Errorf("unban left the permanent element in the kernel:\n%s", k)
