@@ -115,7 +115,7 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	}
 	if len(wide) > 0 {
 		return control.BanResult{}, &control.HTTPError{Code: http.StatusConflict,
-			Message: "refused: wider than /16 (IPv4) or /32 (IPv6), add --yes to confirm (nothing was banned)", Details: wide}
+			Message: "refused: wider than /16 (IPv4) or /32 (IPv6); confirm with --yes (API: \"yes\": true); nothing was banned", Details: wide}
 	}
 	n, err := d.mgr.BanMany(ctx, reqs)
 	if err != nil {
