@@ -49,9 +49,19 @@ func (m *Manager) doBans(jobs []*job) {
 	// Keep the longest ban per target, against the index and within the batch.
 	best := map[netip.Prefix]store.Ban{}
 	uid := map[netip.Prefix]int{}
+	covered := map[netip.Prefix]store.Ban{}
 	m.mu.Lock()
 	for _, j := range jobs {
-		for _, b := range j.bans {
+		for k, b := range j.bans {
+			if !b.Manual && !b.Pulled {
+				var cover store.Ban
+				var ok bool
+				if b, cover, ok = m.episodeLocked(b, j.base[k], now); ok {
+					covered[b.Target] = cover
+					continue
+				}
+				j.bans[k] = b
+			}
 			cur, ok := best[b.Target]
 			if !ok {
 				cur, ok = m.index[b.Target]
@@ -83,6 +93,12 @@ func (m *Manager) doBans(jobs []*job) {
 		for _, j := range jobs {
 			res := result{err: err, effective: make([]store.Ban, len(j.bans))}
 			for k, b := range j.bans {
+				if c, ok := covered[b.Target]; ok && !b.Manual && !b.Pulled {
+					if _, own := best[b.Target]; !own {
+						res.effective[k] = c
+						continue
+					}
+				}
 				eff := best[b.Target]
 				if cur, ok := m.index[b.Target]; ok && err == nil {
 					eff = cur
@@ -109,7 +125,7 @@ func (m *Manager) doBans(jobs []*job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, b := range write {
-		m.index[b.Target] = b
+		m.putLocked(b)
 	}
 	m.mu.Unlock()
 	answer(m.apply(write))
@@ -124,7 +140,7 @@ func (m *Manager) apply(bans []store.Ban) error {
 		now := m.now()
 		chunk := make([]Element, len(part))
 		for i, b := range part {
-			chunk[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now)}
+			chunk[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now), Permanent: b.Permanent()}
 		}
 		err := m.flush(chunk)
 		if err != nil {
@@ -206,7 +222,7 @@ func (m *Manager) doUnban(j *job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, t := range j.unban {
-		delete(m.index, t)
+		m.deleteLocked(t)
 	}
 	m.mu.Unlock()
 	// Unbanned in the store: if the kernel part fails, the next reconcile

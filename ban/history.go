@@ -51,7 +51,7 @@ func banEvents(write []store.Ban, prev map[netip.Prefix]bool, uid map[netip.Pref
 			u = store.NoUID
 		}
 		evs[i] = store.Event{Time: now, Kind: kind, Target: b.Target, Jail: b.Jail, Reason: b.Reason,
-			Duration: b.Until.Sub(b.Since), Level: b.Level, UID: u, Evidence: b.Evidence}
+			Duration: b.Term(), Level: b.Level, UID: u, Evidence: b.Evidence}
 	}
 	return evs
 }
@@ -65,7 +65,11 @@ func (m *Manager) logEvents(evs []store.Event) {
 			return
 		}
 		attrs := []any{"kind", e.Kind, "target", e.Target, "jail", e.Jail}
-		if e.Duration != 0 {
+		switch e.Duration {
+		case 0:
+		case store.PermanentDuration:
+			attrs = append(attrs, "duration", "permanent", "level", e.Level)
+		default:
 			attrs = append(attrs, "duration", e.Duration, "level", e.Level)
 		}
 		if e.UID != store.NoUID {
@@ -107,7 +111,7 @@ func (m *Manager) pruneEvents(now time.Time) {
 // the detail.
 func expireEvent(b store.Ban, now time.Time) store.Event {
 	return store.Event{Time: now, Kind: store.EventExpire, Target: b.Target, Jail: b.Jail,
-		Duration: b.Until.Sub(b.Since), Level: b.Level, UID: store.NoUID,
+		Duration: b.Term(), Level: b.Level, UID: store.NoUID,
 		Detail: "ended " + b.Until.UTC().Format(time.RFC3339)}
 }
 

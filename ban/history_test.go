@@ -131,7 +131,7 @@ func TestHistoryKinds(t *testing.T) {
 	}
 	want := []string{
 		"ban 192.0.2.40/32 smtp 1h0m0s uid=-1",
-		"refresh 192.0.2.40/32 smtp 4h0m0s uid=-1", // escalated: second offence
+		"refresh 192.0.2.40/32 smtp 2h0m0s uid=-1", // the same episode: level 0, its own base
 		"manual 198.51.100.0/24 manual 1h0m0s uid=1000",
 		"import 2001:db8:40::/64 fail2ban 1h0m0s uid=0",
 		"unban 198.51.100.0/24 manual 0s uid=1000",

@@ -43,11 +43,15 @@ type Request struct {
 	Reason string
 	// Duration is the base ban time; it is escalated unless Manual.
 	Duration time.Duration
+	// Permanent: a ban with no end (store.Forever; no kernel timeout),
+	// until an unban. Duration is then ignored; only for Manual bans.
+	Permanent bool
 	// Time is when the offence happened (log time); zero means now.
 	Time     time.Time
 	Evidence []string
 	Manual   bool
-	// Force (an operator's --force) is passed to Options.NeverBan.
+	// Force (an operator's --force) is passed to Options.NeverBan: it
+	// lifts allow-list entries, never the hard protections.
 	Force bool
 	// Pulled: another host's decision (CrowdSec), enforced for its own
 	// duration; never escalated and never counted in the history.
@@ -59,9 +63,10 @@ type Options struct {
 	Firewall Firewall
 	Store    *store.DB
 	// NeverBan is the never-ban verdict for a normalized target: the rule
-	// it would cover, if any. The daemon wires it to the jail engine, so
-	// there is one list, and a reloaded ignoreip holds here too.
-	NeverBan func(p netip.Prefix, force bool) (rule string, ok bool)
+	// it would cover, if any, and whether force (an operator's --force)
+	// lifts that rule. The daemon wires it to the jail engine, so there is
+	// one list and one --force rule, and a reloaded ignoreip holds here too.
+	NeverBan func(p netip.Prefix, force bool) (rule string, forceable, ok bool)
 	// Batch bounds the elements of one kernel flush.
 	Batch int
 	// Reconcile is how often the kernel is checked against the store.
@@ -104,6 +109,10 @@ type Manager struct {
 	mu      sync.Mutex
 	running bool
 	index   map[netip.Prefix]store.Ban
+	// lengths counts the index's targets per family (0: IPv4) and prefix
+	// length, so that the search for covering bans tries only the lengths
+	// that are banned.
+	lengths [2][129]int32
 	stats   stats
 }
 
@@ -122,7 +131,10 @@ type stats struct {
 // job is one unit of work for the actor: bans (already escalated) or
 // unbans, and where to send the outcome.
 type job struct {
-	bans  []store.Ban
+	bans []store.Ban
+	// base is each ban's unescalated duration (zero when not escalated),
+	// for the actor's refresh of a ban in force (episodeLocked).
+	base  []time.Duration
 	unban []netip.Prefix
 	uid   int // the caller's, for the history
 	done  chan result
@@ -252,7 +264,7 @@ func (m *Manager) load() error {
 	defer m.mu.Unlock()
 	for _, b := range bans {
 		if b.Until.After(now) {
-			m.index[b.Target] = b
+			m.putLocked(b)
 		}
 	}
 	return nil
@@ -260,7 +272,9 @@ func (m *Manager) load() error {
 
 // Ban escalates r, writes it to the store and waits until it is in the
 // kernel (or ctx is done). A target already banned at least as long is
-// left alone and its current ban returned. ErrExpired: r is already over.
+// left alone and its current ban returned; so is, for a jail's request,
+// the live ban of a wider network that holds the target (one episode, one
+// offence: episodeLocked). ErrExpired: r is already over.
 func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	bans, err := m.prepare([]Request{r})
 	if err != nil {
@@ -269,10 +283,13 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	if bans[0].err != nil {
 		return store.Ban{}, bans[0].err
 	}
+	if bans[0].covered {
+		return bans[0].cover, nil
+	}
 	if cur, ok := m.current(bans[0].ban.Target); ok && !cur.Until.Before(bans[0].ban.Until) {
 		return cur, nil
 	}
-	res, err := m.submit(ctx, &job{bans: []store.Ban{bans[0].ban}, uid: callerFrom(ctx)})
+	res, err := m.submit(ctx, banJob(bans, callerFrom(ctx)))
 	if err != nil {
 		return store.Ban{}, err
 	}
@@ -283,7 +300,8 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 }
 
 // BanEach is BanMany with one outcome per request: errs[i] is nil when
-// rs[i]'s ban (or a longer one) is in the store, else why not (ErrRefused,
+// rs[i]'s ban (or a longer one, or for a jail's ban one of a network that
+// covers it) is in the store, else why not (ErrRefused,
 // ErrExpired). err is set when the batch itself failed; then nothing is
 // known to be committed.
 func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err error) {
@@ -292,16 +310,11 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 		return nil, err
 	}
 	errs = make([]error, len(rs))
-	bans := make([]store.Ban, 0, len(prepared))
 	for i, p := range prepared {
-		if p.err != nil {
-			errs[i] = p.err
-			continue
-		}
-		bans = append(bans, p.ban)
+		errs[i] = p.err
 	}
-	if len(bans) > 0 {
-		res, err := m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)})
+	if j := banJob(prepared, callerFrom(ctx)); len(j.bans) > 0 {
+		res, err := m.submit(ctx, j)
 		if err != nil {
 			return nil, err
 		}
@@ -321,20 +334,15 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	bans := make([]store.Ban, 0, len(prepared))
 	var bad []error
 	for i, p := range prepared {
-		if p.err != nil {
-			if !errors.Is(p.err, ErrExpired) && len(bad) < 5 {
-				bad = append(bad, fmt.Errorf("request %d (%s): %w", i, rs[i].Target, p.err))
-			}
-			continue
+		if p.err != nil && !errors.Is(p.err, ErrExpired) && len(bad) < 5 {
+			bad = append(bad, fmt.Errorf("request %d (%s): %w", i, rs[i].Target, p.err))
 		}
-		bans = append(bans, p.ban)
 	}
 	var res result
-	if len(bans) > 0 {
-		if res, err = m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)}); err != nil {
+	if j := banJob(prepared, callerFrom(ctx)); len(j.bans) > 0 {
+		if res, err = m.submit(ctx, j); err != nil {
 			return 0, err
 		}
 	}
@@ -369,6 +377,19 @@ func (m *Manager) Unban(ctx context.Context, targets []netip.Prefix) (int, error
 	return res.n, res.err
 }
 
+// banJob is the job of the prepared bans that are to be applied: neither
+// refused nor covered by a wider ban.
+func banJob(ps []prepared, uid int) *job {
+	j := &job{uid: uid}
+	for _, p := range ps {
+		if p.err == nil && !p.covered {
+			j.bans = append(j.bans, p.ban)
+			j.base = append(j.base, p.base)
+		}
+	}
+	return j
+}
+
 func (m *Manager) submit(ctx context.Context, j *job) (result, error) {
 	j.done = make(chan result, 1)
 	select {
@@ -394,11 +415,43 @@ func (m *Manager) submit(ctx context.Context, j *job) (result, error) {
 	}
 }
 
+// putLocked puts b in the index (m.mu held).
+func (m *Manager) putLocked(b store.Ban) {
+	if _, ok := m.index[b.Target]; !ok {
+		m.lengths[family(b.Target)][b.Target.Bits()]++
+	}
+	m.index[b.Target] = b
+}
+
+// deleteLocked takes t out of the index (m.mu held).
+func (m *Manager) deleteLocked(t netip.Prefix) {
+	if _, ok := m.index[t]; ok {
+		m.lengths[family(t)][t.Bits()]--
+		delete(m.index, t)
+	}
+}
+
+func family(t netip.Prefix) int {
+	if t.Addr().Is4() {
+		return 0
+	}
+	return 1
+}
+
 func (m *Manager) current(t netip.Prefix) (store.Ban, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, ok := m.index[t]
 	return b, ok && b.Until.After(m.now())
+}
+
+// Covering returns the live bans of networks strictly wider than the
+// normalized target t that hold it, widest first.
+func (m *Manager) Covering(t netip.Prefix) []store.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, _ := m.coveringLocked(t, m.now())
+	return c
 }
 
 // Lookup returns the live ban of a normalized target.

@@ -635,3 +635,202 @@ func TestStatusHonoursContext(t *testing.T) {
 		t.Fatalf("Ban after a stuck status read: %v", err)
 	}
 }
+
+// TestOneEpisodeOneOffence: 100 decisions within a minute for an address
+// already banned (lines still arriving, a forging flood), one after the
+// other and all at once, leave the level and the ban time of one offence;
+// a decision for an address inside a banned network adds nothing; only a
+// decision after the ban is over is the next offence.
+func TestOneEpisodeOneOffence(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	cfg.Ban.Factor = 2
+	cfg.Ban.BantimeMax = 5 * 7 * 24 * time.Hour
+	cfg.Ban.HistoryMaxAge = 0
+	clk := &clock{t: time.Now()}
+	fw := newNFT(t, ns, cfg)
+	db := openStore(t, "")
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db, Now: clk.Now}, cfg))
+	ctx := t.Context()
+	const base = 10 * time.Minute
+	decide := func(target netip.Prefix) store.Ban {
+		t.Helper()
+		b, err := m.Ban(ctx, Request{Target: target, Jail: "auth", Duration: base, Time: clk.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	check := func(what string, target netip.Prefix, level, offences int, term time.Duration) {
+		t.Helper()
+		b, ok := m.Lookup(target)
+		if !ok || b.Level != level || b.Until.Sub(b.Since) != term {
+			t.Errorf("%s: ban %+v (%v); want level %d, %s", what, b, ok, level, term)
+		}
+		if h, _ := db.History(target); h.Offences != offences {
+			t.Errorf("%s: offences = %d, want %d", what, h.Offences, offences)
+		}
+		// A refresh is written once it extends the ban by a hundredth of
+		// its term (refreshStep).
+		if rem := kernel(t, fw)[target]; rem > term || rem < term-refreshStep(term)-5*time.Second {
+			t.Errorf("%s: kernel timeout %s, want %s", what, rem, term)
+		}
+	}
+
+	a := pfx("198.51.100.7/32")
+	for range 100 {
+		if b := decide(a); b.Level != 0 {
+			t.Fatalf("a decision during the ban raised the level to %d", b.Level)
+		}
+		clk.Add(600 * time.Millisecond)
+	}
+	check("100 decisions in a row", a, 0, 1, base)
+	// The flood of decisions costs one write per refreshStep, not one each.
+	if evs, err := db.Events(store.EventFilter{Target: a, Kinds: []string{store.EventRefresh}}); err != nil || len(evs) < 5 || len(evs) > 10 {
+		t.Errorf("refreshes written for 100 decisions over 60 s with a step of %s: %d, %v; want 5..10", refreshStep(base), len(evs), err)
+	}
+
+	c := pfx("198.51.100.8/32")
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Ban(ctx, Request{Target: c, Jail: "auth", Duration: base, Time: clk.Now()}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	check("100 decisions at once", c, 0, 1, base)
+
+	n := pfx("203.0.113.0/24")
+	decide(n)
+	inside := pfx("203.0.113.9/32")
+	for range 100 {
+		if b := decide(inside); b.Target != n {
+			t.Fatalf("decision inside a banned network: %+v, want the network's ban", b)
+		}
+	}
+	if _, ok := m.Lookup(inside); ok {
+		t.Error("an address inside a banned network got a ban of its own")
+	}
+	if _, ok := kernel(t, fw)[inside]; ok {
+		t.Error("an address inside a banned network got a kernel element")
+	}
+	if h, _ := db.History(inside); h.Offences != 0 {
+		t.Errorf("decisions inside a banned network counted %d offences", h.Offences)
+	}
+	if c := m.Covering(inside); len(c) != 1 || c[0].Target != n {
+		t.Errorf("Covering(%s) = %+v, want the ban of %s", inside, c, n)
+	}
+	if _, err := m.Unban(ctx, []netip.Prefix{n}); err != nil {
+		t.Fatal(err)
+	}
+	if b := decide(inside); b.Target != inside || b.Level != 0 {
+		t.Errorf("decision after the network's unban: %+v, want a ban of %s", b, inside)
+	}
+	if c := m.Covering(inside); len(c) != 0 {
+		t.Errorf("Covering(%s) after the network's unban = %+v", inside, c)
+	}
+
+	clk.Add(base + time.Second) // every ban is over: the next decision is a new episode
+	decide(a)
+	check("after the ban ended", a, 1, 2, 2*base)
+}
+
+// TestPermanentBan: a permanent ban is a kernel element without a timeout,
+// stored as permanent; no reconcile expires it however late, a restart
+// after the table was wiped puts it back without a timeout, and an unban
+// lifts it.
+func TestPermanentBan(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	storePath := filepath.Join(t.TempDir(), "bansd.db")
+	a, timed := pfx("203.0.113.80/32"), pfx("203.0.113.81/32")
+	permanentInKernel := func(fw *NFT) (perm, ok bool) {
+		t.Helper()
+		els, err := fw.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range els {
+			if e.Target == a {
+				return e.Permanent, true
+			}
+		}
+		return false, false
+	}
+	clk := &clock{t: time.Now()}
+	run := func() (*Manager, *NFT, func()) {
+		fw := newNFT(t, ns, cfg)
+		db, err := store.Open(storePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := NewManager(withConfig(t, Options{Firewall: fw, Store: db, Now: clk.Now}, cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		<-m.Ready()
+		return m, fw, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			db.Close()
+		}
+	}
+
+	m, fw, stop := run()
+	b, err := m.Ban(t.Context(), Request{Target: a, Jail: "manual", Manual: true, Permanent: true})
+	if err != nil || !b.Permanent() {
+		t.Fatalf("permanent ban = %+v, %v", b, err)
+	}
+	if _, err := m.Ban(t.Context(), Request{Target: timed, Jail: "manual", Manual: true, Duration: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if perm, ok := permanentInKernel(fw); !ok || !perm {
+		t.Fatalf("kernel element: present %v, permanent %v", ok, perm)
+	}
+	// nft's own view: the element carries no timeout, the other one does.
+	set := ns.Run(t, "nft", "list", "set", "inet", "bansd", "v4_32")
+	if !regexp.MustCompile(`203\.0\.113\.80[,\s}]`).MatchString(set) || strings.Contains(set, "203.0.113.80 timeout") ||
+		!strings.Contains(set, "203.0.113.81 timeout") {
+		t.Fatalf("set listing:\n%s", set)
+	}
+	if _, err := m.Ban(t.Context(), Request{Target: pfx("203.0.113.82/32"), Jail: "auth", Permanent: true}); !errors.Is(err, ErrRefused) {
+		t.Errorf("a jail's permanent ban: %v, want ErrRefused", err)
+	}
+	// A century later the reconcile still keeps it.
+	clk.Add(100 * 365 * 24 * time.Hour)
+	if err := m.reconcile(m.list()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Lookup(a); !ok {
+		t.Fatal("reconcile expired a permanent ban")
+	}
+	if _, ok := m.Lookup(timed); ok {
+		t.Error("reconcile kept a timed ban past its end")
+	}
+	stop()
+
+	ns.Run(t, "nft", "flush", "ruleset") // a reboot
+	m, fw, stop = run()
+	defer stop()
+	if b, ok := m.Lookup(a); !ok || !b.Permanent() {
+		t.Fatalf("after restart: %+v, %v", b, ok)
+	}
+	if perm, ok := permanentInKernel(fw); !ok || !perm {
+		t.Fatalf("after restart, kernel element: present %v, permanent %v", ok, perm)
+	}
+	if n, err := m.Unban(t.Context(), []netip.Prefix{a}); n != 1 || err != nil {
+		t.Fatalf("unban = %d, %v", n, err)
+	}
+	if _, ok := permanentInKernel(fw); ok {
+		t.Error("unbanned permanent element still in the kernel")
+	}
+}

@@ -30,8 +30,9 @@ const chainName = "prerouting"
 const maxBatch = 5000
 
 // Timeouts travel in milliseconds, and an element without one in a timeout
-// set would be permanent, so every element gets at least a second. The
-// upper bound keeps a typo from outliving the machine.
+// set is permanent, so every element that is not meant to be (Permanent)
+// gets at least a second. The upper bound keeps a typo from outliving the
+// machine.
 const (
 	minTimeout = time.Second
 	maxTimeout = 10 * 365 * 24 * time.Hour
@@ -42,6 +43,9 @@ type Element struct {
 	Target netip.Prefix
 	// Timeout is the time the kernel keeps the element.
 	Timeout time.Duration
+	// Permanent: no timeout at all (Timeout is ignored); the element stays
+	// until it is removed.
+	Permanent bool
 }
 
 // SetClass identifies one hash set: a family and the prefix length of its
@@ -469,8 +473,14 @@ func (n *NFT) Add(elems []Element) error {
 	for _, e := range elems {
 		c := ClassOf(e.Target)
 		k := keyOf(e.Target)
-		byClass[c] = append(byClass[c], nftables.SetElement{Key: k, Timeout: clampTimeout(e.Timeout)})
-		if !n.readdRefreshes {
+		el := nftables.SetElement{Key: k, Timeout: clampTimeout(e.Timeout)}
+		if e.Permanent {
+			el.Timeout = 0
+		}
+		byClass[c] = append(byClass[c], el)
+		// Re-adding without a timeout would keep an element's old one:
+		// a permanent element always replaces.
+		if !n.readdRefreshes || e.Permanent {
 			if refresh == nil {
 				refresh = map[SetClass][]nftables.SetElement{}
 			}
@@ -570,7 +580,7 @@ func (n *NFT) List() ([]Element, error) {
 			if !ok || a.Is6() != c.V6 {
 				continue
 			}
-			out = append(out, Element{Target: netip.PrefixFrom(a, c.Bits), Timeout: e.Expires})
+			out = append(out, Element{Target: netip.PrefixFrom(a, c.Bits), Timeout: e.Expires, Permanent: e.Timeout == 0 && e.Expires == 0})
 		}
 	}
 	return out, nil

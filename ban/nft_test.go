@@ -24,7 +24,7 @@ func TestEnsureIdempotentKeepsElements(t *testing.T) {
 	if err := fw.Ensure(DefaultClasses()); err != nil {
 		t.Fatal(err)
 	}
-	els := []Element{{pfx("192.0.2.1/32"), time.Hour}, {pfx("198.51.100.0/24"), time.Hour}, {pfx("2001:db8::1/128"), time.Hour}, {pfx("2001:db8:1:2::/64"), time.Hour}, {pfx("2001:db8:3::/48"), time.Hour}}
+	els := []Element{{Target: pfx("192.0.2.1/32"), Timeout: time.Hour}, {Target: pfx("198.51.100.0/24"), Timeout: time.Hour}, {Target: pfx("2001:db8::1/128"), Timeout: time.Hour}, {Target: pfx("2001:db8:1:2::/64"), Timeout: time.Hour}, {Target: pfx("2001:db8:3::/48"), Timeout: time.Hour}}
 	if err := fw.Add(els); err != nil {
 		t.Fatal(err)
 	}
@@ -83,15 +83,15 @@ func TestAddListAllClasses(t *testing.T) {
 	ns := netnstest.New(t)
 	fw := ensuredNFT(t, ns, testConfig(t))
 	els := []Element{
-		{pfx("192.0.2.7/32"), time.Hour},
-		{pfx("198.51.100.0/24"), 2 * time.Hour},
-		{pfx("2001:db8::7/128"), time.Hour},
-		{pfx("2001:db8:a:b::/64"), time.Hour},
-		{pfx("2001:db8:c::/48"), time.Hour},
+		{Target: pfx("192.0.2.7/32"), Timeout: time.Hour},
+		{Target: pfx("198.51.100.0/24"), Timeout: 2 * time.Hour},
+		{Target: pfx("2001:db8::7/128"), Timeout: time.Hour},
+		{Target: pfx("2001:db8:a:b::/64"), Timeout: time.Hour},
+		{Target: pfx("2001:db8:c::/48"), Timeout: time.Hour},
 		// A class no jail uses by default: its set, counter and rule are
 		// created in the same transaction.
-		{pfx("203.0.113.0/25"), time.Hour},
-		{pfx("2001:db8:ff00::/40"), time.Hour},
+		{Target: pfx("203.0.113.0/25"), Timeout: time.Hour},
+		{Target: pfx("2001:db8:ff00::/40"), Timeout: time.Hour},
 	}
 	if err := fw.Add(els); err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestElementExpires(t *testing.T) {
 	fw := ensuredNFT(t, ns, testConfig(t))
 	short, long := pfx("192.0.2.2/32"), pfx("2001:db8::2/128")
 	// 1 ms is clamped to the 1 s minimum: never 0, which would be permanent.
-	if err := fw.Add([]Element{{short, 2 * time.Second}, {long, time.Hour}, {pfx("192.0.2.3/32"), time.Millisecond}}); err != nil {
+	if err := fw.Add([]Element{{Target: short, Timeout: 2 * time.Second}, {Target: long, Timeout: time.Hour}, {Target: pfx("192.0.2.3/32"), Timeout: time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := kernel(t, fw)[short]; !ok {
@@ -151,11 +151,11 @@ func TestRefreshTimeout(t *testing.T) {
 			ns := netnstest.New(t)
 			fw := ensuredNFT(t, ns, testConfig(t), WithDeleteRefresh(mode.deleted))
 			a, n := pfx("192.0.2.9/32"), pfx("2001:db8:9::/64")
-			if err := fw.Add([]Element{{a, 3 * time.Second}, {n, 3 * time.Second}}); err != nil {
+			if err := fw.Add([]Element{{Target: a, Timeout: 3 * time.Second}, {Target: n, Timeout: 3 * time.Second}}); err != nil {
 				t.Fatal(err)
 			}
 			// Extend, with a new element in the same transaction.
-			if err := fw.Add([]Element{{a, time.Hour}, {n, time.Hour}, {pfx("192.0.2.10/32"), time.Hour}}); err != nil {
+			if err := fw.Add([]Element{{Target: a, Timeout: time.Hour}, {Target: n, Timeout: time.Hour}, {Target: pfx("192.0.2.10/32"), Timeout: time.Hour}}); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(4 * time.Second)
@@ -173,7 +173,7 @@ func TestRemoveIsIdempotent(t *testing.T) {
 	ns := netnstest.New(t)
 	fw := ensuredNFT(t, ns, testConfig(t))
 	keep, gone := pfx("192.0.2.20/32"), pfx("192.0.2.21/32")
-	if err := fw.Add([]Element{{keep, time.Hour}, {gone, time.Hour}}); err != nil {
+	if err := fw.Add([]Element{{Target: keep, Timeout: time.Hour}, {Target: gone, Timeout: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	// A missing element (and one of a class with no set) next to a present
@@ -202,7 +202,7 @@ func TestDefaultSocketBuffer(t *testing.T) {
 	fw := ensuredNFT(t, ns, cfg, small)
 	els := make([]Element, 20_000)
 	for i := range els {
-		els[i] = Element{v4(i), time.Hour}
+		els[i] = Element{Target: v4(i), Timeout: time.Hour}
 	}
 	err := fw.Add(els)
 	if err == nil || !errors.Is(err, unix.EMSGSIZE) {
@@ -230,7 +230,7 @@ func TestPriorityChange(t *testing.T) {
 	ns := netnstest.New(t)
 	cfg := testConfig(t)
 	old := ensuredNFT(t, ns, cfg)
-	if err := old.Add([]Element{{pfx("192.0.2.60/32"), time.Hour}}); err != nil {
+	if err := old.Add([]Element{{Target: pfx("192.0.2.60/32"), Timeout: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Firewall.Priority = -300

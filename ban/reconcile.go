@@ -134,7 +134,7 @@ func (m *Manager) dropExpired(now time.Time) ([]netip.Prefix, []store.Event) {
 	defer m.mu.Unlock()
 	for t, b := range m.index {
 		if !b.Until.After(now) {
-			delete(m.index, t)
+			m.deleteLocked(t)
 			expired = append(expired, t)
 			evs = append(evs, expireEvent(b, now))
 		}
@@ -189,11 +189,11 @@ func (f fixes) said() []string {
 func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
 	// Each element's remaining time was read at some instant of the
 	// listing: its kernel expiry lies in [start+t, start+took+t].
-	have := make(map[netip.Prefix]time.Duration, len(l.elems))
+	have := make(map[netip.Prefix]Element, len(l.elems))
 	var extra []netip.Prefix
 	m.mu.Lock()
 	for _, e := range l.elems {
-		have[e.Target] = e.Timeout
+		have[e.Target] = e
 		if b, ok := m.index[e.Target]; !ok || !b.Until.After(now) {
 			extra = append(extra, e.Target)
 		}
@@ -201,10 +201,17 @@ func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
 	var missing []store.Ban
 	var f fixes
 	for t, b := range m.index {
-		kt, ok := have[t]
+		e, ok := have[t]
+		kt := e.Timeout
 		switch {
 		case !ok:
 			missing = append(missing, b)
+		case b.Permanent() || e.Permanent:
+			// Neither expires on its own: each must be the other.
+			if b.Permanent() != e.Permanent {
+				missing = append(missing, b)
+				f.wrong++
+			}
 		case b.Until.Before(l.start.Add(kt-timeoutSlack)) || b.Until.After(l.start.Add(l.took+kt+timeoutSlack)):
 			missing = append(missing, b)
 			f.wrong++

@@ -98,10 +98,16 @@ func (f Firewall) Equal(o Firewall) bool {
 		f.Scope == o.Scope && slices.Equal(f.ScopePorts, o.ScopePorts)
 }
 
+// MaxBantime bounds a timed ban (a typo must not outlive the machine);
+// the ban package clamps kernel timeouts to the same 10 years.
+const MaxBantime = 10 * 365 * 24 * time.Hour
+
 type Ban struct {
 	Factor        float64
 	BantimeMax    time.Duration
 	HistoryMaxAge time.Duration
+	// ManualBantime is a manual ban's duration when bansctl gives none.
+	ManualBantime time.Duration
 }
 
 type Engine struct {
@@ -230,6 +236,7 @@ type rawBan struct {
 	Factor        *float64 `toml:"bantime_factor"`
 	BantimeMax    *string  `toml:"bantime_max"`
 	HistoryMaxAge *string  `toml:"history_max_age"`
+	ManualBantime *string  `toml:"manual_bantime"`
 }
 
 type rawEngine struct {
@@ -492,6 +499,12 @@ func (c *Config) applyBan(rb rawBan, fail failFunc) error {
 	}
 	if err := setDur(&c.Ban.HistoryMaxAge, rb.HistoryMaxAge, time.Minute); err != nil {
 		return fail("ban.history_max_age", err)
+	}
+	if err := setDur(&c.Ban.ManualBantime, rb.ManualBantime, time.Second); err != nil {
+		return fail("ban.manual_bantime", err)
+	}
+	if c.Ban.ManualBantime > MaxBantime {
+		return fail("ban.manual_bantime", fmt.Errorf("%s is longer than 10 years; for a ban without end use bansctl ban --for permanent", *rb.ManualBantime))
 	}
 	return nil
 }

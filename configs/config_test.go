@@ -63,6 +63,12 @@ maxretry = 2
 	if j := c.Jails["custom"]; j.FindTime != 24*time.Hour || j.BanTime != 7*24*time.Hour || j.Prefix4 != 32 || j.Prefix6 != 128 || j.MinAddresses != 1 {
 		t.Errorf("custom = %+v", j)
 	}
+	if c.Ban.ManualBantime != 24*time.Hour {
+		t.Errorf("default ban.manual_bantime = %s, want 24h", c.Ban.ManualBantime)
+	}
+	if c, err := Parse("m.toml", []byte("[ban]\nmanual_bantime = \"2d\"\n")); err != nil || c.Ban.ManualBantime != 48*time.Hour {
+		t.Errorf("ban.manual_bantime = \"2d\": %v", err)
+	}
 	if c.File != "x.toml" {
 		t.Errorf("File = %q", c.File)
 	}
@@ -86,6 +92,9 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"priority after dnat", "[firewall]\npriority = 10\n", 2, "firewall.priority", "outside"},
 		{"metrics not loopback", "[daemon]\nmetrics_listen = \"0.0.0.0:9100\"\n", 2, "daemon.metrics_listen", "loopback"},
 		{"bantime over max", "[ban]\nbantime_max = \"1h\"\n", 0, "jails.", "longer than"},
+		{"manual bantime not a duration", "[ban]\nmanual_bantime = \"forever\"\n", 2, "ban.manual_bantime", "bad duration"},
+		{"manual bantime too short", "\n[ban]\nmanual_bantime = \"0s\"\n", 3, "ban.manual_bantime", "shorter than"},
+		{"manual bantime over 10 years", "[ban]\nmanual_bantime = \"600w\"\n", 2, "ban.manual_bantime", "--for permanent"},
 		{"zero prefixes", "[jails.x]\nevents = [\"scan\"]\nfindtime = \"1m\"\nbantime = \"1m\"\nmaxretry = 1\nprefix4 = 0\nprefix6 = 0\n", 1, "jails.x", "match nothing"},
 		{"syntax", "[engine\n", 0, "", "expected"},
 	}

@@ -391,6 +391,8 @@ func TestDecodeBanListFallback(t *testing.T) {
 		`{"bans":[{"target":"203.0.113.7/32","jail":"auth","reason":"caf\u00e9","since":"2026-01-02T03:04:05Z","until":"2026-01-02T04:04:05Z","level":1,"manual":false}]}`,
 		`{ "bans": [ {"manual":true,"target":"203.0.113.7/32","jail":"auth","reason":"x","since":"2026-01-02T03:04:05+01:00","until":"2026-01-02T04:04:05Z","level":1} ] }`,
 		`{"bans":[{"target":"203.0.113.7/32","jail":"auth","reason":"x","since":"2026-01-02T03:04:05.5Z","until":"2026-01-02T04:04:05Z","level":1,"manual":false,"evidence":["a"]}]}`,
+		`{"bans":[{"target":"203.0.113.7/32","jail":"manual","reason":"x","since":"2026-01-02T03:04:05Z","level":0,"manual":true,"permanent":true}]}`,
+		`{"bans":[{"target":"203.0.113.7/32","jail":"manual","reason":"x","since":"2026-01-02T03:04:05Z","level":0,"manual":true,"origin":"local","permanent":true}]}`,
 	} {
 		var fast, ref BanList
 		if err := decodeBanList([]byte(doc), 1, &fast); err != nil {
@@ -412,12 +414,16 @@ func TestDecodeBanListFallback(t *testing.T) {
 // FuzzAppendBan checks the hand-written list encoder against encoding/json
 // for attacker-influenced reasons and jail names.
 func FuzzAppendBan(f *testing.F) {
-	f.Add("auth", "10 failures: user \"x\\y\"", int64(1767323045), 3, true, "")
-	f.Add("j", "\x00\x1b[31mred\u2028é\xff", int64(0), 0, false, "local")
-	f.Add("crowdsec", "crowdsec:cscli/manual 'ban'", int64(5), 0, false, "crowdsec:cscli/manual 'ban' from \"x\"")
-	f.Fuzz(func(t *testing.T, jail, reason string, sec int64, level int, manual bool, origin string) {
+	f.Add("auth", "10 failures: user \"x\\y\"", int64(1767323045), 3, true, "", false)
+	f.Add("j", "\x00\x1b[31mred\u2028é\xff", int64(0), 0, false, "local", false)
+	f.Add("crowdsec", "crowdsec:cscli/manual 'ban'", int64(5), 0, false, "crowdsec:cscli/manual 'ban' from \"x\"", false)
+	f.Add("manual", "known abuser", int64(1767323045), 0, true, "local", true)
+	f.Fuzz(func(t *testing.T, jail, reason string, sec int64, level int, manual bool, origin string, permanent bool) {
 		since := time.Unix(sec%(1<<34), 0).UTC()
 		b := Ban{Target: netip.MustParsePrefix("2001:db8::/64"), Jail: jail, Reason: reason, Since: since, Until: since.Add(time.Hour), Level: level, Manual: manual, Origin: origin}
+		if permanent {
+			b.Until, b.Permanent = time.Time{}, true
+		}
 		var got, want Ban
 		out := appendBan(nil, &b)
 		if err := json.Unmarshal(out, &got); err != nil {

@@ -24,7 +24,9 @@ type HistoryEvent struct {
 	Jail     string       `json:"jail,omitempty"`
 	Reason   string       `json:"reason,omitempty"`
 	Duration Duration     `json:"duration,omitempty"`
-	Level    int          `json:"level,omitempty"`
+	// Permanent: a ban without an end (Duration is then absent).
+	Permanent bool `json:"permanent,omitempty"`
+	Level     int  `json:"level,omitempty"`
 	// UID is the local user who asked for it; -1 for the daemon's own.
 	UID      int      `json:"uid"`
 	Evidence []string `json:"evidence,omitempty"`

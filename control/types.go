@@ -25,9 +25,12 @@ type Ban struct {
 	Jail   string       `json:"jail"`
 	Reason string       `json:"reason"`
 	Since  time.Time    `json:"since"`
-	Until  time.Time    `json:"until"`
-	Level  int          `json:"level"`
-	Manual bool         `json:"manual"`
+	// Until is when the ban ends; zero (and absent) for a permanent one.
+	Until  time.Time `json:"until,omitzero"`
+	Level  int       `json:"level"`
+	Manual bool      `json:"manual"`
+	// Permanent: no end; the kernel element has no timeout.
+	Permanent bool `json:"permanent,omitempty"`
 	// Origin is where the ban came from: "local" or crowdsec:<origin>/<scenario>.
 	Origin   string   `json:"origin,omitempty"`
 	Evidence []string `json:"evidence,omitempty"`
@@ -41,11 +44,15 @@ type BanList struct {
 // BanRequest is the body of POST /v1/bans.
 type BanRequest struct {
 	Targets []netip.Prefix `json:"targets"`
-	// Duration in Go/config syntax ("1h", "1w"); empty: the daemon's default.
+	// Duration in Go/config syntax ("1h", "1w"), or "permanent" (no
+	// end); empty: the daemon's [ban] manual_bantime.
 	Duration string `json:"duration,omitempty"`
 	Reason   string `json:"reason,omitempty"`
-	// Force bans targets that a never-ban rule protects.
+	// Force bans targets that an allow-list entry protects (ignoreip,
+	// AUTH_RATELIMIT_EXEMPTION); the hard protections hold regardless.
 	Force bool `json:"force,omitempty"`
+	// Yes confirms targets wider than /16 (IPv4) or /32 (IPv6).
+	Yes bool `json:"yes,omitempty"`
 	// Jail files the bans under this name instead of "manual" (an
 	// import's: "fail2ban"); letters, digits, '-' and '_'.
 	Jail string `json:"jail,omitempty"`
@@ -62,23 +69,33 @@ type UnbanRequest struct {
 	Targets []netip.Prefix `json:"targets,omitempty"`
 	Jail    string         `json:"jail,omitempty"`
 	All     bool           `json:"all,omitempty"`
+	// Covering also lifts the bans of wider networks that hold a target.
+	Covering bool `json:"covering,omitempty"`
 }
 
 // UnbanResult is the answer to DELETE /v1/bans.
 type UnbanResult struct {
 	Unbanned int `json:"unbanned"`
+	// Covering are the bans of wider networks that hold one of the
+	// targets: lifted (and counted in Unbanned) when the request asked
+	// for Covering, else still in force, so the targets are still dropped.
+	Covering []Ban `json:"covering,omitempty"`
+	// CoveringLifted says which of the two.
+	CoveringLifted bool `json:"covering_lifted,omitempty"`
 }
 
 // Status is the answer to GET /v1/status.
 type Status struct {
-	Version  string         `json:"version"`
-	PID      int            `json:"pid"`
-	Started  time.Time      `json:"started"`
-	Config   ConfigStatus   `json:"config"`
-	Docker   DockerStatus   `json:"docker"`
-	Sources  []SourceStatus `json:"sources"`
-	Jails    []JailStatus   `json:"jails"`
-	Firewall FirewallStatus `json:"firewall"`
+	Version string         `json:"version"`
+	PID     int            `json:"pid"`
+	Started time.Time      `json:"started"`
+	Config  ConfigStatus   `json:"config"`
+	Docker  DockerStatus   `json:"docker"`
+	Sources []SourceStatus `json:"sources"`
+	Jails   []JailStatus   `json:"jails"`
+	// PermanentBans counts the live bans without an end (--for permanent).
+	PermanentBans int            `json:"permanent_bans"`
+	Firewall      FirewallStatus `json:"firewall"`
 	// Attribution says on whose word a log line counts.
 	Attribution AttributionStatus `json:"attribution"`
 	Alarms      []AlarmStatus     `json:"alarms"`

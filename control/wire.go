@@ -51,12 +51,17 @@ func appendBan(buf []byte, b *Ban) []byte {
 	buf = appendString(buf, b.Reason)
 	buf = append(buf, `,"since":"`...)
 	buf = b.Since.AppendFormat(buf, time.RFC3339)
-	buf = append(buf, `","until":"`...)
-	buf = b.Until.AppendFormat(buf, time.RFC3339)
+	if !b.Until.IsZero() {
+		buf = append(buf, `","until":"`...)
+		buf = b.Until.AppendFormat(buf, time.RFC3339)
+	}
 	buf = append(buf, `","level":`...)
 	buf = strconv.AppendInt(buf, int64(b.Level), 10)
 	buf = append(buf, `,"manual":`...)
 	buf = strconv.AppendBool(buf, b.Manual)
+	if b.Permanent {
+		buf = append(buf, `,"permanent":true`...)
+	}
 	if b.Origin != "" {
 		buf = append(buf, `,"origin":`...)
 		buf = appendString(buf, b.Origin)
@@ -177,7 +182,10 @@ func (p *wireParser) ban(b *Ban) bool {
 	if b.Jail, ok = p.str(); !ok || !p.lit(`,"reason":`) {
 		return false
 	}
-	if b.Reason, ok = p.str(); !ok || !p.lit(`,"since":"`) || !p.time(&b.Since) || !p.lit(`,"until":"`) || !p.time(&b.Until) || !p.lit(`,"level":`) {
+	if b.Reason, ok = p.str(); !ok || !p.lit(`,"since":"`) || !p.time(&b.Since) {
+		return false
+	}
+	if p.lit(`,"until":"`) && !p.time(&b.Until) || !p.lit(`,"level":`) {
 		return false
 	}
 	j := p.i
@@ -195,6 +203,7 @@ func (p *wireParser) ban(b *Ban) bool {
 	default:
 		return false
 	}
+	b.Permanent = p.lit(`,"permanent":true`)
 	if p.lit(`,"origin":`) {
 		if b.Origin, ok = p.str(); !ok {
 			return false

@@ -355,7 +355,7 @@ func (e *Engine) fingerprint(ev parse.Event, ah uint64) uint64 {
 func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending) {
 	target := w.key.prefix()
 	if target.Bits() < target.Addr().BitLen() {
-		if r, ok := e.prot.overlaps(target, false); ok {
+		if r, ok := e.prot.refuses(target, false); ok {
 			e.st.ref++
 			e.opt.Logger.Warn("network not banned: it holds a protected address", "jail", j.cfg.Name, "network", target, "rule", r.name)
 			e.tr.removeKey(w.key)
@@ -404,24 +404,24 @@ func (e *Engine) IsProtected(a netip.Addr) (rule string, ok bool) {
 }
 
 // NeverBan is bansd's one never-ban verdict for a ban of p: the rule p
-// would cover, if any. p is normalized first (prefix.Normalize), so every
+// would cover, if any, and whether --force lifts that rule
+// (ForceOverrides). p is normalized first (prefix.Normalize), so every
 // spelling of a range gets the same answer; one that does not normalize is
-// refused. With force (an operator's --force), only the configured rules
-// hold: ignoreip, Mailu's SUBNET/SUBNET6/REAL_IP_FROM/
-// AUTH_RATELIMIT_EXEMPTION and the special ranges; what was learnt from
-// Docker and the host may be overridden.
-func (e *Engine) NeverBan(p netip.Prefix, force bool) (rule string, ok bool) {
+// refused, force or not. With force (an operator's --force), the allow-list
+// entries are lifted (ignoreip, AUTH_RATELIMIT_EXEMPTION); the hard rules
+// hold.
+func (e *Engine) NeverBan(p netip.Prefix, force bool) (rule string, forceable, ok bool) {
 	p, err := prefix.Normalize(p)
 	if err != nil {
-		return err.Error(), true
+		return err.Error(), false, true
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r, ok := e.prot.overlaps(p, force)
+	r, ok := e.prot.refuses(p, force)
 	if !ok {
-		return "", false
+		return "", false, false
 	}
-	return r.name, true
+	return r.name, ForceOverrides(r.class), true
 }
 
 // Forget drops the windows of every address and network inside target

@@ -49,14 +49,37 @@ const (
 	alarmGateway
 )
 
+// Protection is how firmly a never-ban rule holds against an operator.
+type Protection uint8
+
+const (
+	// Hard: loopback and the other special ranges, the host's own
+	// addresses, Docker networks and gateways, Mailu's SUBNET/SUBNET6 and
+	// REAL_IP_FROM. Banning one cuts the mail server off from itself, or
+	// every client at once behind a gateway or a proxy.
+	Hard Protection = iota
+	// Allowed: the operator's own exemptions, ignoreip and Mailu's
+	// AUTH_RATELIMIT_EXEMPTION (and run-time allow entries): the operator
+	// may take them back for one ban.
+	Allowed
+)
+
+func (p Protection) String() string {
+	if p == Allowed {
+		return "allowed"
+	}
+	return "hard"
+}
+
+// ForceOverrides is bansd's one --force rule: an operator's forced ban
+// overrides an allow-list entry, never a hard protection.
+func ForceOverrides(p Protection) bool { return p == Allowed }
+
 type protectRule struct {
 	p     netip.Prefix
 	name  string
 	alarm alarmClass
-	// learnt: from Docker or the host (networks, gateways, host
-	// addresses), not from the configuration or Mailu's environment; an
-	// operator's forced ban may override it.
-	learnt bool
+	class Protection
 }
 
 // protectSet answers "is this address never to be banned" with a linear
@@ -80,8 +103,7 @@ type rule6 struct {
 
 func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 	ps := &protectSet{}
-	add := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, false) }
-	learnt := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, true) }
+	add := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, Hard) }
 	// Order matters: the first match names the rule, and the alarm rules
 	// come before any allow-list that might also cover them.
 	for _, s := range specialRanges {
@@ -89,7 +111,7 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 	}
 	for _, g := range live.Gateways {
 		g = g.Unmap()
-		learnt(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String(), alarmGateway)
+		add(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String(), alarmGateway)
 	}
 	subnet, subnet6 := live.Subnet, live.Subnet6
 	if !subnet.IsValid() {
@@ -104,7 +126,7 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 		for _, s := range []netip.Prefix{subnet, subnet6} {
 			if s.IsValid() && s.Bits() < s.Addr().BitLen()-1 {
 				g := s.Masked().Addr().Next()
-				learnt(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String()+" (assumed)", alarmGateway)
+				add(netip.PrefixFrom(g, g.BitLen()), "docker gateway "+g.String()+" (assumed)", alarmGateway)
 			}
 		}
 	}
@@ -119,11 +141,11 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 		add(c, "engine.subnet6 "+c.String(), alarmNetwork)
 	}
 	for _, n := range live.Networks {
-		learnt(n, "docker network "+n.Masked().String(), alarmNetwork)
+		add(n, "docker network "+n.Masked().String(), alarmNetwork)
 	}
 	for _, h := range live.HostAddrs {
 		h = h.Unmap()
-		learnt(netip.PrefixFrom(h, h.BitLen()), "host address "+h.String(), alarmNone)
+		add(netip.PrefixFrom(h, h.BitLen()), "host address "+h.String(), alarmNone)
 	}
 	realIP, exempt := live.RealIPFrom, live.RatelimitExemption
 	if realIP == nil {
@@ -136,10 +158,10 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 		add(p, "REAL_IP_FROM "+p.String(), alarmNone)
 	}
 	for _, p := range exempt {
-		add(p, "AUTH_RATELIMIT_EXEMPTION "+p.String(), alarmNone)
+		ps.add(p, "AUTH_RATELIMIT_EXEMPTION "+p.String(), alarmNone, Allowed)
 	}
 	for _, p := range cfg.Engine.IgnoreIP {
-		add(p, "ignoreip "+p.String(), alarmNone)
+		ps.add(p, "ignoreip "+p.String(), alarmNone, Allowed)
 	}
 	for i, r := range ps.rules {
 		a := r.p.Addr()
@@ -180,27 +202,34 @@ func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 	return nil, false
 }
 
-func (ps *protectSet) add(p netip.Prefix, name string, alarm alarmClass, learnt bool) {
+func (ps *protectSet) add(p netip.Prefix, name string, alarm alarmClass, class Protection) {
 	p, err := prefix.Normalize(p)
 	if err != nil {
 		return
 	}
-	ps.rules = append(ps.rules, protectRule{p: p, name: name, alarm: alarm, learnt: learnt})
+	ps.rules = append(ps.rules, protectRule{p: p, name: name, alarm: alarm, class: class})
 }
 
-// overlaps returns a rule whose range overlaps p (normalized): a network
-// ban must not cover anything protected. With configuredOnly, learnt rules
-// are skipped.
-func (ps *protectSet) overlaps(p netip.Prefix, configuredOnly bool) (*protectRule, bool) {
+// refuses returns the rule that forbids a ban of p (normalized): one whose
+// range overlaps p, since a network ban must not cover anything protected.
+// A hard rule is named before an allow-list entry, so that a refusal never
+// suggests --force when --force would not do; with force, the rules that
+// ForceOverrides are skipped.
+func (ps *protectSet) refuses(p netip.Prefix, force bool) (*protectRule, bool) {
+	var allowed *protectRule
 	for i := range ps.rules {
-		if configuredOnly && ps.rules[i].learnt {
+		r := &ps.rules[i]
+		if !r.p.Overlaps(p) {
 			continue
 		}
-		if ps.rules[i].p.Overlaps(p) {
-			return &ps.rules[i], true
+		if !ForceOverrides(r.class) {
+			return r, true
+		}
+		if allowed == nil && !force {
+			allowed = r
 		}
 	}
-	return nil, false
+	return allowed, allowed != nil
 }
 
 func split6(a netip.Addr) (hi, lo uint64) {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -59,6 +60,34 @@ type Ban struct {
 	Manual   bool
 	Pulled   bool // enforced for another host (CrowdSec); not an offence here
 	Evidence []string
+}
+
+// Forever is the Until of a permanent ban: the latest instant the record
+// holds (in 2262), so that every "still in force" check keeps it live
+// without a case of its own, and nothing ever expires it.
+var Forever = time.Unix(0, math.MaxInt64)
+
+// PermanentDuration is a permanent ban's duration in its history events.
+const PermanentDuration = time.Duration(math.MaxInt64)
+
+// Permanent says that b has no end (Until is Forever): the kernel element
+// has no timeout.
+func (b Ban) Permanent() bool { return !b.Until.Before(Forever) }
+
+// Term is b's duration for its history events: Until - Since, or
+// PermanentDuration.
+func (b Ban) Term() time.Duration {
+	if b.Permanent() {
+		return PermanentDuration
+	}
+	return b.Until.Sub(b.Since)
+}
+
+// SameEpisode says whether b, a jail's ban of old's target, continues
+// old's episode rather than starting a new one: old was itself an offence
+// (neither Manual nor Pulled) and was still in force when b was decided.
+func SameEpisode(old, b Ban) bool {
+	return !old.Manual && !old.Pulled && old.Until.After(b.Since)
 }
 
 // History is a target's offence record, the base of escalation.
@@ -203,8 +232,11 @@ func (db *DB) recoverCorrupt(err *error) {
 }
 
 // PutBans writes bans in one transaction. For every ban that is neither
-// Manual nor Pulled it also counts an offence in the target's history. evs
-// (the history of the action) are written in the same transaction.
+// Manual nor Pulled it also counts an offence in the target's history,
+// unless it replaces a counted ban of the target still in force at its
+// Since: one ban episode is one offence, however often it is decided again
+// (SameEpisode). evs (the history of the action) are written in the same
+// transaction.
 func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 	type rec struct {
 		key []byte
@@ -224,11 +256,19 @@ func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 		bb, hb := tx.Bucket(bucketBans), tx.Bucket(bucketHistory)
 		for _, r := range recs {
 			b := r.ban
+			offence := !b.Manual && !b.Pulled
+			if v := bb.Get(r.key); v != nil && offence {
+				old, err := decodeBanKV(r.key, v)
+				if err != nil {
+					return err
+				}
+				offence = !SameEpisode(old, *b)
+			}
 			// bbolt keeps the slices until commit: no buffer reuse.
 			if err := bb.Put(r.key, encodeBan(nil, b)); err != nil {
 				return fmt.Errorf("put ban %s: %w", b.Target, err)
 			}
-			if b.Manual || b.Pulled {
+			if !offence {
 				continue
 			}
 			h, err := historyIn(hb, r.key, b.Target)

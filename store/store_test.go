@@ -142,7 +142,9 @@ func TestHistory(t *testing.T) {
 	m := netip.MustParsePrefix("192.0.2.2/32")
 	t0 := time.Unix(1_700_000_000, 0)
 	for i := range 3 {
-		if err := db.PutBans([]Ban{{Target: a, Since: t0.Add(time.Duration(i) * time.Hour), Until: t0.Add(48 * time.Hour)}}); err != nil {
+		// Each ban is over before the next: three episodes.
+		since := t0.Add(time.Duration(i) * time.Hour)
+		if err := db.PutBans([]Ban{{Target: a, Since: since, Until: since.Add(30 * time.Minute)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,6 +189,42 @@ func TestHistory(t *testing.T) {
 	}
 	if h, _ := db.History(b); h.Offences != 1 {
 		t.Errorf("recent history purged: %+v", h)
+	}
+}
+
+// TestOneEpisodeOneOffence: a ban written again while the target's counted
+// ban is in force is the same episode; only a ban over, or one that was
+// manual or pulled, lets the next count.
+func TestOneEpisodeOneOffence(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		name       string
+		first      Ban
+		againSince time.Duration // the second ban's Since after t0
+		want       int
+	}{
+		{"refresh while in force", Ban{Since: t0, Until: t0.Add(time.Hour)}, 59 * time.Minute, 1},
+		{"after it ended", Ban{Since: t0, Until: t0.Add(time.Hour)}, time.Hour, 2},
+		{"over a manual ban", Ban{Since: t0, Until: t0.Add(time.Hour), Manual: true}, time.Minute, 1},
+		{"over a pulled ban", Ban{Since: t0, Until: t0.Add(time.Hour), Pulled: true}, time.Minute, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openTemp(t)
+			a := netip.MustParsePrefix("192.0.2.9/32")
+			tc.first.Target = a
+			if err := db.PutBans([]Ban{tc.first}); err != nil {
+				t.Fatal(err)
+			}
+			since := t0.Add(tc.againSince)
+			for range 100 {
+				if err := db.PutBans([]Ban{{Target: a, Since: since, Until: since.Add(time.Hour)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h, _ := db.History(a); h.Offences != tc.want {
+				t.Errorf("offences = %d, want %d", h.Offences, tc.want)
+			}
+		})
 	}
 }
 

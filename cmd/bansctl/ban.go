@@ -18,27 +18,31 @@ import (
 func newBanCmd(g *globals) *cobra.Command {
 	var (
 		dur, reason, file string
-		force             bool
+		force, yes        bool
 	)
 	c := &cobra.Command{
 		Use:   "ban [flags] TARGET... | --from-file FILE",
 		Short: "Ban addresses or CIDRs (or import a blocklist file)",
-		Long: `Ban addresses and CIDRs now, in the kernel and in bansd's store.
-Targets that a never-ban rule protects (loopback, this host, Docker networks,
-Mailu's SUBNET, ignoreip) are refused unless --force.
+		Long: `Ban addresses and CIDRs now, in the kernel and in bansd's store, for
+--for (default: the daemon's [ban] manual_bantime, 24h) or, with
+--for permanent, until an unban: the kernel element then has no timeout.
+Never banned, with or without --force: loopback, this host's addresses,
+Docker networks and gateways, Mailu's SUBNET/SUBNET6 and REAL_IP_FROM.
+Banned only with --force: ignoreip and AUTH_RATELIMIT_EXEMPTION entries.
+A target wider than /16 (IPv4) or /32 (IPv6) needs --yes.
 --from-file reads one address or CIDR per line; '#' starts a comment. A bad
 line stops the import before anything is banned.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (file == "") == (len(args) == 0) {
 				return usagef("give targets or --from-file, not both and not neither")
 			}
-			if dur != "" {
+			if dur != "" && dur != "permanent" {
 				d, err := configs.ParseDuration(dur)
 				if err != nil {
 					return usagef("--for: %v", err)
 				}
 				if d <= 0 {
-					return usagef("--for: want a positive duration such as \"1h\", \"1d\" or \"1w\", got %q", dur)
+					return usagef("--for: want a positive duration such as \"1h\", \"1d\" or \"1w\", or \"permanent\", got %q", dur)
 				}
 			}
 			var targets []netip.Prefix
@@ -59,7 +63,7 @@ line stops the import before anything is banned.`,
 					targets = append(targets, p)
 				}
 			}
-			res, err := g.client().Ban(cmd.Context(), control.BanRequest{Targets: targets, Duration: dur, Reason: reason, Force: force})
+			res, err := g.client().Ban(cmd.Context(), control.BanRequest{Targets: targets, Duration: dur, Reason: reason, Force: force, Yes: yes})
 			if err != nil {
 				return err
 			}
@@ -70,9 +74,10 @@ line stops the import before anything is banned.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&dur, "for", "", `ban duration, e.g. "1h", "1d", "1w" (default: the daemon's manual ban time)`)
+	c.Flags().StringVar(&dur, "for", "", `ban duration, e.g. "1h", "1d", "1w", or "permanent" (default: [ban] manual_bantime)`)
 	c.Flags().StringVar(&reason, "reason", "", "why, shown in list and why")
-	c.Flags().BoolVar(&force, "force", false, "ban even targets a never-ban rule protects")
+	c.Flags().BoolVar(&force, "force", false, "ban even targets an allow-list entry protects (ignoreip); never this host, Docker or Mailu's SUBNET")
+	c.Flags().BoolVar(&yes, "yes", false, "confirm targets wider than /16 (IPv4) or /32 (IPv6)")
 	c.Flags().StringVar(&file, "from-file", "", "read targets from FILE ('-' for stdin)")
 	return c
 }

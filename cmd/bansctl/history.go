@@ -110,7 +110,10 @@ func printHistory(w io.Writer, evs []control.HistoryEvent) error {
 		if e.Target.IsValid() {
 			target = e.Target.String()
 		}
-		if e.Duration != 0 {
+		switch {
+		case e.Permanent:
+			dur, level = "permanent", strconv.Itoa(e.Level)
+		case e.Duration != 0:
 			dur = human(time.Duration(e.Duration))
 			level = strconv.Itoa(e.Level)
 		}

@@ -51,6 +51,14 @@ func originOf(b control.Ban) string {
 	return b.Origin
 }
 
+// remaining is how long b still holds: "permanent" for a ban without end.
+func remaining(b control.Ban, now time.Time) string {
+	if b.Permanent {
+		return "permanent"
+	}
+	return human(b.Until.Sub(now))
+}
+
 func printBans(w io.Writer, bans []control.Ban, now time.Time) error {
 	t := &table{rows: make([][]string, 0, len(bans)+1)}
 	t.add("TARGET", "JAIL", "ORIGIN", "REASON", "SINCE", "REMAINING", "LEVEL", "MANUAL")
@@ -59,7 +67,7 @@ func printBans(w io.Writer, bans []control.Ban, now time.Time) error {
 		if b.Manual {
 			manual = "yes"
 		}
-		t.add(b.Target.String(), b.Jail, cut(clean(originOf(b)), 48), cut(clean(b.Reason), 48), stamp(b.Since), human(b.Until.Sub(now)), strconv.Itoa(b.Level), manual)
+		t.add(b.Target.String(), b.Jail, cut(clean(originOf(b)), 48), cut(clean(b.Reason), 48), stamp(b.Since), remaining(b, now), strconv.Itoa(b.Level), manual)
 	}
 	return t.write(w)
 }

@@ -81,6 +81,9 @@ func printStatus(w io.Writer, st control.Status) error {
 	if err := t.write(w); err != nil {
 		return err
 	}
+	if st.PermanentBans > 0 {
+		fmt.Fprintf(w, "Permanent bans (no end, until unban): %d\n", st.PermanentBans)
+	}
 
 	fw := st.Firewall
 	fmt.Fprintf(w, "\nFirewall: table %s ", fw.Table)
@@ -179,7 +182,11 @@ func printWhy(w io.Writer, why control.Why) {
 		if b.Manual {
 			how = "manually"
 		}
-		fmt.Fprintf(w, "  BANNED %s %s (origin %s), level %d, since %s, %s left\n", b.Target, how, clean(originOf(b)), b.Level, stamp(b.Since), human(b.Until.Sub(now)))
+		left := remaining(b, now)
+		if !b.Permanent {
+			left += " left"
+		}
+		fmt.Fprintf(w, "  BANNED %s %s (origin %s), level %d, since %s, %s\n", b.Target, how, clean(originOf(b)), b.Level, stamp(b.Since), left)
 		if b.Reason != "" {
 			fmt.Fprintf(w, "    reason: %s\n", clean(b.Reason))
 		}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/bansd/bansd/prefix"
@@ -23,8 +25,11 @@ var _ control.Backend = (*daemon)(nil)
 func toAPI(b store.Ban, evidence bool) control.Ban {
 	out := control.Ban{
 		Target: b.Target, Jail: b.Jail, Reason: b.Reason,
-		Since: b.Since.UTC().Truncate(time.Second), Until: b.Until.UTC().Truncate(time.Second),
-		Level: b.Level, Manual: b.Manual, Origin: origin(b),
+		Since: b.Since.UTC().Truncate(time.Second),
+		Level: b.Level, Manual: b.Manual, Origin: origin(b), Permanent: b.Permanent(),
+	}
+	if !out.Permanent {
+		out.Until = b.Until.UTC().Truncate(time.Second)
 	}
 	if evidence {
 		out.Evidence = b.Evidence
@@ -46,13 +51,27 @@ func (d *daemon) Bans(jail string) []control.Ban {
 // maxRefusalDetails bounds the per-target list in a refusal answer.
 const maxRefusalDetails = 100
 
+// permanent is the --for value of a ban without an end.
+const permanent = "permanent"
+
+// needsYes: a manual ban wider than /16 (IPv4) or /32 (IPv6) cuts off
+// whole providers; the operator confirms it (--yes).
+func needsYes(p netip.Prefix) bool {
+	if p.Addr().Is4() {
+		return p.Bits() < 16
+	}
+	return p.Bits() < 32
+}
+
 func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanResult, error) {
 	ctx, uid := withCaller(ctx)
-	dur := manualBanTime
-	if req.Duration != "" {
+	dur := d.config().Ban.ManualBantime
+	forever := req.Duration == permanent
+	if req.Duration != "" && !forever {
 		var err error
-		if dur, err = configs.ParseDuration(req.Duration); err != nil || dur <= 0 {
-			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: fmt.Sprintf("bad duration %q", req.Duration)}
+		if dur, err = configs.ParseDuration(req.Duration); err != nil || dur <= 0 || dur > configs.MaxBantime {
+			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest,
+				Message: fmt.Sprintf("bad duration %q: want a positive duration up to 10 years (\"1h\", \"1d\", \"1w\") or %q", req.Duration, permanent)}
 		}
 	}
 	jail := "manual"
@@ -68,7 +87,7 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	}
 	now := time.Now()
 	reqs := make([]ban.Request, 0, len(req.Targets))
-	var refused []string
+	var refused, wide []string
 	for _, t := range req.Targets {
 		if !t.IsValid() {
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: "invalid target"}
@@ -77,20 +96,26 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		if err != nil {
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: err.Error()}
 		}
-		if !req.Force {
-			if rule, ok := d.engine.NeverBan(t, false); ok {
-				if len(refused) < maxRefusalDetails {
-					refused = append(refused, fmt.Sprintf("%s: never banned (%s)", t, rule))
-				}
-				continue
+		// The manager's own verdict, asked for every target first: an
+		// import with one protected line bans nothing.
+		if _, err := d.mgr.Check(t, req.Force); err != nil {
+			if len(refused) < maxRefusalDetails {
+				refused = append(refused, strings.TrimPrefix(err.Error(), ban.ErrRefused.Error()+": "))
 			}
+			continue
 		}
-		reqs = append(reqs, ban.Request{Target: t, Jail: jail, Reason: reason, Duration: dur, Time: now, Manual: true, Force: req.Force})
+		if needsYes(t) && !req.Yes && len(wide) < maxRefusalDetails {
+			wide = append(wide, t.String())
+		}
+		reqs = append(reqs, ban.Request{Target: t, Jail: jail, Reason: reason, Duration: dur, Permanent: forever, Time: now, Manual: true, Force: req.Force})
 	}
 	if len(refused) > 0 {
-		// All or nothing: an import with one protected line bans nothing.
 		return control.BanResult{}, &control.HTTPError{Code: http.StatusConflict,
-			Message: "refused: protected targets (nothing was banned; use --force to override)", Details: refused}
+			Message: "refused: protected targets (nothing was banned)", Details: refused}
+	}
+	if len(wide) > 0 {
+		return control.BanResult{}, &control.HTTPError{Code: http.StatusConflict,
+			Message: "refused: wider than /16 (IPv4) or /32 (IPv6); confirm with --yes (API: \"yes\": true); nothing was banned", Details: wide}
 	}
 	n, err := d.mgr.BanMany(ctx, reqs)
 	if err != nil {
@@ -100,7 +125,11 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		return control.BanResult{Banned: n}, err
 	}
 	d.shareManual(reqs)
-	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", dur, "reason", reason, "jail", jail, "uid", uid)
+	how := dur.String()
+	if forever {
+		how = permanent
+	}
+	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", how, "reason", reason, "jail", jail, "uid", uid)
 	return control.BanResult{Banned: n}, nil
 }
 
@@ -122,19 +151,40 @@ func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.U
 		}
 		targets[i] = p
 	}
-	n := 0
-	if len(targets) > 0 {
+	var res control.UnbanResult
+	// A named target inside a banned network stays dropped after its own
+	// unban: the answer names those bans, and lifts them when asked to.
+	var lift []netip.Prefix
+	if len(req.Targets) > 0 {
+		seen := map[netip.Prefix]bool{}
+		for _, t := range targets {
+			for _, c := range d.mgr.Covering(t) {
+				if !seen[c.Target] {
+					seen[c.Target] = true
+					res.Covering = append(res.Covering, toAPI(c, false))
+					lift = append(lift, c.Target)
+				}
+			}
+		}
+		res.CoveringLifted = req.Covering && len(lift) > 0
+	}
+	all := targets
+	if res.CoveringLifted {
+		all = append(slices.Clone(targets), lift...)
+	}
+	if len(all) > 0 {
 		var err error
-		if n, err = d.mgr.Unban(ctx, targets); err != nil {
-			return control.UnbanResult{Unbanned: n}, err
+		if res.Unbanned, err = d.mgr.Unban(ctx, all); err != nil {
+			return res, err
 		}
 	}
-	for _, t := range targets {
+	for _, t := range all {
 		d.engine.Forget(t)
 	}
-	d.shareUnbans(targets)
-	d.log.Info("unban", "targets", len(targets), "unbanned", n, "jail", req.Jail, "all", req.All, "uid", uid)
-	return control.UnbanResult{Unbanned: n}, nil
+	d.shareUnbans(all)
+	d.log.Info("unban", "targets", len(targets), "unbanned", res.Unbanned, "covering", len(res.Covering), "covering_lifted", res.CoveringLifted,
+		"jail", req.Jail, "all", req.All, "uid", uid)
+	return res, nil
 }
 
 func (d *daemon) Why(ctx context.Context, a netip.Addr) (control.Why, error) {
@@ -181,6 +231,11 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 
 	active := d.activeBans()
 	st.Jails = d.jailStatus(cfg, active)
+	for _, b := range d.mgr.Bans() {
+		if b.Permanent() {
+			st.PermanentBans++
+		}
+	}
 
 	st.Firewall = control.FirewallStatus{Table: "inet " + cfg.Firewall.Table, Priority: cfg.Firewall.Priority}
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -147,7 +147,7 @@ func requestFrom(d jail.Decision) ban.Request {
 }
 
 // banOptions gives the ban manager the settings it needs from cfg.
-func banOptions(cfg *configs.Config, fw ban.Firewall, db *store.DB, neverBan func(netip.Prefix, bool) (string, bool), log *slog.Logger) ban.Options {
+func banOptions(cfg *configs.Config, fw ban.Firewall, db *store.DB, neverBan func(netip.Prefix, bool) (string, bool, bool), log *slog.Logger) ban.Options {
 	return ban.Options{
 		Firewall: fw, Store: db, NeverBan: neverBan, Logger: log,
 		Batch: cfg.Firewall.Batch, Reconcile: cfg.Firewall.Reconcile,

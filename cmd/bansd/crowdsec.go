@@ -95,7 +95,7 @@ func (d *daemon) pulledNeverBan(p netip.Prefix) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	if rule, hit := d.engine.NeverBan(t, false); hit {
+	if rule, _, hit := d.engine.NeverBan(t, false); hit {
 		return false, "never-ban " + rule
 	}
 	return true, ""

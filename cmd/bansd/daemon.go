@@ -35,8 +35,6 @@ const (
 	// for the ban manager; the pipeline blocks beyond it rather than grow
 	// memory.
 	decisionBuffer = 1024
-	// manualBanTime is a manual ban's duration when bansctl gives none.
-	manualBanTime = 24 * time.Hour
 	// shutdownGrace bounds how long pending bans may take at SIGTERM.
 	shutdownGrace = 20 * time.Second
 )

@@ -57,6 +57,9 @@ func (d *daemon) History(ctx context.Context, q control.HistoryQuery) ([]control
 	for i, e := range evs {
 		out[i] = control.HistoryEvent{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Target: e.Target, Jail: e.Jail, Reason: e.Reason,
 			Duration: control.Duration(e.Duration), Level: e.Level, UID: e.UID, Evidence: e.Evidence, Detail: e.Detail}
+		if e.Duration == store.PermanentDuration {
+			out[i].Duration, out[i].Permanent = 0, true
+		}
 	}
 	return out, nil
 }
