@@ -40,9 +40,12 @@ type Engine struct {
 	byKind [parse.KindCount][]uint16
 	tr     *tracker
 	live   Protected
+	allow  []Allowed
 	prot   *protectSet
 	exempt *exemptions
 	alarms *alarmLimiter
+	// allowAlarms: attempts from run-time allowed addresses.
+	allowAlarms *alarmLimiter
 
 	// adminLogins latches once admin has logged a "Login attempt" line
 	// (Mailu 2024.06+): from then on front's auth failures are the same
@@ -140,9 +143,10 @@ func NewEngine(cfg *configs.Config, opt Options) (*Engine, error) {
 		byKind: byKind,
 		tr:     newTracker(maxTracked(cfg)),
 		exempt: newExemptions(maxTracked(cfg)),
-		alarms: newAlarmLimiter(),
+		alarms:      newAlarmLimiter(AlarmGatewayClient, gatewayHint),
+		allowAlarms: newAlarmLimiter(AlarmAllowedClient, allowedHint),
 	}
-	e.prot = buildProtect(cfg, e.live)
+	e.prot = buildProtect(cfg, e.live, nil)
 	return e, nil
 }
 
@@ -224,9 +228,18 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	a := ev.Addr.Unmap()
 	if r, ok := e.prot.match(a); ok {
 		e.st.protected++
-		if alarmWorthy(r, ev) {
+		lim := e.alarms
+		if r.alarm == alarmAllowed {
+			lim = nil
+			if len(e.byKind[ev.Kind]) > 0 {
+				lim = e.allowAlarms // an attempt a jail would have counted
+			}
+		} else if !alarmWorthy(r, ev) {
+			lim = nil
+		}
+		if lim != nil {
 			e.st.alarmEvents++
-			if al, ok := e.alarms.hit(a, tn, t, ev.Line); ok {
+			if al, ok := lim.hit(a, tn, t, ev.Line); ok {
 				e.st.alarms++
 				out.alarms = append(out.alarms, al)
 			}
@@ -389,7 +402,7 @@ func (e *Engine) SetProtected(p Protected) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.live = p
-	e.prot = buildProtect(e.cfg, p)
+	e.prot = buildProtect(e.cfg, p, e.allow)
 }
 
 // IsProtected says which never-ban rule covers a, if any.
@@ -525,7 +538,7 @@ func (e *Engine) Stats() Stats {
 func (e *Engine) FlushAlarms() []Alarm {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := e.alarms.flush()
+	out := append(e.alarms.flush(), e.allowAlarms.flush()...)
 	e.st.alarms += uint64(len(out))
 	return out
 }
@@ -563,7 +576,7 @@ func (e *Engine) Reload(cfg *configs.Config) error {
 	}
 	e.exempt.max = maxTracked(cfg)
 	e.cfg, e.jails, e.byKind = cfg, jails, byKind
-	e.prot = buildProtect(cfg, e.live)
+	e.prot = buildProtect(cfg, e.live, e.allow)
 	return nil
 }
 

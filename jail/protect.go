@@ -47,6 +47,9 @@ const (
 	alarmNetwork
 	// alarmGateway: a Docker bridge gateway, what docker-proxy connects from.
 	alarmGateway
+	// alarmAllowed: on the run-time allow-list; its attempts are not
+	// counted, and an operator hears of them instead of a ban.
+	alarmAllowed
 )
 
 type protectRule struct {
@@ -57,6 +60,9 @@ type protectRule struct {
 	// addresses), not from the configuration or Mailu's environment; an
 	// operator's forced ban may override it.
 	learnt bool
+	// allowed: a run-time allow entry (bansctl allow); a forced ban
+	// overrides it too.
+	allowed bool
 }
 
 // protectSet answers "is this address never to be banned" with a linear
@@ -78,7 +84,7 @@ type rule6 struct {
 	idx              int
 }
 
-func buildProtect(cfg *configs.Config, live Protected) *protectSet {
+func buildProtect(cfg *configs.Config, live Protected, allowed []Allowed) *protectSet {
 	ps := &protectSet{}
 	add := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, false) }
 	learnt := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, true) }
@@ -141,6 +147,11 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 	for _, p := range cfg.Engine.IgnoreIP {
 		add(p, "ignoreip "+p.String(), alarmNone)
 	}
+	// Last: every configured and learnt rule names an address first.
+	for _, a := range allowed {
+		ps.add(a.Target, a.ruleName(), alarmAllowed, false)
+		ps.rules[len(ps.rules)-1].allowed = true
+	}
 	for i, r := range ps.rules {
 		a := r.p.Addr()
 		if a.Is4() {
@@ -193,7 +204,7 @@ func (ps *protectSet) add(p netip.Prefix, name string, alarm alarmClass, learnt 
 // are skipped.
 func (ps *protectSet) overlaps(p netip.Prefix, configuredOnly bool) (*protectRule, bool) {
 	for i := range ps.rules {
-		if configuredOnly && ps.rules[i].learnt {
+		if configuredOnly && (ps.rules[i].learnt || ps.rules[i].allowed) {
 			continue
 		}
 		if ps.rules[i].p.Overlaps(p) {
@@ -235,7 +246,7 @@ const gatewayHint = "this client address is a Docker gateway or inside Mailu's S
 // connects from. Postfix's client= is only alarming for a gateway: internal
 // senders (admin, webmail) legitimately sit inside Docker networks.
 func alarmWorthy(r *protectRule, ev parse.Event) bool {
-	if r.alarm == alarmNone {
+	if r.alarm == alarmNone || r.alarm == alarmAllowed {
 		return false
 	}
 	if parse.WebmailPort(ev.Port) {
