@@ -134,15 +134,15 @@ func NewEngine(cfg *configs.Config, opt Options) (*Engine, error) {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		opt:    opt,
-		now:    now,
-		seed:   maphash.MakeSeed(),
-		parser: parse.NewParser(parse.ParserOptions{Now: now}),
-		cfg:    cfg,
-		jails:  jails,
-		byKind: byKind,
-		tr:     newTracker(maxTracked(cfg)),
-		exempt: newExemptions(maxTracked(cfg)),
+		opt:         opt,
+		now:         now,
+		seed:        maphash.MakeSeed(),
+		parser:      parse.NewParser(parse.ParserOptions{Now: now}),
+		cfg:         cfg,
+		jails:       jails,
+		byKind:      byKind,
+		tr:          newTracker(maxTracked(cfg)),
+		exempt:      newExemptions(maxTracked(cfg)),
 		alarms:      newAlarmLimiter(AlarmGatewayClient, gatewayHint),
 		allowAlarms: newAlarmLimiter(AlarmAllowedClient, allowedHint),
 	}
