@@ -30,13 +30,18 @@ func (m *Manager) gather(first *job) []*job {
 // process applies jobs in order, runs of ban jobs together.
 func (m *Manager) process(jobs []*job) {
 	for i := 0; i < len(jobs); {
+		if jobs[i].allow != nil {
+			m.doAllow(jobs[i])
+			i++
+			continue
+		}
 		if jobs[i].unban != nil {
 			m.doUnban(jobs[i])
 			i++
 			continue
 		}
 		k := i
-		for k < len(jobs) && jobs[k].unban == nil {
+		for k < len(jobs) && jobs[k].unban == nil && jobs[k].allow == nil {
 			k++
 		}
 		m.doBans(jobs[i:k])

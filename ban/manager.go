@@ -124,6 +124,8 @@ type stats struct {
 type job struct {
 	bans  []store.Ban
 	unban []netip.Prefix
+	// allow is an allow entry to write, lifting the bans it covers (allow.go).
+	allow *store.Allow
 	uid   int // the caller's, for the history
 	done  chan result
 }
@@ -133,6 +135,7 @@ type result struct {
 	// target (the job's own, or a longer one already there).
 	effective []store.Ban
 	n         int
+	lifts     []Lift
 	err       error
 }
 

@@ -1,0 +1,161 @@
+package ban
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bansd/bansd/prefix"
+	"github.com/bansd/bansd/store"
+)
+
+// Lift is what an allow entry did to one live ban that overlapped it.
+type Lift struct {
+	// Ban is the ban as it was.
+	Ban store.Ban
+	// Split are the ranges still banned in its place, around the entry
+	// (same jail, reason, level and end); empty when the ban was lifted
+	// (it lay inside the entry).
+	Split []netip.Prefix
+}
+
+// Allow writes allow entry a (normalized) and lifts every live ban that
+// covers any of it: a ban of a's range or narrower is lifted; a wider one
+// is split around a. The entry, the lifted bans and the pieces are one
+// store transaction and one kernel transaction, so the rest of a wider ban
+// is enforced throughout. The caller makes the engine's never-ban verdict
+// hold a first, so that no new ban lands inside it afterwards.
+func (m *Manager) Allow(ctx context.Context, a store.Allow) ([]Lift, error) {
+	t, err := prefix.Normalize(a.Target)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	a.Target = t
+	a.Reason = bound(a.Reason, 1024)
+	if a.Since.IsZero() {
+		a.Since = m.now()
+	}
+	res, err := m.submit(ctx, &job{allow: &a, uid: callerFrom(ctx)})
+	if err != nil {
+		return nil, err
+	}
+	return res.lifts, res.err
+}
+
+// doAllow is Allow in the actor.
+func (m *Manager) doAllow(j *job) {
+	a := *j.allow
+	now := m.now()
+	m.mu.Lock()
+	var lifts []Lift
+	for _, b := range m.index {
+		if b.Until.After(now) && b.Target.Overlaps(a.Target) {
+			lifts = append(lifts, Lift{Ban: b})
+		}
+	}
+	slices.SortFunc(lifts, func(x, y Lift) int {
+		if c := x.Ban.Target.Addr().Compare(y.Ban.Target.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Ban.Target.Bits(), y.Ban.Target.Bits())
+	})
+	var remove []netip.Prefix
+	var split []store.Ban
+	for i := range lifts {
+		l := &lifts[i]
+		remove = append(remove, l.Ban.Target)
+		if l.Ban.Target.Bits() >= a.Target.Bits() {
+			continue
+		}
+		l.Split = prefix.Exclude(l.Ban.Target, a.Target)
+		for _, p := range l.Split {
+			if cur, ok := m.index[p]; ok && cur.Until.After(now) && !cur.Until.Before(l.Ban.Until) {
+				continue // a ban of its own that lasts longer stays as it is
+			}
+			nb := l.Ban
+			nb.Target = p
+			split = append(split, nb)
+		}
+	}
+	m.mu.Unlock()
+
+	evs := allowEvents(a, lifts, j.uid, now)
+	if err := m.db.PutAllowLifting(a, remove, split, evs...); err != nil {
+		j.done <- result{err: fmt.Errorf("ban: allow %s in store: %w", a.Target, err)}
+		return
+	}
+	m.logEvents(evs)
+	m.mu.Lock()
+	for _, t := range remove {
+		delete(m.index, t)
+	}
+	for _, b := range split {
+		m.index[b.Target] = b
+	}
+	m.mu.Unlock()
+	// In the store: if the kernel part fails, the next reconcile makes
+	// the kernel match it.
+	j.done <- result{lifts: lifts, n: len(lifts), err: m.swap(remove, split)}
+}
+
+// swap replaces remove by add in the kernel in one transaction, with one
+// repair and retry like apply.
+func (m *Manager) swap(remove []netip.Prefix, add []store.Ban) error {
+	if len(remove) == 0 && len(add) == 0 {
+		return nil
+	}
+	if len(remove)+len(add) > maxBatch {
+		// Far beyond one entry's pieces (at most 128 per ban); keep the
+		// transaction bounded and let the parts follow each other.
+		return errors.Join(m.apply(add), m.fw.Remove(remove))
+	}
+	try := func() error {
+		now := m.now()
+		els := make([]Element, len(add))
+		for i, b := range add {
+			els[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now)}
+		}
+		return m.fw.Swap(remove, els)
+	}
+	err := try()
+	if err != nil {
+		m.log.Warn("lifting bans for an allow entry failed; repairing the table", "err", err)
+		if rerr := m.repair(); rerr != nil {
+			return fmt.Errorf("ban: allow in kernel: %w", errors.Join(err, rerr))
+		}
+		if err = try(); err != nil {
+			return fmt.Errorf("ban: allow in kernel: %w", err)
+		}
+	}
+	return nil
+}
+
+// allowEvents is the history of one allow entry: the entry, then each
+// lifted ban (an unban) or split one.
+func allowEvents(a store.Allow, lifts []Lift, uid int, now time.Time) []store.Event {
+	detail := "added"
+	if !a.Until.IsZero() {
+		detail += fmt.Sprintf(" for %s (until %s)", a.Until.Sub(a.Since).Round(time.Second), a.Until.UTC().Format(time.RFC3339))
+	}
+	evs := []store.Event{{Time: now, Kind: store.EventAllow, Target: a.Target, Reason: a.Reason, Detail: detail, UID: uid}}
+	for _, l := range lifts {
+		b := l.Ban
+		if len(l.Split) == 0 {
+			evs = append(evs, store.Event{Time: now, Kind: store.EventUnban, Target: b.Target, Jail: b.Jail, Level: b.Level, UID: uid,
+				Detail: "lifted: inside allow-list entry " + a.Target.String()})
+			continue
+		}
+		pieces := make([]string, len(l.Split))
+		for i, p := range l.Split {
+			pieces[i] = p.String()
+		}
+		evs = append(evs, store.Event{Time: now, Kind: store.EventAllow, Target: b.Target, Jail: b.Jail, Level: b.Level, UID: uid,
+			Detail: fmt.Sprintf("split around allow-list entry %s: still banned %s", a.Target, strings.Join(pieces, " "))})
+	}
+	return evs
+}
