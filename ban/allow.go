@@ -40,21 +40,44 @@ func (m *Manager) Allow(ctx context.Context, a store.Allow) ([]Lift, error) {
 	if a.Since.IsZero() {
 		a.Since = m.now()
 	}
-	res, err := m.submit(ctx, &job{allow: &a, uid: callerFrom(ctx)})
+	return m.lift(ctx, &lifting{entry: &a, hole: t, rule: "allow-list entry " + t.String()})
+}
+
+// LiftCovered lifts (or splits around p) every live ban that covers any of
+// p, as Allow does, without an allow entry: for a never-ban rule added
+// elsewhere (an ignoreip added by a reload). rule names it in the history.
+func (m *Manager) LiftCovered(ctx context.Context, p netip.Prefix, rule string) ([]Lift, error) {
+	t, err := prefix.Normalize(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return m.lift(ctx, &lifting{hole: t, rule: rule})
+}
+
+// lifting is the work of Allow and LiftCovered.
+type lifting struct {
+	entry *store.Allow // nil: no entry to write
+	hole  netip.Prefix
+	rule  string
+}
+
+func (m *Manager) lift(ctx context.Context, l *lifting) ([]Lift, error) {
+	res, err := m.submit(ctx, &job{allow: l, uid: callerFrom(ctx)})
 	if err != nil {
 		return nil, err
 	}
 	return res.lifts, res.err
 }
 
-// doAllow is Allow in the actor.
+// doAllow is lift in the actor.
 func (m *Manager) doAllow(j *job) {
-	a := *j.allow
+	w := j.allow
+	hole := w.hole
 	now := m.now()
 	m.mu.Lock()
 	var lifts []Lift
 	for _, b := range m.index {
-		if b.Until.After(now) && b.Target.Overlaps(a.Target) {
+		if b.Until.After(now) && b.Target.Overlaps(hole) {
 			lifts = append(lifts, Lift{Ban: b})
 		}
 	}
@@ -69,10 +92,10 @@ func (m *Manager) doAllow(j *job) {
 	for i := range lifts {
 		l := &lifts[i]
 		remove = append(remove, l.Ban.Target)
-		if l.Ban.Target.Bits() >= a.Target.Bits() {
+		if l.Ban.Target.Bits() >= hole.Bits() {
 			continue
 		}
-		l.Split = prefix.Exclude(l.Ban.Target, a.Target)
+		l.Split = prefix.Exclude(l.Ban.Target, hole)
 		for _, p := range l.Split {
 			if cur, ok := m.index[p]; ok && cur.Until.After(now) && !cur.Until.Before(l.Ban.Until) {
 				continue // a ban of its own that lasts longer stays as it is
@@ -84,9 +107,9 @@ func (m *Manager) doAllow(j *job) {
 	}
 	m.mu.Unlock()
 
-	evs := allowEvents(a, lifts, j.uid, now)
-	if err := m.db.PutAllowLifting(a, remove, split, evs...); err != nil {
-		j.done <- result{err: fmt.Errorf("ban: allow %s in store: %w", a.Target, err)}
+	evs := allowEvents(w, lifts, j.uid, now)
+	if err := m.db.PutAllowLifting(w.entry, remove, split, evs...); err != nil {
+		j.done <- result{err: fmt.Errorf("ban: lift bans for %s in store: %w", w.rule, err)}
 		return
 	}
 	m.logEvents(evs)
@@ -135,19 +158,22 @@ func (m *Manager) swap(remove []netip.Prefix, add []store.Ban) error {
 	return nil
 }
 
-// allowEvents is the history of one allow entry: the entry, then each
-// lifted ban (an unban) or split one.
-func allowEvents(a store.Allow, lifts []Lift, uid int, now time.Time) []store.Event {
-	detail := "added"
-	if !a.Until.IsZero() {
-		detail += fmt.Sprintf(" for %s (until %s)", a.Until.Sub(a.Since).Round(time.Second), a.Until.UTC().Format(time.RFC3339))
+// allowEvents is the history of one lifting: the allow entry, if any, then
+// each lifted ban (an unban) or split one.
+func allowEvents(w *lifting, lifts []Lift, uid int, now time.Time) []store.Event {
+	var evs []store.Event
+	if a := w.entry; a != nil {
+		detail := "added"
+		if !a.Until.IsZero() {
+			detail += fmt.Sprintf(" for %s (until %s)", a.Until.Sub(a.Since).Round(time.Second), a.Until.UTC().Format(time.RFC3339))
+		}
+		evs = append(evs, store.Event{Time: now, Kind: store.EventAllow, Target: a.Target, Reason: a.Reason, Detail: detail, UID: uid})
 	}
-	evs := []store.Event{{Time: now, Kind: store.EventAllow, Target: a.Target, Reason: a.Reason, Detail: detail, UID: uid}}
 	for _, l := range lifts {
 		b := l.Ban
 		if len(l.Split) == 0 {
 			evs = append(evs, store.Event{Time: now, Kind: store.EventUnban, Target: b.Target, Jail: b.Jail, Level: b.Level, UID: uid,
-				Detail: "lifted: inside allow-list entry " + a.Target.String()})
+				Detail: "lifted: inside " + w.rule})
 			continue
 		}
 		pieces := make([]string, len(l.Split))
@@ -155,7 +181,7 @@ func allowEvents(a store.Allow, lifts []Lift, uid int, now time.Time) []store.Ev
 			pieces[i] = p.String()
 		}
 		evs = append(evs, store.Event{Time: now, Kind: store.EventAllow, Target: b.Target, Jail: b.Jail, Level: b.Level, UID: uid,
-			Detail: fmt.Sprintf("split around allow-list entry %s: still banned %s", a.Target, strings.Join(pieces, " "))})
+			Detail: fmt.Sprintf("split around %s: still banned %s", w.rule, strings.Join(pieces, " "))})
 	}
 	return evs
 }

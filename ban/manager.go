@@ -124,8 +124,8 @@ type stats struct {
 type job struct {
 	bans  []store.Ban
 	unban []netip.Prefix
-	// allow is an allow entry to write, lifting the bans it covers (allow.go).
-	allow *store.Allow
+	// allow lifts the bans an allow entry covers (allow.go).
+	allow *lifting
 	uid   int // the caller's, for the history
 	done  chan result
 }

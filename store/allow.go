@@ -83,25 +83,28 @@ func (db *DB) Allows() ([]Allow, error) {
 	return out, err
 }
 
-// PutAllowLifting writes allow entry a and, in the same transaction, the
-// bans it changes: lift are deleted, split are written in their place
-// (pieces of a wider ban around a, so no offence is counted for them), and
-// evs recorded. A crash keeps all of it or none.
-func (db *DB) PutAllowLifting(a Allow, lift []netip.Prefix, split []Ban, evs ...Event) error {
-	if !a.Target.IsValid() {
+// PutAllowLifting writes allow entry a (none when nil: an ignoreip added
+// by a reload) and, in the same transaction, the bans it changes: lift are
+// deleted, split are written in their place (pieces of a wider ban around
+// the entry, so no offence is counted for them), and evs recorded. A crash
+// keeps all of it or none.
+func (db *DB) PutAllowLifting(a *Allow, lift []netip.Prefix, split []Ban, evs ...Event) error {
+	if a != nil && !a.Target.IsValid() {
 		return fmt.Errorf("store %s: put allow: invalid target", db.path)
 	}
 	return db.updateEvents(evs, func(tx *bolt.Tx) error {
-		ab, err := tx.CreateBucketIfNotExists(bucketAllow)
-		if err != nil {
-			return err
-		}
-		k := prefixKey(nil, a.Target)
-		if ab.Get(k) == nil && ab.Stats().KeyN >= MaxAllows {
-			return ErrAllowFull
-		}
-		if err := ab.Put(k, encodeAllow(a)); err != nil {
-			return fmt.Errorf("put allow %s: %w", a.Target, err)
+		if a != nil {
+			ab, err := tx.CreateBucketIfNotExists(bucketAllow)
+			if err != nil {
+				return err
+			}
+			k := prefixKey(nil, a.Target)
+			if ab.Get(k) == nil && ab.Stats().KeyN >= MaxAllows {
+				return ErrAllowFull
+			}
+			if err := ab.Put(k, encodeAllow(*a)); err != nil {
+				return fmt.Errorf("put allow %s: %w", a.Target, err)
+			}
 		}
 		bb := tx.Bucket(bucketBans)
 		for _, t := range lift {

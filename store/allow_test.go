@@ -26,12 +26,12 @@ func TestAllowLifecycle(t *testing.T) {
 	piece := wide
 	piece.Target = netip.MustParsePrefix("203.0.113.128/25")
 	entry := Allow{Target: netip.MustParsePrefix("203.0.113.0/25"), Reason: "office", Since: now, UID: 0}
-	if err := db.PutAllowLifting(entry, []netip.Prefix{wide.Target, netip.MustParsePrefix("198.51.100.7/32")}, []Ban{piece},
+	if err := db.PutAllowLifting(&entry, []netip.Prefix{wide.Target, netip.MustParsePrefix("198.51.100.7/32")}, []Ban{piece},
 		Event{Kind: EventAllow, Target: entry.Target, Detail: "added"}); err != nil {
 		t.Fatal(err)
 	}
 	short := Allow{Target: netip.MustParsePrefix("2001:db8::1/128"), Since: now, Until: now.Add(time.Minute), UID: NoUID}
-	if err := db.PutAllowLifting(short, nil, nil); err != nil {
+	if err := db.PutAllowLifting(&short, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -107,16 +107,16 @@ func TestAllowBounded(t *testing.T) {
 	now := time.Now()
 	for i := range MaxAllows {
 		a := Allow{Target: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32), Since: now}
-		if err := db.PutAllowLifting(a, nil, nil); err != nil {
+		if err := db.PutAllowLifting(&a, nil, nil); err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 	}
 	over := Allow{Target: netip.MustParsePrefix("203.0.113.1/32"), Since: now}
-	if err := db.PutAllowLifting(over, nil, nil); !errors.Is(err, ErrAllowFull) {
+	if err := db.PutAllowLifting(&over, nil, nil); !errors.Is(err, ErrAllowFull) {
 		t.Fatalf("entry %d: %v, want ErrAllowFull", MaxAllows+1, err)
 	}
 	again := Allow{Target: netip.MustParsePrefix("198.18.0.5/32"), Since: now, Reason: "again"}
-	if err := db.PutAllowLifting(again, nil, nil); err != nil {
+	if err := db.PutAllowLifting(&again, nil, nil); err != nil {
 		t.Fatalf("replacing an entry of a full list: %v", err)
 	}
 }
