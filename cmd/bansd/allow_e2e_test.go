@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/internal/dockertest"
+	"github.com/bansd/bansd/jail"
 )
 
 // hasElem says whether nft's listing of a set holds the element addr.
@@ -156,5 +159,61 @@ func TestReloadIgnoreIPLiftsBans(t *testing.T) {
 		if !strings.Contains(h, want) {
 			t.Errorf("history lacks %q:\n%s", want, h)
 		}
+	}
+}
+
+// TestAllowedNotCountedRealDocker: a real dockerd runs a Mailu-like front
+// whose log holds port-25 AUTH attempts from an allowed address and from
+// its neighbour. bansd bans the neighbour, does not count the allowed
+// address, and raises the allowed-client alarm for it instead.
+func TestAllowedNotCountedRealDocker(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{})
+	in := startWith(t, e.Host())
+	in.mustCtl(t, 0, "allow", "203.0.113.9", "--reason", "monitoring")
+	const script = `n=100
+for a in 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113.10; do
+  n=$((n+1)); ts=$(date -u '+%Y/%m/%d %H:%M:%S')
+  echo "$ts [info] 23#23: *$n client $a:4$n connected to 0.0.0.0:25"
+  sleep 0.05
+  echo "$ts [info] 23#23: *$n client login failed: \"AUTH not supported\" while in http auth state, client: $a, server: 0.0.0.0:25, login: \"bot$n\""
+  sleep 0.6
+done
+exec sleep 600`
+	runMailuLike(t, e, "192.0.2.160/28", "192.0.2.161", map[string]string{"front": script})
+
+	c := control.NewClient(in.socket)
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		l, err := c.Bans(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := mustStatus(t, c)
+		var alarm *control.AlarmStatus
+		for i := range st.Alarms {
+			if st.Alarms[i].Kind == jail.AlarmAllowedClient {
+				alarm = &st.Alarms[i]
+			}
+		}
+		if len(l.Bans) > 0 && alarm != nil && strings.Contains(scrape(t, c), `bansd_lines_total{service="front"} 24`) {
+			if len(l.Bans) != 1 || l.Bans[0].Target.String() != "203.0.113.10/32" {
+				t.Fatalf("bans = %+v, want only the neighbour 203.0.113.10", l.Bans)
+			}
+			if alarm.Addr != "203.0.113.9" || !strings.Contains(alarm.Fix, "allow remove") {
+				t.Errorf("alarm = %+v", alarm)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ban of the neighbour and alarm for the allowed address after 40 s: bans %+v, alarms %+v", l.Bans, st.Alarms)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if k := in.kernel(t, "v4_32"); hasElem(k, "203.0.113.9") || !hasElem(k, "203.0.113.10") {
+		t.Errorf("kernel set:\n%s", k)
+	}
+	out := in.mustCtl(t, 0, "why", "203.0.113.9")
+	if !strings.Contains(out, "never banned: allow-list 203.0.113.9/32: monitoring") || regexp.MustCompile(`203\.0\.113\.9/32 +[1-9]`).MatchString(out) {
+		t.Errorf("why of the allowed address (named, nothing counted for its /32):\n%s", out)
 	}
 }
