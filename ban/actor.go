@@ -50,6 +50,7 @@ func (m *Manager) process(jobs []*job) {
 }
 
 func (m *Manager) doBans(jobs []*job) {
+	m.recheck(jobs)
 	now := m.now()
 	// Keep the longest ban per target, against the index and within the batch.
 	best := map[netip.Prefix]store.Ban{}
@@ -87,6 +88,9 @@ func (m *Manager) doBans(jobs []*job) {
 		defer m.mu.Unlock()
 		for _, j := range jobs {
 			res := result{err: err, effective: make([]store.Ban, len(j.bans))}
+			if len(j.bans) == 0 && j.dropped > 0 && err == nil {
+				res.err = fmt.Errorf("%w: allowed while the ban waited", ErrRefused)
+			}
 			for k, b := range j.bans {
 				eff := best[b.Target]
 				if cur, ok := m.index[b.Target]; ok && err == nil {

@@ -71,6 +71,9 @@ func (m *Manager) lift(ctx context.Context, l *lifting) ([]Lift, error) {
 
 // doAllow is lift in the actor.
 func (m *Manager) doAllow(j *job) {
+	// Bans checked before now are checked again (recheck): one that
+	// waited in the queue must not land inside the new rule.
+	m.allowGen.Add(1)
 	w := j.allow
 	hole := w.hole
 	now := m.now()
@@ -184,4 +187,46 @@ func allowEvents(w *lifting, lifts []Lift, uid int, now time.Time) []store.Event
 			Detail: fmt.Sprintf("split around %s: still banned %s", w.rule, strings.Join(pieces, " "))})
 	}
 	return evs
+}
+
+// forcedOf is the set of targets an operator forced, for recheck.
+func forcedOf(ps []prepared) map[netip.Prefix]bool {
+	var out map[netip.Prefix]bool
+	for _, p := range ps {
+		if p.force && p.err == nil {
+			if out == nil {
+				out = map[netip.Prefix]bool{}
+			}
+			out[p.ban.Target] = true
+		}
+	}
+	return out
+}
+
+// recheck asks the never-ban verdict again for the bans of jobs prepared
+// before a lifting (an allow entry, a reloaded ignoreip): a decision that
+// waited in the queue while the operator allowed its target is dropped, as
+// it would have been refused a moment later.
+func (m *Manager) recheck(jobs []*job) {
+	gen := m.allowGen.Load()
+	for _, j := range jobs {
+		if j.gen == gen {
+			continue
+		}
+		keep := j.bans[:0:0]
+		for _, b := range j.bans {
+			if !j.forced[b.Target] {
+				if rule, hit := m.opt.NeverBan(b.Target, false); hit {
+					m.log.Warn("ban dropped: its target was allowed while it waited", "target", b.Target, "jail", b.Jail, "rule", rule)
+					continue
+				}
+			}
+			keep = append(keep, b)
+		}
+		if len(keep) < len(j.bans) {
+			j.dropped = len(j.bans) - len(keep)
+			j.bans = keep
+		}
+		j.gen = gen
+	}
 }

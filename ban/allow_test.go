@@ -2,6 +2,7 @@ package ban
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bansd/bansd/internal/netnstest"
+	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/prefix"
 	"github.com/bansd/bansd/store"
 )
@@ -188,5 +190,69 @@ func TestAllowSplitDataPlane(t *testing.T) {
 		if r[a] {
 			t.Errorf("%s, a neighbour of the allowed address, got through the split ban", a)
 		}
+	}
+}
+
+// TestAllowRecheck: a decision checked against the never-ban rules before
+// an allow entry, and queued until after it, is dropped instead of landing
+// inside the entry; a forced manual ban there still goes through. (The
+// interleaving is made by hand: prepare, allow, then submit.)
+func TestAllowRecheck(t *testing.T) {
+	requireRoot(t)
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	fw := ensuredNFT(t, ns, cfg)
+	e, err := jail.NewEngine(cfg, jail.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg)
+	o.NeverBan = e.NeverBan
+	m := startManager(t, o)
+	ctx := context.Background()
+
+	gen := m.allowGen.Load()
+	ps, err := m.prepare([]Request{
+		{Target: pfx("203.0.113.7/32"), Jail: "auth", Duration: time.Hour},
+		{Target: pfx("203.0.113.8/32"), Jail: "manual", Duration: time.Hour, Manual: true, Force: true},
+		{Target: pfx("198.51.100.7/32"), Jail: "auth", Duration: time.Hour},
+	})
+	if err != nil || ps[0].err != nil || ps[1].err != nil || ps[2].err != nil {
+		t.Fatalf("prepare: %+v, %v", ps, err)
+	}
+	entry := pfx("203.0.113.0/28")
+	e.SetAllowed([]jail.Allowed{{Target: entry}})
+	if _, err := m.Allow(ctx, store.Allow{Target: entry}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.submit(ctx, &job{bans: []store.Ban{ps[0].ban, ps[1].ban, ps[2].ban}, gen: gen, forced: forcedOf(ps)})
+	if err != nil || res.err != nil {
+		t.Fatalf("submit: %v, %v", err, res.err)
+	}
+	k := kernel(t, fw)
+	if _, ok := m.Lookup(pfx("203.0.113.7/32")); ok {
+		t.Error("a decision queued across the allow entry was applied inside it")
+	}
+	if _, ok := k[pfx("203.0.113.7/32")]; ok {
+		t.Error("the kernel holds 203.0.113.7, allowed while its ban waited")
+	}
+	for _, p := range []string{"203.0.113.8/32", "198.51.100.7/32"} {
+		if _, ok := m.Lookup(pfx(p)); !ok {
+			t.Errorf("%s (forced, or outside the entry) was dropped", p)
+		}
+		if _, ok := k[pfx(p)]; !ok {
+			t.Errorf("%s not in the kernel", p)
+		}
+	}
+	// Alone, the dropped ban is an ErrRefused for its caller.
+	gen = m.allowGen.Load()
+	ps, _ = m.prepare([]Request{{Target: pfx("192.0.2.77/32"), Jail: "auth", Duration: time.Hour}})
+	e.SetAllowed([]jail.Allowed{{Target: entry}, {Target: pfx("192.0.2.77/32")}})
+	if _, err := m.Allow(ctx, store.Allow{Target: pfx("192.0.2.77/32")}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = m.submit(ctx, &job{bans: []store.Ban{ps[0].ban}, gen: gen})
+	if err != nil || !errors.Is(res.err, ErrRefused) {
+		t.Errorf("a lone dropped ban: %v, %v; want ErrRefused", err, res.err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bansd/bansd/prefix"
@@ -96,6 +97,10 @@ type Manager struct {
 	ready   chan struct{}
 	stopped chan struct{}
 
+	// allowGen counts the liftings done (allow.go): bans checked
+	// against an older never-ban list are checked again.
+	allowGen atomic.Uint64
+
 	// historyPurged is when the actor last purged old offences.
 	historyPurged time.Time
 	// eventsPruned is when the actor last pruned the audit history.
@@ -126,6 +131,12 @@ type job struct {
 	unban []netip.Prefix
 	// allow lifts the bans an allow entry covers (allow.go).
 	allow *lifting
+	// gen is the allow generation the bans were checked against, forced
+	// the targets an operator forced (recheck in allow.go).
+	gen    uint64
+	forced map[netip.Prefix]bool
+	// dropped is how many of the bans recheck refused.
+	dropped int
 	uid   int // the caller's, for the history
 	done  chan result
 }
@@ -265,6 +276,7 @@ func (m *Manager) load() error {
 // kernel (or ctx is done). A target already banned at least as long is
 // left alone and its current ban returned. ErrExpired: r is already over.
 func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
+	gen := m.allowGen.Load()
 	bans, err := m.prepare([]Request{r})
 	if err != nil {
 		return store.Ban{}, err
@@ -275,7 +287,7 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	if cur, ok := m.current(bans[0].ban.Target); ok && !cur.Until.Before(bans[0].ban.Until) {
 		return cur, nil
 	}
-	res, err := m.submit(ctx, &job{bans: []store.Ban{bans[0].ban}, uid: callerFrom(ctx)})
+	res, err := m.submit(ctx, &job{bans: []store.Ban{bans[0].ban}, uid: callerFrom(ctx), gen: gen, forced: forcedOf(bans)})
 	if err != nil {
 		return store.Ban{}, err
 	}
@@ -290,6 +302,7 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 // ErrExpired). err is set when the batch itself failed; then nothing is
 // known to be committed.
 func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err error) {
+	gen := m.allowGen.Load()
 	prepared, err := m.prepare(rs)
 	if err != nil {
 		return nil, err
@@ -304,7 +317,7 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 		bans = append(bans, p.ban)
 	}
 	if len(bans) > 0 {
-		res, err := m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)})
+		res, err := m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx), gen: gen, forced: forcedOf(prepared)})
 		if err != nil {
 			return nil, err
 		}
@@ -320,6 +333,7 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 // longer); invalid or already-over requests are skipped and reported in
 // the error without stopping the others.
 func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
+	gen := m.allowGen.Load()
 	prepared, err := m.prepare(rs)
 	if err != nil {
 		return 0, err
@@ -337,7 +351,7 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 	}
 	var res result
 	if len(bans) > 0 {
-		if res, err = m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx)}); err != nil {
+		if res, err = m.submit(ctx, &job{bans: bans, uid: callerFrom(ctx), gen: gen, forced: forcedOf(prepared)}); err != nil {
 			return 0, err
 		}
 	}

@@ -15,8 +15,9 @@ import (
 const maxEvidenceLine = 2048
 
 type prepared struct {
-	ban store.Ban
-	err error
+	ban   store.Ban
+	force bool
+	err   error
 }
 
 // prepare validates and escalates requests. Validation happens here,
@@ -40,6 +41,7 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		if since.IsZero() || since.After(now) {
 			since = now
 		}
+		out[i].force = r.Force
 		out[i].ban = store.Ban{Target: t, Jail: bound(r.Jail, 64), Reason: bound(r.Reason, 1024), Since: since, Manual: r.Manual, Pulled: r.Pulled,
 			Until: since.Add(r.Duration), Evidence: m.boundEvidence(r.Evidence)}
 		if !r.Manual && !r.Pulled {
