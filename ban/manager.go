@@ -137,8 +137,8 @@ type job struct {
 	forced map[netip.Prefix]bool
 	// dropped is how many of the bans recheck refused.
 	dropped int
-	uid   int // the caller's, for the history
-	done  chan result
+	uid     int // the caller's, for the history
+	done    chan result
 }
 
 type result struct {
