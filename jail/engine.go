@@ -83,7 +83,8 @@ type Stats struct {
 	// Decisions counts decisions by jail name.
 	Decisions map[string]uint64
 	// Alarms is how many alarms were delivered; AlarmEvents how many events
-	// came from a gateway or Docker-network "client".
+	// came from a gateway or Docker-network "client", or were attempts
+	// from a run-time allowed address.
 	Alarms, AlarmEvents uint64
 	// Tracked is how many windows (addresses and networks) are held now;
 	// Evicted how many were dropped to stay within engine.max_tracked.

@@ -196,7 +196,11 @@ func (d *daemon) Allow(ctx context.Context, req control.AllowRequest) (control.A
 	}
 	d.wakeAllow()
 	res := control.AllowResult{Entry: allowToAPI(a), Lifts: d.lifted(lifts, "allow-list entry "+t.String(), uid)}
-	d.log.Info("allow-list entry added", "target", t, "until", a.Until, "reason", a.Reason, "lifted", len(lifts), "uid", uid)
+	until := "removed"
+	if !a.Until.IsZero() {
+		until = a.Until.UTC().Format(time.RFC3339)
+	}
+	d.log.Info("allow-list entry added", "target", t, "until", until, "reason", a.Reason, "lifted", len(lifts), "uid", uid)
 	// err here is the kernel's: the store holds the change, the next
 	// reconcile enforces it.
 	return res, err

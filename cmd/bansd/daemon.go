@@ -107,7 +107,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	for _, name := range cfg.JailNames() {
 		d.metrics.decisions.WithLabelValues(name)
 	}
-	for _, k := range []string{jail.AlarmGatewayClient, alarmRelayShield, alarmRelayOpen} {
+	for _, k := range []string{jail.AlarmGatewayClient, jail.AlarmAllowedClient, alarmRelayShield, alarmRelayOpen} {
 		d.metrics.alarms.WithLabelValues(k)
 	}
 	if v := os.Getenv("BANSD_FAULT_COMMIT_DELAY"); v != "" {
