@@ -129,3 +129,23 @@ func TestAllowCorrupt(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeAllow: any record decodes to an entry or an ErrCorrupt, never a
+// panic, and what encodes decodes back the same.
+func FuzzDecodeAllow(f *testing.F) {
+	f.Add([]byte{203, 0, 113, 0, 24}, encodeAllow(Allow{Reason: "office", Since: time.Unix(1, 0), UID: 0}))
+	f.Add(make([]byte, 17), []byte{allowFormat})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		a, err := decodeAllowKV(k, v)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decode %x=%x: %v, not ErrCorrupt", k, v, err)
+			}
+			return
+		}
+		b, err := decodeAllowKV(k, encodeAllow(a))
+		if err != nil || b.Target != a.Target || b.Reason != a.Reason || !b.Since.Equal(a.Since) || !b.Until.Equal(a.Until) || b.UID != a.UID {
+			t.Fatalf("round trip of %+v: %+v, %v", a, b, err)
+		}
+	})
+}

@@ -214,12 +214,13 @@ func (d *daemon) lifted(lifts []ban.Lift, rule string, uid int) []control.AllowL
 	for _, l := range lifts {
 		al := control.AllowLift{Target: l.Ban.Target, Jail: l.Ban.Jail, Action: "lifted", Remaining: l.Split}
 		if len(l.Split) > 0 {
+			// The rest stays banned: only the hole's windows go (the caller).
 			al.Action = "split"
 			d.log.Info("ban split", "target", l.Ban.Target, "jail", l.Ban.Jail, "around", rule, "still_banned", len(l.Split), "uid", uid)
 		} else {
 			d.log.Info("ban lifted", "target", l.Ban.Target, "jail", l.Ban.Jail, "inside", rule, "uid", uid)
+			d.engine.Forget(l.Ban.Target)
 		}
-		d.engine.Forget(l.Ban.Target)
 		withdrawn = append(withdrawn, l.Ban.Target)
 		out = append(out, al)
 	}
@@ -261,6 +262,7 @@ func (d *daemon) liftIgnored(old, cur []netip.Prefix, uid int) {
 		if slices.Contains(old, p) {
 			continue
 		}
+		d.engine.Forget(p)
 		ctx, cancel := context.WithTimeout(ban.WithCaller(context.Background(), uid), liftTimeout)
 		lifts, err := d.mgr.LiftCovered(ctx, p, "ignoreip "+p.String())
 		cancel()
