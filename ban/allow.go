@@ -91,7 +91,9 @@ func (m *Manager) doAllow(j *job) {
 		return cmp.Compare(x.Ban.Target.Bits(), y.Ban.Target.Bits())
 	})
 	var remove []netip.Prefix
-	var split []store.Ban
+	// Nested wide bans (a /16 and a /24 around one hole) give some pieces
+	// twice: the longer one is kept, as for any target.
+	pieces := map[netip.Prefix]store.Ban{}
 	for i := range lifts {
 		l := &lifts[i]
 		remove = append(remove, l.Ban.Target)
@@ -103,12 +105,19 @@ func (m *Manager) doAllow(j *job) {
 			if cur, ok := m.index[p]; ok && cur.Until.After(now) && !cur.Until.Before(l.Ban.Until) {
 				continue // a ban of its own that lasts longer stays as it is
 			}
+			if cur, ok := pieces[p]; ok && !cur.Until.Before(l.Ban.Until) {
+				continue
+			}
 			nb := l.Ban
 			nb.Target = p
-			split = append(split, nb)
+			pieces[p] = nb
 		}
 	}
 	m.mu.Unlock()
+	split := make([]store.Ban, 0, len(pieces))
+	for _, b := range pieces {
+		split = append(split, b)
+	}
 
 	evs := allowEvents(w, lifts, j.uid, now)
 	if err := m.db.PutAllowLifting(w.entry, remove, split, evs...); err != nil {

@@ -33,6 +33,16 @@ func TestAllowLifts(t *testing.T) {
 		}
 	}
 	wide, _ := m.Lookup(pfx("198.51.100.0/24"))
+	// Nested wide bans around one hole: the longer gives the shared pieces.
+	for _, b := range []struct {
+		target string
+		d      time.Duration
+	}{{"192.0.2.64/26", 2 * time.Hour}, {"192.0.2.64/28", time.Hour}} {
+		if _, err := m.Ban(ctx, Request{Target: pfx(b.target), Jail: "auth", Duration: b.d, Manual: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outer, _ := m.Lookup(pfx("192.0.2.64/26"))
 
 	for _, tc := range []struct {
 		allow string
@@ -46,6 +56,7 @@ func TestAllowLifts(t *testing.T) {
 		{allow: "198.51.100.7/32", split: map[string]string{"198.51.100.0/24": "198.51.100.7/32"}},
 		{allow: "2001:db8:1:2::/64", split: map[string]string{"2001:db8:1::/48": "2001:db8:1:2::/64"}},
 		{allow: "192.0.2.200/32"}, // nothing banned there
+		{allow: "192.0.2.70/32", split: map[string]string{"192.0.2.64/26": "192.0.2.70/32", "192.0.2.64/28": "192.0.2.70/32"}},
 	} {
 		lifts, err := m.Allow(ctx, store.Allow{Target: pfx(tc.allow), Reason: "trusted"})
 		if err != nil {
@@ -84,6 +95,9 @@ func TestAllowLifts(t *testing.T) {
 	for _, p := range prefix.Exclude(pfx("2001:db8:1::/48"), pfx("2001:db8:1:2::/64")) {
 		want[p] = true
 	}
+	for _, p := range prefix.Exclude(pfx("192.0.2.64/26"), pfx("192.0.2.70/32")) {
+		want[p] = true
+	}
 	for p := range want {
 		if _, ok := k[p]; !ok {
 			t.Errorf("%s not in the kernel", p)
@@ -110,13 +124,19 @@ func TestAllowLifts(t *testing.T) {
 	if h, _ := db.History(pfx("198.51.100.0/30")); h.Offences != 0 {
 		t.Errorf("a split piece counted %d offences", h.Offences)
 	}
+	if shared := inStore[pfx("192.0.2.71/32")]; !shared.Until.Equal(outer.Until) {
+		t.Errorf("a piece of two nested bans ends %s, want the longer ban's %s", shared.Until, outer.Until)
+	}
+	if d := k[pfx("192.0.2.71/32")]; d < 119*time.Minute {
+		t.Errorf("a piece of two nested bans has kernel timeout %s, want the longer ban's 2h", d)
+	}
 	allows, _ := db.Allows()
-	if len(allows) != 5 {
-		t.Errorf("store holds %d allow entries, want 5", len(allows))
+	if len(allows) != 6 {
+		t.Errorf("store holds %d allow entries, want 6", len(allows))
 	}
 	evs, _ := db.Events(store.EventFilter{Kinds: []string{store.EventAllow, store.EventUnban}})
-	if len(evs) != 5+3+2 {
-		t.Errorf("%d allow-list and unban events, want 10 (5 entries, 3 lifts, 2 splits): %+v", len(evs), evs)
+	if len(evs) != 6+3+4 {
+		t.Errorf("%d allow-list and unban events, want 13 (6 entries, 3 lifts, 4 splits): %+v", len(evs), evs)
 	}
 }
 
