@@ -81,7 +81,7 @@ func (d *daemon) expireAllows(ctx context.Context) {
 			gone, err := d.db.PurgeExpiredAllows(now, func(a store.Allow) store.Event {
 				return store.Event{Time: now, Kind: store.EventAllow, Target: a.Target, Reason: a.Reason, Detail: "expired", UID: store.NoUID}
 			})
-			if err == nil && len(gone) > 0 {
+			if err == nil {
 				err = d.loadAllowed()
 			}
 			d.allow.mu.Unlock()
@@ -185,7 +185,14 @@ func (d *daemon) Allow(ctx context.Context, req control.AllowRequest) (control.A
 	lifts, err := d.mgr.Allow(lctx, a)
 	cancel()
 	if err != nil && len(lifts) == 0 {
-		// Not stored: the engine goes back to what the store holds.
+		// A kernel failure comes with the lifts (the store holds them).
+		// Without them the change is not stored, unless the wait timed
+		// out: then it may still be, and the engine keeps the entry (the
+		// stricter side) until the next load from the store.
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			d.wakeAllow()
+			return control.AllowResult{}, fmt.Errorf("allow %s: the ban manager did not answer in time (%w); see \"bansctl allow list\"", t, err)
+		}
 		if lerr := d.loadAllowed(); lerr != nil {
 			d.log.Error("allow-list: restore the engine's list", "err", lerr)
 		}
