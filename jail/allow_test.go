@@ -2,8 +2,11 @@ package jail
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/bansd/bansd/configs"
 )
 
 // TestAllowedNotCounted: a run-time allow entry is a never-ban rule like
@@ -85,5 +88,66 @@ func TestAllowedNotCounted(t *testing.T) {
 	fail("203.0.113.7", 300, 1)
 	if got := targets(r.decs); len(got) != 2 || got[1] != "auth:203.0.113.7/32" {
 		t.Fatalf("decisions = %v, want the 10th failure after the entry went to ban 203.0.113.7", got)
+	}
+}
+
+// BenchmarkEngineProcessAllowed is BenchmarkEngineProcess with an empty
+// and a full run-time allow-list (store.MaxAllows IPv4 entries, none
+// covering the mix): every IPv4 event is matched against the whole list,
+// the cost of the list's bound.
+func BenchmarkEngineProcessAllowed(b *testing.B) {
+	lines := engineBenchMix(b, 200000)
+	cfg, err := configs.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{0, 1000} {
+		list := make([]Allowed, n)
+		for i := range list {
+			// 10.255.0.0/16 is in none of the mix's lines (and nothing
+			// here reaches a network).
+			list[i].Target = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 255, byte(i >> 8), byte(i)}), 32)
+		}
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				e, err := NewEngine(cfg, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.SetAllowed(list)
+				for _, l := range lines {
+					e.Process(l)
+				}
+			}
+			b.ReportMetric(float64(len(lines))*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+		})
+	}
+}
+
+// TestAllowedLookup: the allow entries are found by prefix per length in
+// use, the narrowest entry naming an address, IPv4 and IPv6 apart, and
+// after every configured rule.
+func TestAllowedLookup(t *testing.T) {
+	e, _ := newTestEngine(t, "[engine]\nignoreip = [\"198.51.100.128/25\"]\n")
+	e.SetAllowed([]Allowed{
+		{Target: pfx("198.51.100.0/24")}, {Target: pfx("198.51.100.7/32")},
+		{Target: pfx("2001:db8:1::/48")}, {Target: pfx("2001:db8:1:2::9/128")},
+		{Target: pfx("::ffff:203.0.113.0/120")}, // normalized to 203.0.113.0/24
+	})
+	for _, tc := range []struct{ addr, rule string }{
+		{"198.51.100.7", "allow-list 198.51.100.7/32"},
+		{"198.51.100.8", "allow-list 198.51.100.0/24"},
+		{"198.51.100.200", "ignoreip 198.51.100.128/25"},
+		{"2001:db8:1:2::9", "allow-list 2001:db8:1:2::9/128"},
+		{"2001:db8:1:3::9", "allow-list 2001:db8:1::/48"},
+		{"203.0.113.50", "allow-list 203.0.113.0/24"},
+		{"::ffff:203.0.113.50", "allow-list 203.0.113.0/24"},
+		{"2001:db8:2::1", ""},
+		{"192.0.2.1", ""},
+	} {
+		rule, ok := e.IsProtected(addr(tc.addr))
+		if ok != (tc.rule != "") || rule != tc.rule {
+			t.Errorf("IsProtected(%s) = %q, %v; want %q", tc.addr, rule, ok, tc.rule)
+		}
 	}
 }

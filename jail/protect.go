@@ -3,6 +3,7 @@ package jail
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/bansd/bansd/jail/parse"
 	"github.com/bansd/bansd/prefix"
@@ -72,6 +73,11 @@ type protectSet struct {
 	rules []protectRule
 	v4    []rule4
 	v6    []rule6
+	// allowed are the run-time allow entries (up to a thousand): by
+	// prefix, looked up once per length in use, longest first.
+	allowed    map[netip.Prefix]int
+	allowLens4 []int
+	allowLens6 []int
 }
 
 type rule4 struct {
@@ -153,6 +159,10 @@ func buildProtect(cfg *configs.Config, live Protected, allowed []Allowed) *prote
 		ps.rules[len(ps.rules)-1].allowed = true
 	}
 	for i, r := range ps.rules {
+		if r.allowed {
+			ps.indexAllowed(r.p, i)
+			continue
+		}
 		a := r.p.Addr()
 		if a.Is4() {
 			b := a.As4()
@@ -170,7 +180,8 @@ func buildProtect(cfg *configs.Config, live Protected, allowed []Allowed) *prote
 	return ps
 }
 
-// match returns the first rule that covers a (unmapped).
+// match returns the first rule that covers a (unmapped); the run-time
+// allow entries come after every other rule.
 func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 	if a.Is4() {
 		b := a.As4()
@@ -180,7 +191,7 @@ func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 				return &ps.rules[r.idx], true
 			}
 		}
-		return nil, false
+		return ps.matchAllowed(a, ps.allowLens4)
 	}
 	hi, lo := split6(a)
 	for _, r := range ps.v6 {
@@ -188,7 +199,36 @@ func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 			return &ps.rules[r.idx], true
 		}
 	}
+	return ps.matchAllowed(a, ps.allowLens6)
+}
+
+func (ps *protectSet) matchAllowed(a netip.Addr, lens []int) (*protectRule, bool) {
+	for _, bits := range lens {
+		p, _ := a.Prefix(bits)
+		if i, ok := ps.allowed[p]; ok {
+			return &ps.rules[i], true
+		}
+	}
 	return nil, false
+}
+
+// indexAllowed adds allow rule i (prefix p, normalized) to the lookup.
+func (ps *protectSet) indexAllowed(p netip.Prefix, i int) {
+	if ps.allowed == nil {
+		ps.allowed = map[netip.Prefix]int{}
+	}
+	if _, dup := ps.allowed[p]; dup {
+		return
+	}
+	ps.allowed[p] = i
+	lens := &ps.allowLens6
+	if p.Addr().Is4() {
+		lens = &ps.allowLens4
+	}
+	if !slices.Contains(*lens, p.Bits()) {
+		*lens = append(*lens, p.Bits())
+		slices.SortFunc(*lens, func(x, y int) int { return y - x })
+	}
 }
 
 func (ps *protectSet) add(p netip.Prefix, name string, alarm alarmClass, learnt bool) {
