@@ -229,16 +229,7 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	a := ev.Addr.Unmap()
 	if r, ok := e.prot.match(a); ok {
 		e.st.protected++
-		lim := e.alarms
-		if r.alarm == alarmAllowed {
-			lim = nil
-			if len(e.byKind[ev.Kind]) > 0 {
-				lim = e.allowAlarms // an attempt a jail would have counted
-			}
-		} else if !alarmWorthy(r, ev) {
-			lim = nil
-		}
-		if lim != nil {
+		if lim := e.alarmFor(r, ev); lim != nil {
 			e.st.alarmEvents++
 			if al, ok := lim.hit(a, tn, t, ev.Line); ok {
 				e.st.alarms++
@@ -331,6 +322,21 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 			e.decide(j, w, t, sum, out)
 		}
 	}
+}
+
+// alarmFor is where an event from a protected "client" is raised, nil
+// for nowhere: an allowed address's attempts that a jail would have
+// counted, and what alarmWorthy says.
+func (e *Engine) alarmFor(r *protectRule, ev parse.Event) *alarmLimiter {
+	switch {
+	case r.alarm == alarmAllowed:
+		if len(e.byKind[ev.Kind]) > 0 {
+			return e.allowAlarms
+		}
+	case alarmWorthy(r, ev):
+		return e.alarms
+	}
+	return nil
 }
 
 func (e *Engine) latchLogins() {

@@ -286,7 +286,7 @@ const gatewayHint = "this client address is a Docker gateway or inside Mailu's S
 // connects from. Postfix's client= is only alarming for a gateway: internal
 // senders (admin, webmail) legitimately sit inside Docker networks.
 func alarmWorthy(r *protectRule, ev parse.Event) bool {
-	if r.alarm == alarmNone || r.alarm == alarmAllowed {
+	if r.alarm == alarmNone {
 		return false
 	}
 	if parse.WebmailPort(ev.Port) {
