@@ -30,13 +30,18 @@ func (m *Manager) gather(first *job) []*job {
 // process applies jobs in order, runs of ban jobs together.
 func (m *Manager) process(jobs []*job) {
 	for i := 0; i < len(jobs); {
+		if jobs[i].allow != nil {
+			m.doAllow(jobs[i])
+			i++
+			continue
+		}
 		if jobs[i].unban != nil {
 			m.doUnban(jobs[i])
 			i++
 			continue
 		}
 		k := i
-		for k < len(jobs) && jobs[k].unban == nil {
+		for k < len(jobs) && jobs[k].unban == nil && jobs[k].allow == nil {
 			k++
 		}
 		m.doBans(jobs[i:k])
@@ -45,6 +50,7 @@ func (m *Manager) process(jobs []*job) {
 }
 
 func (m *Manager) doBans(jobs []*job) {
+	m.recheck(jobs)
 	now := m.now()
 	// Keep the longest ban per target, against the index and within the batch.
 	best := map[netip.Prefix]store.Ban{}
@@ -92,6 +98,9 @@ func (m *Manager) doBans(jobs []*job) {
 		defer m.mu.Unlock()
 		for _, j := range jobs {
 			res := result{err: err, effective: make([]store.Ban, len(j.bans))}
+			if len(j.bans) == 0 && j.dropped > 0 && err == nil {
+				res.err = fmt.Errorf("%w: allowed while the ban waited", ErrRefused)
+			}
 			for k, b := range j.bans {
 				if c, ok := covered[b.Target]; ok && !b.Manual && !b.Pulled {
 					if _, own := best[b.Target]; !own {

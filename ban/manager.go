@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bansd/bansd/prefix"
@@ -101,6 +102,10 @@ type Manager struct {
 	ready   chan struct{}
 	stopped chan struct{}
 
+	// allowGen counts the liftings done (allow.go): bans checked
+	// against an older never-ban list are checked again.
+	allowGen atomic.Uint64
+
 	// historyPurged is when the actor last purged old offences.
 	historyPurged time.Time
 	// eventsPruned is when the actor last pruned the audit history.
@@ -136,8 +141,16 @@ type job struct {
 	// for the actor's refresh of a ban in force (episodeLocked).
 	base  []time.Duration
 	unban []netip.Prefix
-	uid   int // the caller's, for the history
-	done  chan result
+	// allow lifts the bans an allow entry covers (allow.go).
+	allow *lifting
+	// gen is the allow generation the bans were checked against, forced
+	// the targets an operator forced (recheck in allow.go).
+	gen    uint64
+	forced map[netip.Prefix]bool
+	// dropped is how many of the bans recheck refused.
+	dropped int
+	uid     int // the caller's, for the history
+	done    chan result
 }
 
 type result struct {
@@ -145,6 +158,7 @@ type result struct {
 	// target (the job's own, or a longer one already there).
 	effective []store.Ban
 	n         int
+	lifts     []Lift
 	err       error
 }
 
@@ -276,6 +290,7 @@ func (m *Manager) load() error {
 // the live ban of a wider network that holds the target (one episode, one
 // offence: episodeLocked). ErrExpired: r is already over.
 func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
+	gen := m.allowGen.Load()
 	bans, err := m.prepare([]Request{r})
 	if err != nil {
 		return store.Ban{}, err
@@ -289,7 +304,7 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 	if cur, ok := m.current(bans[0].ban.Target); ok && !cur.Until.Before(bans[0].ban.Until) {
 		return cur, nil
 	}
-	res, err := m.submit(ctx, banJob(bans, callerFrom(ctx)))
+	res, err := m.submit(ctx, banJob(bans, callerFrom(ctx), gen))
 	if err != nil {
 		return store.Ban{}, err
 	}
@@ -305,6 +320,7 @@ func (m *Manager) Ban(ctx context.Context, r Request) (store.Ban, error) {
 // ErrExpired). err is set when the batch itself failed; then nothing is
 // known to be committed.
 func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err error) {
+	gen := m.allowGen.Load()
 	prepared, err := m.prepare(rs)
 	if err != nil {
 		return nil, err
@@ -313,7 +329,7 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 	for i, p := range prepared {
 		errs[i] = p.err
 	}
-	if j := banJob(prepared, callerFrom(ctx)); len(j.bans) > 0 {
+	if j := banJob(prepared, callerFrom(ctx), gen); len(j.bans) > 0 {
 		res, err := m.submit(ctx, j)
 		if err != nil {
 			return nil, err
@@ -330,6 +346,7 @@ func (m *Manager) BanEach(ctx context.Context, rs []Request) (errs []error, err 
 // longer); invalid or already-over requests are skipped and reported in
 // the error without stopping the others.
 func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
+	gen := m.allowGen.Load()
 	prepared, err := m.prepare(rs)
 	if err != nil {
 		return 0, err
@@ -341,7 +358,7 @@ func (m *Manager) BanMany(ctx context.Context, rs []Request) (int, error) {
 		}
 	}
 	var res result
-	if j := banJob(prepared, callerFrom(ctx)); len(j.bans) > 0 {
+	if j := banJob(prepared, callerFrom(ctx), gen); len(j.bans) > 0 {
 		if res, err = m.submit(ctx, j); err != nil {
 			return 0, err
 		}
@@ -379,12 +396,18 @@ func (m *Manager) Unban(ctx context.Context, targets []netip.Prefix) (int, error
 
 // banJob is the job of the prepared bans that are to be applied: neither
 // refused nor covered by a wider ban.
-func banJob(ps []prepared, uid int) *job {
-	j := &job{uid: uid}
+func banJob(ps []prepared, uid int, gen uint64) *job {
+	j := &job{uid: uid, gen: gen}
 	for _, p := range ps {
 		if p.err == nil && !p.covered {
 			j.bans = append(j.bans, p.ban)
 			j.base = append(j.base, p.base)
+			if p.force {
+				if j.forced == nil {
+					j.forced = map[netip.Prefix]bool{}
+				}
+				j.forced[p.ban.Target] = true
+			}
 		}
 	}
 	return j

@@ -120,6 +120,9 @@ type Firewall interface {
 	Add(elems []Element) error
 	// Remove deletes elements in one transaction; missing ones are fine.
 	Remove(targets []netip.Prefix) error
+	// Swap removes and adds elements in one transaction (Remove then Add,
+	// with nothing enforced in between).
+	Swap(remove []netip.Prefix, add []Element) error
 	// List returns every element of our sets with its remaining time.
 	List() ([]Element, error)
 	// Status reads the table's shape and the counters.
@@ -468,6 +471,41 @@ func (n *NFT) Add(elems []Element) error {
 	if len(elems) == 0 {
 		return nil
 	}
+	created, err := n.queueAdd(elems)
+	if err != nil {
+		return err
+	}
+	if err := n.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables: add %d elements: %w", len(elems), err)
+	}
+	n.created(created)
+	return nil
+}
+
+// Swap implements Firewall: the removals and additions are one kernel
+// transaction, so no packet sees the state between them.
+func (n *NFT) Swap(remove []netip.Prefix, add []Element) error {
+	queued, err := n.queueRemove(remove)
+	if err != nil {
+		return err
+	}
+	created, err := n.queueAdd(add)
+	if err != nil {
+		return err
+	}
+	if queued == 0 && len(add) == 0 {
+		return nil
+	}
+	if err := n.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables: remove %d and add %d elements: %w", len(remove), len(add), err)
+	}
+	n.created(created)
+	return nil
+}
+
+// queueAdd queues elems (and the sets of new classes) on the connection;
+// the caller flushes and then records the sets created.
+func (n *NFT) queueAdd(elems []Element) (map[SetClass]*nftables.Set, error) {
 	byClass := map[SetClass][]nftables.SetElement{}
 	var refresh map[SetClass][]nftables.SetElement
 	for _, e := range elems {
@@ -501,7 +539,7 @@ func (n *NFT) Add(elems []Element) error {
 			}
 			if s, err = n.queueSet(c, scopeS); err != nil {
 				n.discard()
-				return err
+				return nil, err
 			}
 			created[c] = s
 		}
@@ -510,28 +548,41 @@ func (n *NFT) Add(elems []Element) error {
 		if del := refresh[c]; len(del) > 0 && created[c] == nil {
 			if err := n.conn.SetDestroyElements(s, del); err != nil {
 				n.discard()
-				return fmt.Errorf("nftables: refresh %s: %w", s.Name, err)
+				return nil, fmt.Errorf("nftables: refresh %s: %w", s.Name, err)
 			}
 		}
 		if err := n.conn.SetAddElements(s, els); err != nil {
 			n.discard()
-			return fmt.Errorf("nftables: add to %s: %w", s.Name, err)
+			return nil, fmt.Errorf("nftables: add to %s: %w", s.Name, err)
 		}
 	}
-	if err := n.conn.Flush(); err != nil {
-		return fmt.Errorf("nftables: add %d elements: %w", len(elems), err)
-	}
+	return created, nil
+}
+
+func (n *NFT) created(sets map[SetClass]*nftables.Set) {
 	n.mu.Lock()
-	for c, s := range created {
+	for c, s := range sets {
 		n.sets[c] = s
 	}
 	n.mu.Unlock()
-	return nil
 }
 
 // Remove implements Firewall. Destroy (Linux >= 6.3) makes it idempotent:
 // a plain delete of one missing element would abort the whole transaction.
 func (n *NFT) Remove(targets []netip.Prefix) error {
+	queued, err := n.queueRemove(targets)
+	if err != nil || queued == 0 {
+		return err
+	}
+	if err := n.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables: remove %d elements: %w", len(targets), err)
+	}
+	return nil
+}
+
+// queueRemove queues the removal of targets and says how many sets it
+// touches (0: nothing of their classes exists).
+func (n *NFT) queueRemove(targets []netip.Prefix) (int, error) {
 	byClass := map[SetClass][]nftables.SetElement{}
 	for _, t := range targets {
 		c := ClassOf(t)
@@ -540,19 +591,13 @@ func (n *NFT) Remove(targets []netip.Prefix) error {
 		}
 		byClass[c] = append(byClass[c], nftables.SetElement{Key: keyOf(t)})
 	}
-	if len(byClass) == 0 {
-		return nil
-	}
 	for c, els := range byClass {
 		if err := n.conn.SetDestroyElements(n.sets[c], els); err != nil {
 			n.discard()
-			return fmt.Errorf("nftables: remove from %s: %w", c.Name(), err)
+			return 0, fmt.Errorf("nftables: remove from %s: %w", c.Name(), err)
 		}
 	}
-	if err := n.conn.Flush(); err != nil {
-		return fmt.Errorf("nftables: remove %d elements: %w", len(targets), err)
-	}
-	return nil
+	return len(byClass), nil
 }
 
 // List implements Firewall. It is slow for big sets (seconds per 100k),

@@ -22,7 +22,9 @@ type prepared struct {
 	// jail's); it is not applied and cover stands for it.
 	covered bool
 	cover   store.Ban
-	err     error
+	// force: the operator forced it past an allow-list entry.
+	force bool
+	err   error
 }
 
 // prepare validates and escalates requests. Validation happens here,
@@ -49,6 +51,7 @@ func (m *Manager) prepare(rs []Request) ([]prepared, error) {
 		if since.IsZero() || since.After(now) {
 			since = now
 		}
+		out[i].force = r.Force
 		out[i].ban = store.Ban{Target: t, Jail: bound(r.Jail, 64), Reason: bound(r.Reason, 1024), Since: since, Manual: r.Manual, Pulled: r.Pulled,
 			Until: since.Add(r.Duration), Evidence: m.boundEvidence(r.Evidence)}
 		if r.Permanent {

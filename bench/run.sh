@@ -11,7 +11,7 @@ section() { printf '\n######## %s\n' "$*"; }
 gobench() { go test -count=1 -run '^$' "$@" 2>&1 | grep -Ev '^(goos|goarch|pkg|cpu|PASS)'; }
 
 section "jail engine in memory (parser + windows), lines/s"
-gobench -bench '^Benchmark(EngineProcess|ParserOnly|MillionDistinct)$' -benchtime 2s ./jail
+gobench -bench '^Benchmark(EngineProcess|EngineProcessAllowed|ParserOnly|MillionDistinct)$' -benchtime 2s ./jail
 
 section "bansctl replay vs fail2ban-regex; peak RSS with 1M distinct attackers"
 bash bench/replay.sh

@@ -28,6 +28,8 @@ type memBackend struct {
 	protec netip.Prefix
 	// shieldOn is the last POST /v1/shield.
 	shieldOn bool
+	// allow is the allow-list's one entry (allow_test.go).
+	allow *AllowEntry
 }
 
 func newMem() *memBackend {

@@ -196,6 +196,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+APIVersion+"/stats", s.stats)
 	mux.HandleFunc("POST "+APIVersion+"/notify/test", s.notifyTest)
 	mux.HandleFunc("POST "+APIVersion+"/shield", s.shield)
+	s.allowRoutes(mux)
 	if s.metrics != nil {
 		mux.Handle("GET "+APIVersion+"/metrics", s.metrics)
 	}

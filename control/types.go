@@ -287,6 +287,7 @@ type Backend interface {
 	NotifyTest(ctx context.Context, channel string) ([]NotifyTestResult, error)
 	// Shield turns the relay shield on or off at run time.
 	Shield(ctx context.Context, req ShieldRequest) (ShieldStatus, error)
+	AllowBackend
 }
 
 // HTTPError is an error with the HTTP status the server answers with.

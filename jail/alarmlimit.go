@@ -9,7 +9,8 @@ import (
 // alarmLimiter lets one alarm per address per minute (log time) through,
 // counting the rest.
 type alarmLimiter struct {
-	m map[netip.Addr]alarmState
+	m          map[netip.Addr]alarmState
+	kind, hint string
 }
 
 type alarmState struct {
@@ -22,7 +23,9 @@ type alarmState struct {
 // clients cannot grow it further.
 const maxAlarmAddrs = 4096
 
-func newAlarmLimiter() *alarmLimiter { return &alarmLimiter{m: map[netip.Addr]alarmState{}} }
+func newAlarmLimiter(kind, hint string) *alarmLimiter {
+	return &alarmLimiter{m: map[netip.Addr]alarmState{}, kind: kind, hint: hint}
+}
 
 func (l *alarmLimiter) hit(a netip.Addr, tn int64, t time.Time, line string) (Alarm, bool) {
 	s, ok := l.m[a]
@@ -37,7 +40,7 @@ func (l *alarmLimiter) hit(a netip.Addr, tn int64, t time.Time, line string) (Al
 		l.m[a] = s
 		return Alarm{}, false
 	}
-	al := Alarm{Kind: AlarmGatewayClient, Addr: a, Time: t, Count: s.pending, Hint: gatewayHint, Line: evidenceCopy(line)}
+	al := Alarm{Kind: l.kind, Addr: a, Time: t, Count: s.pending, Hint: l.hint, Line: evidenceCopy(line)}
 	s.last, s.pending = tn, 0
 	l.m[a] = s
 	return al, true
@@ -47,7 +50,7 @@ func (l *alarmLimiter) flush() []Alarm {
 	var out []Alarm
 	for a, s := range l.m {
 		if s.pending > 0 {
-			out = append(out, Alarm{Kind: AlarmGatewayClient, Addr: a, Time: time.Unix(0, s.seen).UTC(), Count: s.pending, Hint: gatewayHint})
+			out = append(out, Alarm{Kind: l.kind, Addr: a, Time: time.Unix(0, s.seen).UTC(), Count: s.pending, Hint: l.hint})
 			s.pending = 0
 			l.m[a] = s
 		}

@@ -40,9 +40,12 @@ type Engine struct {
 	byKind [parse.KindCount][]uint16
 	tr     *tracker
 	live   Protected
+	allow  []Allowed
 	prot   *protectSet
 	exempt *exemptions
 	alarms *alarmLimiter
+	// allowAlarms: attempts from run-time allowed addresses.
+	allowAlarms *alarmLimiter
 
 	// adminLogins latches once admin has logged a "Login attempt" line
 	// (Mailu 2024.06+): from then on front's auth failures are the same
@@ -80,7 +83,8 @@ type Stats struct {
 	// Decisions counts decisions by jail name.
 	Decisions map[string]uint64
 	// Alarms is how many alarms were delivered; AlarmEvents how many events
-	// came from a gateway or Docker-network "client".
+	// came from a gateway or Docker-network "client", or were attempts
+	// from a run-time allowed address.
 	Alarms, AlarmEvents uint64
 	// Tracked is how many windows (addresses and networks) are held now;
 	// Evicted how many were dropped to stay within engine.max_tracked.
@@ -131,18 +135,19 @@ func NewEngine(cfg *configs.Config, opt Options) (*Engine, error) {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		opt:    opt,
-		now:    now,
-		seed:   maphash.MakeSeed(),
-		parser: parse.NewParser(parse.ParserOptions{Now: now}),
-		cfg:    cfg,
-		jails:  jails,
-		byKind: byKind,
-		tr:     newTracker(maxTracked(cfg)),
-		exempt: newExemptions(maxTracked(cfg)),
-		alarms: newAlarmLimiter(),
+		opt:         opt,
+		now:         now,
+		seed:        maphash.MakeSeed(),
+		parser:      parse.NewParser(parse.ParserOptions{Now: now}),
+		cfg:         cfg,
+		jails:       jails,
+		byKind:      byKind,
+		tr:          newTracker(maxTracked(cfg)),
+		exempt:      newExemptions(maxTracked(cfg)),
+		alarms:      newAlarmLimiter(AlarmGatewayClient, gatewayHint),
+		allowAlarms: newAlarmLimiter(AlarmAllowedClient, allowedHint),
 	}
-	e.prot = buildProtect(cfg, e.live)
+	e.prot = buildProtect(cfg, e.live, nil)
 	return e, nil
 }
 
@@ -224,9 +229,9 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	a := ev.Addr.Unmap()
 	if r, ok := e.prot.match(a); ok {
 		e.st.protected++
-		if alarmWorthy(r, ev) {
+		if lim := e.alarmFor(r, ev); lim != nil {
 			e.st.alarmEvents++
-			if al, ok := e.alarms.hit(a, tn, t, ev.Line); ok {
+			if al, ok := lim.hit(a, tn, t, ev.Line); ok {
 				e.st.alarms++
 				out.alarms = append(out.alarms, al)
 			}
@@ -319,6 +324,21 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	}
 }
 
+// alarmFor is where an event from a protected "client" is raised, nil
+// for nowhere: an allowed address's attempts that a jail would have
+// counted, and what alarmWorthy says.
+func (e *Engine) alarmFor(r *protectRule, ev parse.Event) *alarmLimiter {
+	switch {
+	case r.alarm == alarmAllowed:
+		if len(e.byKind[ev.Kind]) > 0 {
+			return e.allowAlarms
+		}
+	case alarmWorthy(r, ev):
+		return e.alarms
+	}
+	return nil
+}
+
 func (e *Engine) latchLogins() {
 	if !e.adminLogins {
 		e.adminLogins = true
@@ -389,7 +409,7 @@ func (e *Engine) SetProtected(p Protected) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.live = p
-	e.prot = buildProtect(e.cfg, p)
+	e.prot = buildProtect(e.cfg, p, e.allow)
 }
 
 // IsProtected says which never-ban rule covers a, if any.
@@ -525,7 +545,7 @@ func (e *Engine) Stats() Stats {
 func (e *Engine) FlushAlarms() []Alarm {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := e.alarms.flush()
+	out := append(e.alarms.flush(), e.allowAlarms.flush()...)
 	e.st.alarms += uint64(len(out))
 	return out
 }
@@ -563,7 +583,7 @@ func (e *Engine) Reload(cfg *configs.Config) error {
 	}
 	e.exempt.max = maxTracked(cfg)
 	e.cfg, e.jails, e.byKind = cfg, jails, byKind
-	e.prot = buildProtect(cfg, e.live)
+	e.prot = buildProtect(cfg, e.live, e.allow)
 	return nil
 }
 

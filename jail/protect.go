@@ -3,6 +3,7 @@ package jail
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/bansd/bansd/jail/parse"
 	"github.com/bansd/bansd/prefix"
@@ -47,6 +48,9 @@ const (
 	alarmNetwork
 	// alarmGateway: a Docker bridge gateway, what docker-proxy connects from.
 	alarmGateway
+	// alarmAllowed: on the run-time allow-list; its attempts are not
+	// counted, and an operator hears of them instead of a ban.
+	alarmAllowed
 )
 
 // Protection is how firmly a never-ban rule holds against an operator.
@@ -58,14 +62,14 @@ const (
 	// REAL_IP_FROM. Banning one cuts the mail server off from itself, or
 	// every client at once behind a gateway or a proxy.
 	Hard Protection = iota
-	// Allowed: the operator's own exemptions, ignoreip and Mailu's
+	// AllowListed: the operator's own exemptions, ignoreip and Mailu's
 	// AUTH_RATELIMIT_EXEMPTION (and run-time allow entries): the operator
 	// may take them back for one ban.
-	Allowed
+	AllowListed
 )
 
 func (p Protection) String() string {
-	if p == Allowed {
+	if p == AllowListed {
 		return "allowed"
 	}
 	return "hard"
@@ -73,13 +77,16 @@ func (p Protection) String() string {
 
 // ForceOverrides is bansd's one --force rule: an operator's forced ban
 // overrides an allow-list entry, never a hard protection.
-func ForceOverrides(p Protection) bool { return p == Allowed }
+func ForceOverrides(p Protection) bool { return p == AllowListed }
 
 type protectRule struct {
 	p     netip.Prefix
 	name  string
 	alarm alarmClass
 	class Protection
+	// runtime: a run-time allow entry (bansctl allow), looked up through
+	// protectSet.allowed rather than the scan.
+	runtime bool
 }
 
 // protectSet answers "is this address never to be banned" with a linear
@@ -89,6 +96,11 @@ type protectSet struct {
 	rules []protectRule
 	v4    []rule4
 	v6    []rule6
+	// allowed are the run-time allow entries (up to a thousand): by
+	// prefix, looked up once per length in use, longest first.
+	allowed    map[netip.Prefix]int
+	allowLens4 []int
+	allowLens6 []int
 }
 
 type rule4 struct {
@@ -101,7 +113,7 @@ type rule6 struct {
 	idx              int
 }
 
-func buildProtect(cfg *configs.Config, live Protected) *protectSet {
+func buildProtect(cfg *configs.Config, live Protected, allowed []Allowed) *protectSet {
 	ps := &protectSet{}
 	add := func(p netip.Prefix, name string, alarm alarmClass) { ps.add(p, name, alarm, Hard) }
 	// Order matters: the first match names the rule, and the alarm rules
@@ -158,12 +170,21 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 		add(p, "REAL_IP_FROM "+p.String(), alarmNone)
 	}
 	for _, p := range exempt {
-		ps.add(p, "AUTH_RATELIMIT_EXEMPTION "+p.String(), alarmNone, Allowed)
+		ps.add(p, "AUTH_RATELIMIT_EXEMPTION "+p.String(), alarmNone, AllowListed)
 	}
 	for _, p := range cfg.Engine.IgnoreIP {
-		ps.add(p, "ignoreip "+p.String(), alarmNone, Allowed)
+		ps.add(p, "ignoreip "+p.String(), alarmNone, AllowListed)
+	}
+	// Last: every configured and learnt rule names an address first.
+	for _, a := range allowed {
+		ps.add(a.Target, a.ruleName(), alarmAllowed, AllowListed)
+		ps.rules[len(ps.rules)-1].runtime = true
 	}
 	for i, r := range ps.rules {
+		if r.runtime {
+			ps.indexAllowed(r.p, i)
+			continue
+		}
 		a := r.p.Addr()
 		if a.Is4() {
 			b := a.As4()
@@ -181,7 +202,8 @@ func buildProtect(cfg *configs.Config, live Protected) *protectSet {
 	return ps
 }
 
-// match returns the first rule that covers a (unmapped).
+// match returns the first rule that covers a (unmapped); the run-time
+// allow entries come after every other rule.
 func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 	if a.Is4() {
 		b := a.As4()
@@ -191,7 +213,7 @@ func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 				return &ps.rules[r.idx], true
 			}
 		}
-		return nil, false
+		return ps.matchAllowed(a, ps.allowLens4)
 	}
 	hi, lo := split6(a)
 	for _, r := range ps.v6 {
@@ -199,7 +221,36 @@ func (ps *protectSet) match(a netip.Addr) (*protectRule, bool) {
 			return &ps.rules[r.idx], true
 		}
 	}
+	return ps.matchAllowed(a, ps.allowLens6)
+}
+
+func (ps *protectSet) matchAllowed(a netip.Addr, lens []int) (*protectRule, bool) {
+	for _, bits := range lens {
+		p, _ := a.Prefix(bits)
+		if i, ok := ps.allowed[p]; ok {
+			return &ps.rules[i], true
+		}
+	}
 	return nil, false
+}
+
+// indexAllowed adds allow rule i (prefix p, normalized) to the lookup.
+func (ps *protectSet) indexAllowed(p netip.Prefix, i int) {
+	if ps.allowed == nil {
+		ps.allowed = map[netip.Prefix]int{}
+	}
+	if _, dup := ps.allowed[p]; dup {
+		return
+	}
+	ps.allowed[p] = i
+	lens := &ps.allowLens6
+	if p.Addr().Is4() {
+		lens = &ps.allowLens4
+	}
+	if !slices.Contains(*lens, p.Bits()) {
+		*lens = append(*lens, p.Bits())
+		slices.SortFunc(*lens, func(x, y int) int { return y - x })
+	}
 }
 
 func (ps *protectSet) add(p netip.Prefix, name string, alarm alarmClass, class Protection) {

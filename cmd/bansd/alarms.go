@@ -27,6 +27,7 @@ var alarmFix = map[string]string{
 	alarmFirewallLost:       `Something removed bansd's nftables table or its bans (a firewall script, "nft flush ruleset", a firewalld or ufw reload); bansd restores them at each reconcile. Find what flushes the ruleset and make it leave table inet bansd alone.`,
 	alarmDockerDown:         `bansd reads Mailu's logs from dockerd: while it does not answer, nobody is banned (the kernel keeps the bans it holds). Check "systemctl status docker" and [docker] host.`,
 	jail.AlarmGatewayClient: `Mailu sees a Docker gateway as the client: Docker's userland proxy hides real addresses and Mailu trusts the gateway (open relay risk). Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
+	jail.AlarmAllowedClient: `An address on the run-time allow-list keeps failing logins: bansd does not count or ban it. If you do not trust it, "bansctl allow remove" it.`,
 	alarmRelayShield:        `bansd refuses IPv6 connections to these ports until the risk is gone. Fix: ` + configs.RelayFix + `; run "bansctl doctor".`,
 	alarmRelayOpen:          `the relay shield is off (firewall.relay_shield = false or "bansctl shield off"): IPv6 clients are relayed as the gateway. Fix: ` + configs.RelayFix + `, or turn the shield on ("bansctl shield on").`,
 }

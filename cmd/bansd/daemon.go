@@ -74,6 +74,8 @@ type daemon struct {
 	dockerDownSince time.Time
 	// shield is the relay shield (shield.go); nil until run starts it.
 	shield *relayShield
+	// allow is the run-time allow-list (allow.go).
+	allow allowBook
 
 	// mailPorts hands a "mail"-scoped firewall the ports front publishes.
 	mailPorts func([]uint16)
@@ -103,7 +105,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	for _, name := range cfg.JailNames() {
 		d.metrics.decisions.WithLabelValues(name)
 	}
-	for _, k := range []string{jail.AlarmGatewayClient, alarmRelayShield, alarmRelayOpen} {
+	for _, k := range []string{jail.AlarmGatewayClient, jail.AlarmAllowedClient, alarmRelayShield, alarmRelayOpen} {
 		d.metrics.alarms.WithLabelValues(k)
 	}
 	if v := os.Getenv("BANSD_FAULT_COMMIT_DELAY"); v != "" {
@@ -153,6 +155,11 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return err
 	}
 	defer d.attr.close()
+	stopAllow, err := d.startAllow(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopAllow()
 
 	metricsHandler := promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})
 	srv, err := control.NewServer(d, metricsHandler, cfg.Daemon.SocketGroup, d.log)
@@ -449,6 +456,7 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 	}
 	d.mu.Lock()
 	var allowChange string
+	var oldIgnore []netip.Prefix
 	if err != nil {
 		res.Error = err.Error()
 		d.log.Error("reload refused, the previous config keeps running", "err", err)
@@ -456,6 +464,7 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 		res.OK = true
 		old := d.cfg
 		allowChange = prefixChange(old.Engine.IgnoreIP, cfg.Engine.IgnoreIP)
+		oldIgnore = old.Engine.IgnoreIP
 		d.cfg, d.loadedAt = cfg, res.Time
 		d.level.Set(parseLevel(cfg.Daemon.LogLevel))
 		d.log.Info("config reloaded", "config", cfgName(d.path))
@@ -470,6 +479,7 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 		if allowChange != "" {
 			d.log.Info("allow-list changed", "ignoreip", allowChange, "uid", uid)
 			d.event(store.Event{Kind: store.EventAllow, Reason: "ignoreip", Detail: allowChange, UID: uid})
+			d.liftIgnored(oldIgnore, cfg.Engine.IgnoreIP, uid)
 		}
 	} else {
 		d.event(store.Event{Kind: store.EventRefused, Detail: res.Error, UID: uid})
