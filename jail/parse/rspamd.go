@@ -18,6 +18,9 @@ func (p *Parser) parseRspamd(l sources.Line) (Event, lineTime, bool) {
 	s := l.Text
 	const marker, ipField = "rspamd_task_write_log: ", ", ip: "
 	i := strings.Index(s, marker)
+	if _, ok := parseDateTime(s, '-'); ok || i >= 0 {
+		p.ignore(ignoreRspamdOther)
+	}
 	if i < 0 {
 		return Event{}, lineTime{}, false
 	}
