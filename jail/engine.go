@@ -533,7 +533,7 @@ func (e *Engine) Stats() Stats {
 		Lines: ps.Lines, Matched: ps.Matched,
 		Events:    map[string]uint64{},
 		Decisions: map[string]uint64{}, JailEvents: map[string]uint64{},
-		Alarms:    e.st.alarms, AlarmEvents: e.st.alarmEvents,
+		Alarms: e.st.alarms, AlarmEvents: e.st.alarmEvents,
 		Tracked: e.tr.len(), Evicted: e.tr.evicted,
 		Exemptions:   len(e.exempt.m),
 		Deduplicated: e.st.deduped, Exempted: e.st.exempted, Protected: e.st.protected,
