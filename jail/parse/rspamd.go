@@ -18,7 +18,7 @@ func (p *Parser) parseRspamd(l sources.Line) (Event, lineTime, bool) {
 	s := l.Text
 	const marker, ipField = "rspamd_task_write_log: ", ", ip: "
 	i := strings.Index(s, marker)
-	if _, ok := parseDateTime(s, '-'); ok || i >= 0 {
+	if i >= 0 || isRspamd(s) {
 		p.ignore(ignoreRspamdOther)
 	}
 	if i < 0 {
