@@ -47,6 +47,9 @@ func (p *Parser) parseAdmin(l sources.Line) (Event, lineTime, bool) {
 		if inBurst {
 			p.adminBurst.extend(l.Time)
 		}
+		if isHTTPAccess(l.Text) {
+			p.ignore(ignoreAdminAccess)
+		}
 		return Event{}, lineTime{}, false
 	}
 	p.ignore(ignoreAdminOther)

@@ -4,7 +4,7 @@ import "strings"
 
 // GuessService says which Mailu service wrote a line, from its format
 // alone (the same recognisers Parse uses): "front" (nginx error log,
-// Dovecot login proxy, nginx access log), "admin", "smtp" (Postfix) or
+// Dovecot login proxy; not access logs, which admin writes too), "admin", "smtp" (Postfix) or
 // "antispam" (rspamd); "" when no format fits. Attacker text can make a
 // line look like another service's (a username holding a whole line), so
 // the guess only ever picks how to read a file, never who is banned.
@@ -12,7 +12,10 @@ func GuessService(text string) string {
 	switch {
 	case text == "":
 		return ""
-	case isDovecotLogin(text), isHTTPAccess(text), isNginxStart(text):
+	case isHTTPAccess(text):
+		// front's nginx and admin's gunicorn both write access logs.
+		return ""
+	case isDovecotLogin(text), isNginxStart(text):
 		return "front"
 	}
 	if _, ok := parseNginxHeader(text); ok {

@@ -50,6 +50,7 @@ const (
 	IgnoreNginxSuccess   = "nginx login success not on the client's own connection"
 	IgnoreDovecotOther   = "Dovecot line that is no failed or aborted login"
 	IgnoreAdminOther     = "admin line that is no login, limiter or token message"
+	IgnoreAdminAccess    = "admin (gunicorn) HTTP access log line"
 	IgnorePostfixOther   = "Postfix smtpd line that is no relay or recipient reject nor client= line"
 	IgnorePostfixProgram = "Postfix line of a program other than smtpd"
 	IgnoreRspamdOther    = "rspamd line that is no task log line of unauthenticated mail"
@@ -74,6 +75,7 @@ const (
 	ignoreNginxSuccess
 	ignoreDovecotOther
 	ignoreAdminOther
+	ignoreAdminAccess
 	ignorePostfixOther
 	ignorePostfixProgram
 	ignoreRspamdOther
@@ -95,6 +97,7 @@ var ignoreNames = [ignoreReasonCount]string{
 	ignoreNginxSuccess:   IgnoreNginxSuccess,
 	ignoreDovecotOther:   IgnoreDovecotOther,
 	ignoreAdminOther:     IgnoreAdminOther,
+	ignoreAdminAccess:    IgnoreAdminAccess,
 	ignorePostfixOther:   IgnorePostfixOther,
 	ignorePostfixProgram: IgnorePostfixProgram,
 	ignoreRspamdOther:    IgnoreRspamdOther,
