@@ -439,7 +439,7 @@ func printReplay(w io.Writer, rep *replayReport) error {
 	if len(rep.Printed) > 0 {
 		fmt.Fprintf(w, "\nLINES (%d)\n", len(rep.Printed))
 		for _, p := range rep.Printed {
-			fmt.Fprintf(w, "%s %s: %s\n    | %s\n", p.Service, p.Class, printedWhy(p), clean(p.Line))
+			fmt.Fprintf(w, "%s %s: %s\n    | %s\n", p.Service, classWords(p.Class), printedWhy(p), clean(p.Line))
 		}
 	}
 	return nil
