@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,13 +48,16 @@ Exit status: 0 when at least one line produced an event, 1 when none did
 			if service != "" && !parse.KnownService(service) {
 				return usagef("--service: want front, admin, smtp or antispam, got %q", service)
 			}
-			lines, err := testLines(args, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
 			cfg, err := configs.Load(cfgPath)
 			if err != nil {
 				return err
+			}
+			lines, err := testLines(cmd.Context(), args, cmd.InOrStdin(), cfg.Docker.MaxLine)
+			if err != nil {
+				return err
+			}
+			if len(lines) == 0 {
+				return usagef("no line to test: give a LINE, or - with lines on standard input")
 			}
 			res, err := testRun(cfg, lines, service)
 			if err != nil {
@@ -80,26 +83,29 @@ Exit status: 0 when at least one line produced an event, 1 when none did
 	return cmd
 }
 
-// testLines are the arguments, with "-" replaced by standard input's lines.
-func testLines(args []string, stdin io.Reader) ([]string, error) {
-	var out []string
+// testLines are the arguments, with "-" replaced by standard input's
+// lines, read as replay reads a file: Docker's prefix split off, lines cut
+// at docker.max_line.
+func testLines(ctx context.Context, args []string, stdin io.Reader, maxLine int) ([]sources.Line, error) {
+	var out []sources.Line
 	stdinUsed := false
 	for _, a := range args {
-		if a != "-" {
-			out = append(out, a)
-			continue
+		r := io.Reader(strings.NewReader(a))
+		if a == "-" {
+			if stdinUsed {
+				return nil, usagef("standard input (-) given twice")
+			}
+			stdinUsed, r = true, stdin
+		} else if strings.ContainsAny(a, "\r\n") {
+			return nil, usagef("%q: one line per argument (use - to read several from standard input)", a)
 		}
-		if stdinUsed {
-			return nil, usagef("standard input (-) given twice")
-		}
-		stdinUsed = true
-		sc := bufio.NewScanner(stdin)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			out = append(out, strings.TrimSuffix(sc.Text(), "\r"))
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("test: read standard input: %w", err)
+		err := sources.ReadFile(ctx, r, "", maxLine, func(l sources.Line) error {
+			l.Text = strings.Clone(l.Text)
+			out = append(out, l)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("test: read lines: %w", err)
 		}
 	}
 	return out, nil
@@ -134,18 +140,16 @@ type testDecide struct {
 	Reason string `json:"reason"`
 }
 
-func testRun(cfg *configs.Config, lines []string, service string) (*testResult, error) {
+func testRun(cfg *configs.Config, lines []sources.Line, service string) (*testResult, error) {
 	eng, err := jail.NewEngine(cfg, jail.Options{})
 	if err != nil {
 		return nil, err
 	}
 	res := &testResult{Lines: []testLine{}}
-	var ts sources.TimestampParser
-	for _, raw := range lines {
-		t, text := ts.Split(raw)
-		tl := testLine{Line: raw, Service: service}
+	for _, l := range lines {
+		tl := testLine{Line: l.Text, Service: service}
 		if service == "" {
-			tl.Service, tl.Guessed = parse.GuessService(text), true
+			tl.Service, tl.Guessed = parse.GuessService(l.Text), true
 		}
 		if tl.Service == "" {
 			tl.Class = parse.ClassUnparsable.String()
@@ -153,7 +157,8 @@ func testRun(cfg *configs.Config, lines []string, service string) (*testResult, 
 			res.Lines = append(res.Lines, tl)
 			continue
 		}
-		out := eng.Process(sources.Line{Service: tl.Service, Time: t, Text: text})
+		l.Service = tl.Service
+		out := eng.Process(l)
 		tl.Class, tl.Reason = out.Verdict.Class.String(), out.Verdict.Reason()
 		if out.Verdict.Class == parse.ClassForged && tl.Reason == parse.ForgeUnopened {
 			tl.Hint = `an nginx failure counts only on a connection its "connected" line opened (same *CONNID and worker): give that line before it`

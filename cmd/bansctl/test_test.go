@@ -72,9 +72,12 @@ func TestTestCommand(t *testing.T) {
 		{"given service", []string{"--service", "admin", tDovecot}, 1, []string{"service: admin\n", "verdict: unparsable: " + parse.UnparsableAdmin}},
 		{"docker prefix", []string{"2024-09-02T22:31:09.020000000Z " + tAdmin}, 0, []string{"event:   unknown-user (from admin)"}},
 		{"ban", []string{"-"}, 0, []string{"line 10:", "ban:     203.0.113.7/32 (jail auth): 10 "}},
-		{"unknown service", []string{"--service", "frnt", tAdmin}, exitUsage, nil},
-		{"no line", nil, exitUsage, nil},
-		{"stdin twice", []string{"-", "-"}, exitUsage, nil},
+		{"unknown service", []string{"--service", "frnt", tAdmin}, exitUsage, []string{`--service: want front, admin, smtp or antispam, got "frnt"`}},
+		{"no line", nil, exitUsage, []string{"wrong arguments"}},
+		{"stdin twice", []string{"-", "-"}, exitUsage, []string{"standard input (-) given twice"}},
+		{"two lines in one", []string{tConnected + "\n" + tPort25}, exitUsage, []string{"one line per argument"}},
+		{"empty", []string{""}, exitUsage, []string{"no line to test"}},
+		{"empty stdin", []string{"-"}, exitUsage, []string{"no line to test"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdin := ""
@@ -88,7 +91,7 @@ func TestTestCommand(t *testing.T) {
 				t.Fatalf("exit %d, want %d: %s%s", code, tc.code, out, errs)
 			}
 			for _, w := range tc.wants {
-				if !strings.Contains(out, w) {
+				if !strings.Contains(out+errs, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
