@@ -46,7 +46,7 @@ const (
 	IgnoreNginxConnected = "nginx \"connected\" line (opens a connection, counts nothing)"
 	IgnoreNginxStart     = "nginx start line (connection numbers start again)"
 	IgnoreNginxNotInfo   = "nginx line not at level info"
-	IgnoreNginxOther     = "nginx line that is no login failure or success"
+	IgnoreNginxOther     = "nginx line that is no attempt (e.g. STARTTLS required first) nor login success"
 	IgnoreNginxSuccess   = "nginx login success not on the client's own connection"
 	IgnoreDovecotOther   = "Dovecot line that is no failed or aborted login"
 	IgnoreAdminOther     = "admin line that is no login, limiter or token message"
@@ -55,12 +55,11 @@ const (
 	IgnorePostfixProgram = "Postfix line of a program other than smtpd"
 	IgnoreRspamdOther    = "rspamd line that is no task log line of unauthenticated mail"
 
-	UnparsableFront    = "no nginx or Dovecot line (a continuation of a split line, or another program)"
-	UnparsableAdmin    = "no admin line ([YYYY-MM-DD HH:MM:SS,mmm] LEVEL in MODULE: ...)"
-	UnparsablePostfix  = "no Postfix line"
-	UnparsableRspamd   = "no rspamd line"
-	UnparsableService  = "unknown service: bansd reads front, admin, smtp and antispam"
-	unparsableFallback = "unrecognised line"
+	UnparsableFront   = "no nginx or Dovecot line (a continuation of a split line, or another program)"
+	UnparsableAdmin   = "no admin line ([YYYY-MM-DD HH:MM:SS,mmm] LEVEL in MODULE: ...)"
+	UnparsablePostfix = "no Postfix line"
+	UnparsableRspamd  = "no rspamd line"
+	UnparsableService = "unknown service: bansd reads front, admin, smtp and antispam"
 )
 
 type ignoreReason uint8
@@ -88,7 +87,6 @@ const (
 )
 
 var ignoreNames = [ignoreReasonCount]string{
-	ignoreNone:           unparsableFallback,
 	ignoreHTTPAccess:     IgnoreHTTPAccess,
 	ignoreNginxConnected: IgnoreNginxConnected,
 	ignoreNginxStart:     IgnoreNginxStart,
@@ -165,7 +163,7 @@ type serviceCounters struct {
 	matched [KindCount]uint64
 	forged  [forgeReasonCount]uint64
 	unseen  [unseenReasonCount]uint64
-	ignored [ignoreReasonCount]uint64 // ignored and unparsable, by reason
+	ignored [ignoreReasonCount]uint64 // ignored and unparsable (unparsable* reasons)
 }
 
 // ServiceStats are the counters of one service's lines.
@@ -213,7 +211,7 @@ func (c *serviceCounters) stats() ServiceStats {
 		if n == 0 {
 			continue
 		}
-		if ignoreReason(r) >= unparsableFront || ignoreReason(r) == ignoreNone {
+		if ignoreReason(r) >= unparsableFront {
 			s.Unparsable[ignoreNames[r]] = n
 		} else {
 			s.Ignored[ignoreNames[r]] = n
@@ -223,14 +221,11 @@ func (c *serviceCounters) stats() ServiceStats {
 }
 
 // ignore records that the line being parsed is of a known program but
-// carries no signal (or, for the unparsable* reasons, of none), unless a
-// rule already set it aside.
+// carries no signal, unless a rule already set it aside. A later call
+// (a more precise reason) replaces an earlier one.
 func (p *Parser) ignore(r ignoreReason) {
 	if p.verdict.Class <= ClassIgnored {
 		p.verdict = Verdict{Class: ClassIgnored, reason: uint8(r)}
-		if r >= unparsableFront {
-			p.verdict.Class = ClassUnparsable
-		}
 	}
 }
 
