@@ -37,7 +37,7 @@ type replayReport struct {
 	// Services is the parser's verdicts per service, by class and reason.
 	Services map[string]parse.ServiceStats `json:"services"`
 	// Events are the matched events by kind; NotCounted the matched events
-	// no jail counted, by why.
+	// no jail counted, by the engine's reason (jail.Skip*).
 	Events     map[string]uint64     `json:"events"`
 	NotCounted map[string]uint64     `json:"not_counted"`
 	Jails      map[string]replayJail `json:"jails"`
@@ -185,7 +185,7 @@ type banState struct {
 type alarmKey struct{ kind, addr string }
 
 func newReportBuilder(cfg *configs.Config, inputs []replayInput, print printSet, limit int) *reportBuilder {
-	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text", Warnings: []string{}}
+	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text", Warnings: []string{}, NotCounted: map[string]uint64{}}
 	for _, in := range inputs {
 		rep.Inputs = append(rep.Inputs, replayFile{Service: in.service, Path: in.path, Guessed: in.guessed})
 	}
@@ -197,6 +197,9 @@ func (b *reportBuilder) line(in int, l *sources.Line, out *jail.Output) {
 	f := &b.rep.Inputs[in]
 	f.Lines++
 	v := out.Verdict
+	if out.NotCounted != "" {
+		b.rep.NotCounted[out.NotCounted]++
+	}
 	if v.Class != parse.ClassUnparsable {
 		f.Recognised++
 		if out.Event.Origin == parse.OriginDovecot || v.Class == parse.ClassIgnored && v.Reason() == parse.IgnoreDovecotOther {
@@ -277,13 +280,6 @@ func (b *reportBuilder) finish(eng *jail.Engine, seconds float64, cut int64) *re
 	for k, n := range st.Events {
 		if n > 0 {
 			rep.Events[k] = n
-		}
-	}
-	rep.NotCounted = map[string]uint64{}
-	for k, n := range map[string]uint64{"deduplicated": st.Deduplicated, "exempted": st.Exempted, "protected": st.Protected,
-		"front_skipped": st.FrontSkipped, "too_old": st.TooOld} {
-		if n > 0 {
-			rep.NotCounted[k] = n
 		}
 	}
 	rep.Jails = map[string]replayJail{}
@@ -397,11 +393,15 @@ func printReplay(w io.Writer, rep *replayReport) error {
 		return err
 	}
 	if len(rep.NotCounted) > 0 {
-		fmt.Fprint(w, "\nMatched but not counted:")
+		fmt.Fprintln(w, "\nMATCHED BUT COUNTED BY NO JAIL")
+		t = table{}
+		t.add("EVENTS", "WHY")
 		for _, k := range sortedKeys(rep.NotCounted) {
-			fmt.Fprintf(w, " %s %d", strings.ReplaceAll(k, "_", " "), rep.NotCounted[k])
+			t.add(u(rep.NotCounted[k]), k)
 		}
-		fmt.Fprintln(w)
+		if err := t.write(w); err != nil {
+			return err
+		}
 	}
 
 	fmt.Fprintln(w, "\nJAILS")

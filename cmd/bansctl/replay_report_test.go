@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bansd/bansd/internal/mailugen"
+	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/jail/parse"
 )
 
@@ -307,5 +308,20 @@ func TestReplayJSONShape(t *testing.T) {
 	}
 	if got := keys(printed[0]); !slices.Equal(got, []string{"class", "event", "line", "path", "reason", "service"}) && !slices.Equal(got, []string{"class", "event", "line", "path", "service"}) {
 		t.Fatalf("printed keys %v", got)
+	}
+}
+
+// Matched events no jail counted are tallied by the engine's reason for
+// each, once per event.
+func TestReplayNotCounted(t *testing.T) {
+	success := `2024-09-02T22:31:09.000000000Z [2024-09-02 22:31:09,000] INFO in nginx: Login attempt for: bob@example.com/imap/993 from: 198.51.100.20/35618: success: password`
+	admin := writeLog(t, t.TempDir(), "admin.log", rAdmin, strings.Replace(rAdmin, "22:31:07", "22:31:08", 2), success)
+	rep, _ := replayJSON(t, "admin="+admin)
+	want := map[string]uint64{jail.SkipDeduped: 1, jail.SkipSuccess: 1}
+	if len(rep.NotCounted) != len(want) || rep.NotCounted[jail.SkipDeduped] != 1 || rep.NotCounted[jail.SkipSuccess] != 1 {
+		t.Fatalf("not counted %v, want %v", rep.NotCounted, want)
+	}
+	if j := rep.Jails["auth"]; j.Events != 1 {
+		t.Fatalf("auth counted %d events, want 1", j.Events)
 	}
 }
