@@ -193,7 +193,7 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 		streams = append(streams, s)
 		r, head, err := peekHead(r)
 		if err != nil {
-			return nil, fmt.Errorf("replay %s: %w", in.path, err)
+			return nil, fmt.Errorf("replay %s: %w", in, err)
 		}
 		w, err := guessInput(&inputs[i], head)
 		if err != nil {
