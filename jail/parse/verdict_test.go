@@ -189,3 +189,29 @@ func FuzzGuessService(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerdict: whatever the lines, Parse's answer and its verdict agree,
+// every line not matched has a reason, and each service's classes add up
+// to its lines.
+func FuzzVerdict(f *testing.F) {
+	f.Add(vConnected+"\n"+vPort25+"\n"+vUnopened, "front")
+	f.Add(vAdminFail+"\n"+vAdminHTTP+"\n"+vGarbage, "admin")
+	f.Add(vPostfixDeny+"\n"+vPostfixQmgr, "smtp")
+	f.Add(vRspamd+"\n"+vRspamdOther, "antispam")
+	f.Add(vDovecotFail, "frnt")
+	f.Fuzz(func(t *testing.T, text, service string) {
+		p := NewParser(ParserOptions{MaxConnections: 16, Now: func() time.Time { return exampleBase }})
+		for i, line := range strings.Split(text, "\n") {
+			_, ok := p.Parse(sources.Line{Service: service, Time: exampleBase.Add(time.Duration(i) * time.Millisecond), Text: line})
+			v := p.Last()
+			if ok != (v.Class == ClassMatched) || (v.Class != ClassMatched) == (v.Reason() == "") {
+				t.Fatalf("%q: ok %v, verdict %s %q", line, ok, v.Class, v.Reason())
+			}
+		}
+		for svc, s := range p.Stats().Services {
+			if n := Total(s.Matched) + Total(s.Ignored) + Total(s.Unparsable) + Total(s.Forged) + Total(s.Uncorroborated); n != s.Lines {
+				t.Fatalf("%s: classes add up to %d of %d lines: %+v", svc, n, s.Lines, s)
+			}
+		}
+	})
+}
