@@ -86,6 +86,8 @@ type replayBan struct {
 	Until    string   `json:"until"`
 	Level    int      `json:"level"`
 	Evidence []string `json:"evidence"`
+
+	dur time.Duration
 }
 
 type replayAlarm struct {
@@ -253,7 +255,7 @@ func (b *reportBuilder) decision(d jail.Decision) {
 	}
 	b.rep.Bans = append(b.rep.Bans, replayBan{Target: d.Target.String(), Jail: d.Jail, Events: d.Events,
 		First: d.Time.UTC().Format(time.RFC3339), Reason: d.Reason, Corroborated: d.Corroborated,
-		Duration: dur.String(), Until: st.until.UTC().Format(time.RFC3339), Level: level, Evidence: ev})
+		Duration: dur.String(), Until: st.until.UTC().Format(time.RFC3339), Level: level, Evidence: ev, dur: dur})
 }
 
 func (b *reportBuilder) alarm(a jail.Alarm) {
@@ -419,7 +421,7 @@ func printReplay(w io.Writer, rep *replayReport) error {
 		fmt.Fprintf(w, "(%d more decisions came while their target's ban held: live, the firewall would have stopped those attempts)\n", rep.WhileBanned)
 	}
 	for _, b := range rep.Bans {
-		fmt.Fprintf(w, "%s  jail %s  at %s  for %s (level %d)  %d events: %s\n", b.Target, b.Jail, b.First, b.Duration, b.Level, b.Events, b.Reason)
+		fmt.Fprintf(w, "%s  jail %s  at %s  for %s (level %d)  %d events: %s\n", b.Target, b.Jail, b.First, human(b.dur), b.Level, b.Events, b.Reason)
 		for _, l := range b.Evidence {
 			fmt.Fprintf(w, "    | %s\n", clean(l))
 		}

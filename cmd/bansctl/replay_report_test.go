@@ -253,7 +253,7 @@ func TestReplayBanLevels(t *testing.T) {
 		t.Fatalf("bans %+v (while banned %d), want %+v and 1", got, rep.WhileBanned, want)
 	}
 	_, out, _ := runReplay(t, "", "admin="+admin)
-	for _, w := range []string{"BANS (3)", "for 2h0m0s (level 1)", "    | [2026-11-20 06:09:00,000] INFO in nginx: Login attempt for: u40@example.com", "(1 more decisions came while their target's ban held"} {
+	for _, w := range []string{"BANS (3)", "for 2h0m (level 1)", "    | [2026-11-20 06:09:00,000] INFO in nginx: Login attempt for: u40@example.com", "(1 more decisions came while their target's ban held"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
