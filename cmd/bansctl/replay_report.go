@@ -323,7 +323,7 @@ func inputWarnings(files []replayFile) []string {
 				w = append(w, fmt.Sprintf("front=%s has Dovecot lines (Mailu 2024.06 or later) but no admin file was given: there, bansd counts each "+
 					"attempt once from admin's \"Login attempt\" lines and not front's. Without them replay counts front's nginx and Dovecot failures: "+
 					"a stale password retried counts every time (front's lines carry no password hash to count retries once), so bans may come sooner, "+
-					"and web (SSO), API token and rate-limiter lines, which only admin writes, are missing: no ban for those. "+
+					"and web (SSO) login, API token and limiter lines, which only admin writes, are missing: no ban for those. "+
 					"Add admin=admin.log (docker logs -t mailu-admin-1)", f.Path))
 				break
 			}
