@@ -131,6 +131,8 @@ func TestVerdictUncorroborated(t *testing.T) {
 		{vDovecotFail, ClassUncorroborated, UnseenSpent},
 		{vConnected, ClassUncorroborated, UnseenConnection},
 		{vPort25, ClassUncorroborated, UnseenUnopened},
+		{vHTTP, ClassIgnored, IgnoreHTTPAccess},
+		{vGarbage, ClassUnparsable, UnparsableFront},
 	} {
 		p.Parse(sources.Line{Service: "front", Container: "c", Time: exampleBase, Text: tc.line})
 		if v := p.Last(); v.Class != tc.class || v.Reason() != tc.reason {

@@ -242,6 +242,10 @@ func (p *Parser) parseFrontKernel(l sources.Line) (Event, lineTime, bool) {
 		p.frontContainer = l.Container
 	}
 	text := l.Text
+	if isHTTPAccess(text) {
+		p.ignore(ignoreHTTPAccess)
+		return Event{}, lineTime{}, false
+	}
 	if h, ok := parseNginxHeader(text); ok {
 		p.ignoreNginx(h)
 		return p.nginxKernel(l, h)
