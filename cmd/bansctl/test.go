@@ -154,6 +154,10 @@ func testRun(cfg *configs.Config, lines []sources.Line, service string) (*testRe
 		if tl.Service == "" {
 			tl.Class = parse.ClassUnparsable.String()
 			tl.Reason = "no line of front, admin, smtp or antispam: give --service to see how that service reads it"
+			if r := readBy(l); r != "" {
+				tl.Class = parse.ClassIgnored.String()
+				tl.Reason = "service not guessed (" + r + ")"
+			}
 			res.Lines = append(res.Lines, tl)
 			continue
 		}
@@ -229,4 +233,22 @@ func classWords(class string) string {
 		return "set aside, uncorroborated by the kernel"
 	}
 	return class
+}
+
+// readBy says what each service's parser makes of a line whose service
+// could not be guessed (an access-log line, which front and admin both
+// write): "as front: REASON; as admin: REASON", or "" if none reads it.
+func readBy(l sources.Line) string {
+	var out []string
+	for _, svc := range []string{"front", "admin", "smtp", "antispam"} {
+		p := parse.NewParser(parse.ParserOptions{MaxConnections: 1})
+		l.Service = svc
+		switch ev, ok := p.Parse(l); {
+		case ok:
+			out = append(out, "as "+svc+": "+ev.Kind.String())
+		case p.Last().Class != parse.ClassUnparsable:
+			out = append(out, "as "+svc+": "+p.Last().Reason())
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -24,6 +24,7 @@ const (
 	tPostfix   = `Oct 25 04:10:40 mail postfix/smtpd[61002]: NOQUEUE: reject: RCPT from unknown[2001:db8::9]: 550 5.1.1 <nosuch@example.com>: Recipient address rejected: User unknown in virtual mailbox table; from=<a@b.example> to=<nosuch@example.com> proto=ESMTP helo=<b.example>`
 	tRspamd    = `2023-08-14 20:07:05 #156(rspamd_proxy) <37497c>; proxy; rspamd_task_write_log: id: <a>, qid: <Q>, ip: 192.0.2.208, from: <noreply@example.com>, len: 1`
 	tSuccess   = `[2024-09-02 22:25:33,601] INFO in nginx: Login attempt for: alice@example.com/imap/993 from: 198.51.100.20/35618: success: password`
+	tHTTP      = `198.51.100.7 - - [02/Sep/2024:20:46:24 +0000] "GET /sso/login HTTP/2.0" 200 4322 "-" "Mozilla/5.0"`
 	tIgnored   = `Sep 02 23:30:10 imap-login: Info: proxy(info@example.com,192.168.203.8:993): Started proxying to 192.168.203.8:993 (0.042 secs): user=<info@example.com>, method=PLAIN, rip=2001:db8:1::5, rport=50123, lip=192.168.203.5, lport=993, TLS`
 )
 
@@ -68,6 +69,7 @@ func TestTestCommand(t *testing.T) {
 		{"postfix", []string{tPostfix}, 0, []string{"service: smtp (guessed", "event:   user-unknown (from postfix)", "client:  2001:db8::9", "port:    25"}},
 		{"rspamd", []string{tRspamd}, 0, []string{"service: antispam (guessed", "event:   relay-client (from rspamd)", "client:  192.0.2.208", "counted: no, " + jail.SkipAlarmOnly}},
 		{"ignored", []string{tIgnored}, 1, []string{"verdict: ignored: " + parse.IgnoreDovecotOther}},
+		{"access log", []string{tHTTP}, 1, []string{"service: unknown (not guessed from content)", "verdict: ignored: service not guessed (as front: " + parse.IgnoreHTTPAccess + "; as admin: " + parse.IgnoreAdminAccess + ")"}},
 		{"not guessed", []string{"hello world"}, 1, []string{"service: unknown (not guessed from content)", "verdict: unparsable: no line of front, admin, smtp or antispam"}},
 		{"given service", []string{"--service", "admin", tDovecot}, 1, []string{"service: admin\n", "verdict: unparsable: " + parse.UnparsableAdmin}},
 		{"docker prefix", []string{"2024-09-02T22:31:09.020000000Z " + tAdmin}, 0, []string{"event:   unknown-user (from admin)"}},
