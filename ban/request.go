@@ -2,11 +2,11 @@ package ban
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/bansd/bansd/ban/escalate"
 	"github.com/bansd/bansd/prefix"
 	"github.com/bansd/bansd/store"
 )
@@ -152,15 +152,7 @@ func (m *Manager) escalate(base time.Duration, offences int) time.Duration {
 	if limit <= 0 {
 		limit = maxTimeout
 	}
-	f := m.opt.Factor
-	if f < 1 {
-		f = 1
-	}
-	d := float64(base) * math.Pow(f, float64(offences))
-	if d >= float64(limit) || math.IsInf(d, 0) || math.IsNaN(d) {
-		return max(limit, base)
-	}
-	return time.Duration(d)
+	return escalate.Duration(base, offences, m.opt.Factor, limit)
 }
 
 func (m *Manager) boundEvidence(ev []string) []string {

@@ -72,6 +72,7 @@ type counters struct {
 type jailRT struct {
 	cfg       configs.Jail
 	find      int64
+	events    uint64 // events counted in its windows
 	decisions uint64
 }
 
@@ -80,8 +81,9 @@ type Stats struct {
 	Lines, Matched uint64
 	// Events counts matched events by kind name.
 	Events map[string]uint64
-	// Decisions counts decisions by jail name.
-	Decisions map[string]uint64
+	// Decisions counts decisions by jail name; JailEvents the events each
+	// jail counted in its windows.
+	Decisions, JailEvents map[string]uint64
 	// Alarms is how many alarms were delivered; AlarmEvents how many events
 	// came from a gateway or Docker-network "client", or were attempts
 	// from a run-time allowed address.
@@ -197,7 +199,20 @@ func buildJails(cfg *configs.Config) ([]*jailRT, [parse.KindCount][]uint16, erro
 type pending struct {
 	decs   []Decision
 	alarms []Alarm
+	skip   string
 }
+
+// Why a matched event was not counted (Output.NotCounted).
+const (
+	SkipProtected = "protected address: never banned"
+	SkipSuccess   = "successful login: exempts the address"
+	SkipAlarmOnly = "feeds the gateway alarm only, never an attempt"
+	SkipFront     = "front's copy of an attempt admin logs itself (Mailu 2024.06+): counted from admin"
+	SkipExempt    = "address exempt after a successful login"
+	SkipNoJail    = "no enabled jail counts this kind"
+	SkipDeduped   = "same credentials retried: counted once"
+	SkipTooOld    = "older than the jail's findtime"
+)
 
 // Process parses one line, counts its event and returns what it produced;
 // the caller decides where decisions and alarms go (and when the line
@@ -209,8 +224,9 @@ func (e *Engine) Process(l sources.Line) Output {
 	if ok {
 		e.processEvent(ev, &out)
 	}
+	v := e.parser.Last()
 	e.mu.Unlock()
-	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms}
+	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, Event: ev, NotCounted: out.skip}
 }
 
 func (e *Engine) processEvent(ev parse.Event, out *pending) {
@@ -229,6 +245,7 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	a := ev.Addr.Unmap()
 	if r, ok := e.prot.match(a); ok {
 		e.st.protected++
+		out.skip = SkipProtected
 		if lim := e.alarmFor(r, ev); lim != nil {
 			e.st.alarmEvents++
 			if al, ok := lim.hit(a, tn, t, ev.Line); ok {
@@ -252,9 +269,11 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 		if d := e.cfg.Engine.SuccessExempt; d > 0 {
 			e.exempt.add(ab, ev.User, tn, tn+int64(d))
 		}
+		out.skip = SkipSuccess
 		return
 	case parse.KindRelayClient, parse.KindMisconfigured:
 		// Alarm input only; never an attempt.
+		out.skip = SkipAlarmOnly
 		return
 	}
 	switch ev.Origin {
@@ -267,20 +286,24 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 		case parse.KindAuthFailure, parse.KindUnknownUser:
 			if e.adminLogins {
 				e.st.frontSkipped++
+				out.skip = SkipFront
 				return
 			}
 		case parse.KindRateLimited:
 			if e.adminLogins || e.adminLimiter {
 				e.st.frontSkipped++
+				out.skip = SkipFront
 				return
 			}
 		}
 	}
 	if e.exempt.has(ab, ev.User, tn) {
 		e.st.exempted++
+		out.skip = SkipExempt
 		return
 	}
 	idxs := e.byKind[ev.Kind]
+	out.skip = SkipNoJail
 	if len(idxs) == 0 {
 		return
 	}
@@ -303,11 +326,19 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 			if len(w.ent) == 0 {
 				e.tr.removeKey(k)
 			}
+			if out.skip != "" {
+				out.skip = SkipTooOld
+			}
 			continue
 		case deduped:
 			e.st.deduped++
+			if out.skip != "" {
+				out.skip = SkipDeduped
+			}
 			continue
 		}
+		j.events++
+		out.skip = ""
 		w.kinds |= 1 << ev.Kind
 		if ev.Port > 0 && ev.Port < 1<<16 {
 			w.port = uint16(ev.Port)
@@ -521,8 +552,8 @@ func (e *Engine) Stats() Stats {
 	s := Stats{
 		Lines: ps.Lines, Matched: ps.Matched,
 		Events:    map[string]uint64{},
-		Decisions: map[string]uint64{},
-		Alarms:    e.st.alarms, AlarmEvents: e.st.alarmEvents,
+		Decisions: map[string]uint64{}, JailEvents: map[string]uint64{},
+		Alarms: e.st.alarms, AlarmEvents: e.st.alarmEvents,
 		Tracked: e.tr.len(), Evicted: e.tr.evicted,
 		Exemptions:   len(e.exempt.m),
 		Deduplicated: e.st.deduped, Exempted: e.st.exempted, Protected: e.st.protected,
@@ -535,6 +566,7 @@ func (e *Engine) Stats() Stats {
 	}
 	for _, j := range e.jails {
 		s.Decisions[j.cfg.Name] = j.decisions
+		s.JailEvents[j.cfg.Name] = j.events
 	}
 	return s
 }

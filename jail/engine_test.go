@@ -680,3 +680,38 @@ func TestProcessLines(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// Process says, for each matched line, why no jail counted it, and the
+// jails count the events they took.
+func TestProcessNotCounted(t *testing.T) {
+	e, _ := newTestEngine(t, "")
+	admin := func(at time.Duration, a, outcome string) string {
+		return fmt.Sprintf("[%s] INFO in nginx: Login attempt for: alice@example.com/imap/993 from: %s/51544: %s", t0.Add(at).Format("2006-01-02 15:04:05,000"), a, outcome)
+	}
+	dovecot := fmt.Sprintf("%s imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<alice@example.com>, method=PLAIN, rip=203.0.113.7, rport=50122, lip=192.168.203.5, lport=993, TLS", t0.Add(time.Minute).Format("Jan 02 15:04:05"))
+	for i, tc := range []struct {
+		service, text string
+		notCounted    string
+	}{
+		{"admin", admin(0, "203.0.113.7", "failed: badauth: 3fa9c2"), ""},
+		{"admin", admin(time.Second, "203.0.113.7", "failed: badauth: 3fa9c2"), SkipDeduped},
+		{"front", dovecot, SkipFront},
+		{"admin", admin(2*time.Second, "198.51.100.4", "success: password"), SkipSuccess},
+		{"admin", admin(3*time.Second, "198.51.100.4", "failed: badauth: 111111"), SkipExempt},
+		{"admin", admin(4*time.Second, "192.168.203.1", "failed: badauth: 222222"), SkipProtected},
+		{"smtp", "Oct 25 03:33:07 mail postfix/smtpd[59863]: A303311BB3A: client=unknown[192.0.2.77]", SkipAlarmOnly},
+	} {
+		out := e.Engine.Process(sources.Line{Service: tc.service, Time: t0.Add(time.Duration(i) * time.Second), Text: tc.text})
+		if !out.Matched || out.Verdict.Class != parse.ClassMatched || out.NotCounted != tc.notCounted || out.Event.Line != tc.text {
+			t.Errorf("%q: matched %v, verdict %v, not counted %q; want %q", tc.text, out.Matched, out.Verdict.Class, out.NotCounted, tc.notCounted)
+		}
+	}
+	out := e.Engine.Process(sources.Line{Service: "admin", Text: "no admin line"})
+	if out.Matched || out.Verdict.Class != parse.ClassUnparsable || out.NotCounted != "" {
+		t.Errorf("unparsable line: %+v", out)
+	}
+	// The first failure counted in auth (address) and network (its /24).
+	if s := e.Stats(); s.JailEvents["auth"] != 1 || s.JailEvents["network"] != 1 || s.JailEvents["api"] != 0 {
+		t.Errorf("jail events %v", s.JailEvents)
+	}
+}

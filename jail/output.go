@@ -3,6 +3,8 @@ package jail
 import (
 	"net/netip"
 	"time"
+
+	"github.com/bansd/bansd/jail/parse"
 )
 
 // Decision asks the ban manager to ban Target.
@@ -49,4 +51,11 @@ type Output struct {
 	// Alarms are raised at most once a minute (log time) per address;
 	// Alarm.Count says how many events one stands for.
 	Alarms []Alarm
+	// Verdict is the parser's: the line's class and reason.
+	Verdict parse.Verdict
+	// Event is the line's event when it matched.
+	Event parse.Event
+	// NotCounted says why a matched event was counted by no jail (a Skip*
+	// constant); empty when a jail counted it or the line did not match.
+	NotCounted string
 }

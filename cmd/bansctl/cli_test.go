@@ -29,7 +29,7 @@ func TestCLIWords(t *testing.T) {
 		{[]string{"unban", "--covering", "--all", "--yes"}, 2, `--covering goes with targets`},
 		{[]string{"ban", "--for", "0s", "203.0.113.1"}, 2, `--for: want a positive duration such as "1h", "1d" or "1w", or "permanent", got "0s"`},
 		{[]string{"ban", "--for"}, 2, "--for needs a value; see 'bansctl ban --help'"},
-		{[]string{"help", "nosuch"}, 2, `no command "nosuch"; the commands are: allow, ban, completion, doctor, history, import, list, notify, replay, shield, stats, status, unban, version, why`},
+		{[]string{"help", "nosuch"}, 2, `no command "nosuch"; the commands are: allow, ban, completion, doctor, history, import, list, notify, replay, shield, stats, status, test, unban, version, why`},
 		{[]string{"nosuch"}, 2, `no command "nosuch"; the commands are:`},
 		{[]string{"status", "--nope"}, 2, "unknown flag --nope; see 'bansctl status --help'"},
 		{[]string{"shield", "maybe"}, 2, `shield takes on or off, not "maybe"`},

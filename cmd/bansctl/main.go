@@ -1,5 +1,5 @@
 // Command bansctl is the operator's CLI for bansd: list, ban, unban,
-// status, why, replay and doctor.
+// status, why, replay, test and doctor.
 package main
 
 import (
@@ -55,7 +55,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.socket, "socket", control.SocketFromEnv(), "bansd's control socket (env BANSD_SOCKET)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print JSON for scripts")
-	root.AddCommand(newListCmd(g), newBanCmd(g), newUnbanCmd(g), newStatusCmd(g), newWhyCmd(g), newDoctorCmd(g), newReplayCmd(), newVersionCmd(g), newGenDocsCmd(), newImportCmd(g), newHistoryCmd(g), newStatsCmd(g), newNotifyCmd(g), newShieldCmd(g), newAllowCmd(g))
+	root.AddCommand(newListCmd(g), newBanCmd(g), newUnbanCmd(g), newStatusCmd(g), newWhyCmd(g), newDoctorCmd(g), newReplayCmd(), newTestCmd(g), newVersionCmd(g), newGenDocsCmd(), newImportCmd(g), newHistoryCmd(g), newStatsCmd(g), newNotifyCmd(g), newShieldCmd(g), newAllowCmd(g))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%s; see '%s --help'", flagWords(err), c.CommandPath())
 	})

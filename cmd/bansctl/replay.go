@@ -1,17 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/bansd/bansd/jail/parse"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
+
+	"github.com/bansd/bansd/jail/parse"
 
 	"github.com/spf13/cobra"
 
@@ -21,11 +23,12 @@ import (
 )
 
 func newReplayCmd() *cobra.Command {
-	var cfgPath string
+	var cfgPath, printArg string
 	var asJSON bool
+	var printLimit int
 	cmd := &cobra.Command{
-		Use:   "replay [--config FILE] [--json] SERVICE=FILE [SERVICE=FILE ...]",
-		Short: "Run the jail engine over saved container logs and report what it would ban",
+		Use:   "replay [--config FILE] [--json] [--print CLASS] [SERVICE=]FILE ...",
+		Short: "Run the jail engine over saved container logs and report what it would ban, and why",
 		Long: `replay runs bansd's real jail engine over container logs saved with
 'docker logs -t' (or without timestamps), for example:
 
@@ -35,20 +38,45 @@ func newReplayCmd() *cobra.Command {
 
 Lines of all files are merged in time order (Docker's timestamp, else the
 line's own), so admin and front are judged together as bansd does live.
-FILE "-" is standard input. Nothing is banned: replay only reports.`,
+FILE "-" is standard input. A FILE without SERVICE= gets the service its
+first lines look like (the report says it was guessed). Nothing is banned:
+replay only reports.
+
+The report gives, per file and per service, how many lines were matched
+(by event kind), ignored (a known program's line with no signal), set aside
+as forged or uncorroborated (by reason) and unparsable; per jail the events
+it counted and its decisions; each ban with its duration, level (earlier
+bans of the target in this replay) and evidence lines. Warnings (also on
+standard error) flag input that is probably wrong: a file under the wrong
+service, an unknown service, a file with no line bansd reads, a Mailu
+2024.06 front file without its admin file.
+
+--print matched|missed|set-aside|all (or a comma-separated list) prints
+the lines of those classes with what the parser made of each: missed is
+ignored and unparsable, set-aside is forged and uncorroborated.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inputs, err := parseReplayArgs(args)
 			if err != nil {
 				return err
 			}
+			ps, err := parsePrint(printArg)
+			if err != nil {
+				return err
+			}
+			if printLimit < 1 {
+				return usagef("--print-limit: want a positive number of lines, got %d", printLimit)
+			}
 			cfg, err := configs.Load(cfgPath)
 			if err != nil {
 				return err
 			}
-			rep, err := replay(cmd.Context(), cfg, inputs, cmd.InOrStdin())
+			rep, err := replay(cmd.Context(), cfg, inputs, cmd.InOrStdin(), replayOptions{print: ps, printLimit: printLimit})
 			if err != nil {
 				return err
+			}
+			for _, w := range rep.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -60,11 +88,29 @@ FILE "-" is standard input. Nothing is banned: replay only reports.`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "bansd configuration file (default: the built-in configuration)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	cmd.Flags().StringVar(&printArg, "print", "", "print the lines of a class: matched, missed, set-aside or all")
+	cmd.Flags().IntVar(&printLimit, "print-limit", 50, "print at most this many lines of each class")
 	return cmd
 }
 
 type replayInput struct {
 	service, path string
+	// guessed: no SERVICE= was given; service comes from the content.
+	guessed bool
+}
+
+// String is the input as the operator would write it.
+func (in replayInput) String() string {
+	if in.guessed {
+		return in.path
+	}
+	return in.service + "=" + in.path
+}
+
+// replayOptions are the report's switches.
+type replayOptions struct {
+	print      printSet
+	printLimit int
 }
 
 func parseReplayArgs(args []string) ([]replayInput, error) {
@@ -72,8 +118,13 @@ func parseReplayArgs(args []string) ([]replayInput, error) {
 	stdin := false
 	for _, a := range args {
 		svc, path, ok := strings.Cut(a, "=")
-		if !ok || svc == "" || path == "" {
-			return nil, usagef("%q: want SERVICE=FILE, e.g. front=front.log", a)
+		guessed := false
+		if !ok {
+			// A path holding "=" needs SERVICE= before it.
+			svc, path, guessed = "", a, true
+		}
+		if (ok && svc == "") || path == "" {
+			return nil, usagef("%q: want [SERVICE=]FILE, e.g. front=front.log", a)
 		}
 		if strings.ContainsAny(svc, " /\t") {
 			return nil, usagef("%q: bad service name %q", a, svc)
@@ -84,42 +135,9 @@ func parseReplayArgs(args []string) ([]replayInput, error) {
 			}
 			stdin = true
 		}
-		out = append(out, replayInput{service: svc, path: path})
+		out = append(out, replayInput{service: svc, path: path, guessed: guessed})
 	}
 	return out, nil
-}
-
-// replayReport is replay's result; its JSON is the --json output.
-type replayReport struct {
-	Lines   uint64        `json:"lines"`
-	Matched uint64        `json:"matched"`
-	Seconds float64       `json:"seconds"`
-	Bans    []replayBan   `json:"bans"`
-	Alarms  []replayAlarm `json:"alarms"`
-	// Attribution is "text": offline there is no kernel record of who
-	// connected, so the text rules judge and no ban is corroborated.
-	Attribution string `json:"attribution"`
-	// Forged counts lines the text rules set aside, by reason.
-	Forged map[string]uint64 `json:"forged"`
-
-	jails map[string]uint64
-	cut   int64
-}
-
-type replayBan struct {
-	Target       string `json:"target"`
-	Jail         string `json:"jail"`
-	Events       int    `json:"events"`
-	First        string `json:"first"`
-	Reason       string `json:"reason"`
-	Corroborated bool   `json:"corroborated"`
-}
-
-type replayAlarm struct {
-	Kind    string `json:"kind"`
-	Address string `json:"address"`
-	Count   int    `json:"count"`
-	Hint    string `json:"hint"`
 }
 
 // replayBatch is how many lines a reader hands over at once: one channel
@@ -144,7 +162,7 @@ type replayStream struct {
 	close func() error
 }
 
-func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdin io.Reader) (*replayReport, error) {
+func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdin io.Reader, opt replayOptions) (*replayReport, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	streams := make([]*replayStream, 0, len(inputs))
@@ -154,45 +172,39 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 		}
 	}()
 	var readers []io.Reader
-	for _, in := range inputs {
+	var warnings []string
+	for i, in := range inputs {
 		s := &replayStream{ch: make(chan []stampedLine, 4), free: make(chan []stampedLine, 8), close: func() error { return nil }}
+		var r io.Reader
 		if in.path == "-" {
-			readers = append(readers, stdin)
+			r = stdin
 		} else {
 			f, err := os.Open(in.path)
 			if err != nil {
-				return nil, fmt.Errorf("replay %s: %w", in.service, err)
+				return nil, fmt.Errorf("replay %s: %w", in, err)
 			}
 			if st, err := f.Stat(); err == nil && st.IsDir() {
 				f.Close()
-				return nil, fmt.Errorf("replay %s: %s is a directory", in.service, in.path)
+				return nil, fmt.Errorf("replay %s: %s is a directory", in, in.path)
 			}
 			s.close = f.Close
-			readers = append(readers, f)
+			r = f
 		}
 		streams = append(streams, s)
+		r, head, err := peekHead(r)
+		if err != nil {
+			return nil, fmt.Errorf("replay %s: %w", in, err)
+		}
+		w, err := guessInput(&inputs[i], head)
+		if err != nil {
+			return nil, err
+		}
+		warnings = append(warnings, w...)
+		readers = append(readers, r)
 	}
 
-	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text"}
-	banned := map[string]bool{}
-	type alarmKey struct{ kind, addr string }
-	alarms := map[alarmKey]*replayAlarm{}
-	onDecision := func(d jail.Decision) {
-		t := d.Target.String()
-		if banned[t] {
-			return
-		}
-		banned[t] = true
-		rep.Bans = append(rep.Bans, replayBan{Target: t, Jail: d.Jail, Events: d.Events, First: d.Time.UTC().Format(time.RFC3339), Reason: d.Reason})
-	}
-	onAlarm := func(a jail.Alarm) {
-		k := alarmKey{a.Kind, a.Addr.String()}
-		if x, ok := alarms[k]; ok {
-			x.Count += a.Count
-			return
-		}
-		alarms[k] = &replayAlarm{Kind: a.Kind, Address: k.addr, Count: a.Count, Hint: a.Hint}
-	}
+	rb := newReportBuilder(cfg, inputs, opt.print, opt.printLimit)
+	rb.rep.Warnings = append(rb.rep.Warnings, warnings...)
 	eng, err := jail.NewEngine(cfg, jail.Options{})
 	if err != nil {
 		return nil, err
@@ -240,39 +252,80 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 			break
 		}
 		s := streams[best]
-		out := eng.Process(s.buf[s.pos].l)
-		for _, a := range out.Alarms {
-			onAlarm(a)
-		}
-		for _, d := range out.Decisions {
-			onDecision(d)
-		}
+		l := &s.buf[s.pos].l
+		out := eng.Process(*l)
+		rb.line(best, l, &out)
 		s.pos++
 	}
 	wg.Wait()
+	var cut int64
 	for i, s := range streams {
 		if s.err != nil {
-			return nil, fmt.Errorf("replay %s=%s: %w", inputs[i].service, inputs[i].path, s.err)
+			return nil, fmt.Errorf("replay %s: %w", inputs[i], s.err)
 		}
-		rep.cut += s.cut
+		cut += s.cut
 	}
-	for _, a := range eng.FlushAlarms() {
-		onAlarm(a)
-	}
-	rep.Seconds = time.Since(start).Seconds()
-	st := eng.Stats()
-	rep.Lines, rep.Matched, rep.jails = st.Lines, st.Matched, st.Decisions
-	rep.Forged = st.Parser.Forged
-	for _, a := range alarms {
-		rep.Alarms = append(rep.Alarms, *a)
-	}
-	sort.Slice(rep.Alarms, func(i, j int) bool {
-		if rep.Alarms[i].Count != rep.Alarms[j].Count {
-			return rep.Alarms[i].Count > rep.Alarms[j].Count
+	return rb.finish(eng, time.Since(start).Seconds(), cut), nil
+}
+
+// guessBytes is how much of a file's start the service guess reads.
+const guessBytes = 64 << 10
+
+// peekHead returns the first guessBytes of r, and a reader that still
+// starts at the beginning: a regular file is read in place (no second
+// buffer in the way of replay's reading), anything else through a buffer.
+func peekHead(r io.Reader) (io.Reader, []byte, error) {
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			head := make([]byte, guessBytes)
+			n, err := f.ReadAt(head, 0)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, nil, err
+			}
+			return f, head[:n], nil
 		}
-		return rep.Alarms[i].Address < rep.Alarms[j].Address
-	})
-	return rep, nil
+	}
+	br := bufio.NewReaderSize(r, guessBytes)
+	head, err := br.Peek(guessBytes)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, nil, err
+	}
+	return br, head, nil
+}
+
+// guessInput looks at the first lines of an input: it picks the service of
+// one given without SERVICE=, and warns of one given under a service its
+// lines do not look like.
+func guessInput(in *replayInput, head []byte) ([]string, error) {
+	g := guessHead(head)
+	if in.guessed {
+		best, _ := g.Best()
+		if best == "" {
+			return nil, usagef("%s: no line of its first %d looks like front, admin, smtp or antispam: give the service, e.g. front=%s", in.path, g.Lines, in.path)
+		}
+		in.service = best
+		return nil, nil
+	}
+	if w := guessWarning(*in, g); w != "" {
+		return []string{w}, nil
+	}
+	return nil, nil
+}
+
+// guessHead tallies the service guess over the complete lines of head.
+func guessHead(head []byte) parse.ServiceGuess {
+	var g parse.ServiceGuess
+	var ts sources.TimestampParser
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			break
+		}
+		_, text := ts.Split(strings.TrimSuffix(string(head[:i]), "\r"))
+		g.Add(text)
+		head = head[i+1:]
+	}
+	return g
 }
 
 // readStream reads one file into batches stamped with their merge time:
@@ -308,48 +361,4 @@ func readStream(ctx context.Context, r io.Reader, service string, maxLine int, r
 		}
 	}
 	return counts.Cut, err
-}
-
-func printReplay(w io.Writer, rep *replayReport) error {
-	rate := 0.0
-	if rep.Seconds > 0 {
-		rate = float64(rep.Lines) / rep.Seconds
-	}
-	fmt.Fprintf(w, "Replayed %d lines (%d matched) in %.2fs: %.0f lines/s\n", rep.Lines, rep.Matched, rep.Seconds, rate)
-	fmt.Fprintln(w, "No kernel record offline: the text rules judged every line, and the bans below are uncorroborated.")
-	if rep.cut > 0 {
-		fmt.Fprintf(w, "%d lines longer than docker.max_line were cut\n", rep.cut)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nJAIL\tDECISIONS")
-	names := make([]string, 0, len(rep.jails))
-	for n := range rep.jails {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(tw, "%s\t%d\n", n, rep.jails[n])
-	}
-	fmt.Fprintf(tw, "\nBANS (%d targets, first ban each)\n", len(rep.Bans))
-	if len(rep.Bans) > 0 {
-		fmt.Fprintln(tw, "TARGET\tJAIL\tEVENTS\tFIRST\tREASON")
-		for _, b := range rep.Bans {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", b.Target, b.Jail, b.Events, b.First, b.Reason)
-		}
-	}
-	fmt.Fprintf(tw, "\nALARMS (%d addresses)\n", len(rep.Alarms))
-	if len(rep.Alarms) > 0 {
-		fmt.Fprintln(tw, "KIND\tADDRESS\tCOUNT")
-		for _, a := range rep.Alarms {
-			fmt.Fprintf(tw, "%s\t%s\t%d\n", a.Kind, a.Address, a.Count)
-		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(rep.Alarms) > 0 {
-		_, err := fmt.Fprintf(w, "\nWhy the alarms matter: %s\n", rep.Alarms[0].Hint)
-		return err
-	}
-	return nil
 }

@@ -173,8 +173,11 @@ func TestReplayErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no args", nil, exitUsage, ""},
-		{"no =", []string{"front.log"}, exitUsage, "SERVICE=FILE"},
-		{"empty service", []string{"=x"}, exitUsage, "SERVICE=FILE"},
+		{"no = and no file", []string{filepath.Join(dir, "front.log")}, exitFailed, "no such file"},
+		{"no = and nothing to guess from", []string{ok}, exitUsage, "give the service, e.g. front=" + ok},
+		{"empty service", []string{"=x"}, exitUsage, "[SERVICE=]FILE"},
+		{"bad --print", []string{"--print", "some", "front=" + ok}, exitUsage, "--print: want matched, missed, set-aside or all"},
+		{"bad --print-limit", []string{"--print-limit", "0", "front=" + ok}, exitUsage, "--print-limit: want a positive number"},
 		{"stdin twice", []string{"front=-", "admin=-"}, exitUsage, "twice"},
 		{"unknown flag", []string{"--nope", "front=" + ok}, exitUsage, ""},
 		{"missing file", []string{"front=" + filepath.Join(dir, "nope.log")}, exitFailed, "no such file"},
@@ -209,7 +212,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.ResetTimer()
 	var lines uint64
 	for b.Loop() {
-		rep, err := replay(context.Background(), cfg, inputs, nil)
+		rep, err := replay(context.Background(), cfg, inputs, nil, replayOptions{printLimit: 50})
 		if err != nil {
 			b.Fatal(err)
 		}

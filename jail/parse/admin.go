@@ -47,8 +47,12 @@ func (p *Parser) parseAdmin(l sources.Line) (Event, lineTime, bool) {
 		if inBurst {
 			p.adminBurst.extend(l.Time)
 		}
+		if isHTTPAccess(l.Text) {
+			p.ignore(ignoreAdminAccess)
+		}
 		return Event{}, lineTime{}, false
 	}
+	p.ignore(ignoreAdminOther)
 	ev, ok := adminMessage(level, module, msg)
 	if module == "limiter" && strings.HasPrefix(msg, "Authentication attempt from ") && strings.Contains(msg, " for ") {
 		// The limiter prints the username raw: a line feed in it cuts

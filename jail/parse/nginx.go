@@ -178,6 +178,7 @@ func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardSta
 		if addr, _, ok := parseConnected(h.msg); ok {
 			// A "connected" line holds no attacker text: it starts no
 			// chain of pieces.
+			p.ignore(ignoreNginxConnected)
 			p.nginxConnected(l, h, addr, piece, g)
 			return Event{}, h.ts, false
 		}
@@ -188,6 +189,7 @@ func (p *Parser) nginxLine(l sources.Line, h nginxHeader, piece bool, g guardSta
 			// counts only on the client's own connection.
 			e := p.conns.lookup(h.connid)
 			if e == nil || e.flags&(connPoisoned|connSuspect) != 0 || e.addr != s.addr || e.worker != h.worker {
+				p.ignore(ignoreNginxSuccess)
 				return Event{}, h.ts, false
 			}
 			return Event{Kind: KindAuthSuccess, Origin: OriginNginx, Addr: s.addr, User: s.user, Port: s.port, Count: 1}, h.ts, true
@@ -406,4 +408,13 @@ func (p *Parser) nginxClient(h nginxHeader) netip.Addr {
 		return netip.Addr{}
 	}
 	return addr
+}
+
+// ignoreNginx is the verdict of an nginx line until a rule says more.
+func (p *Parser) ignoreNginx(h nginxHeader) {
+	if h.level != "info" {
+		p.ignore(ignoreNginxNotInfo)
+	} else {
+		p.ignore(ignoreNginxOther)
+	}
 }

@@ -44,6 +44,7 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 	text := l.Text
 	h, nginx := parseNginxHeader(text)
 	if !nginx && isHTTPAccess(text) {
+		p.ignore(ignoreHTTPAccess)
 		// nginx's access log goes to stdout, never into a write of its
 		// error log: not a piece, and it carries no chain on. Without
 		// Docker time it is still a line of the span.
@@ -54,6 +55,7 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 	}
 	piece, guard := p.front.check(l.Time, nginx || looksFresh(text))
 	if nginx {
+		p.ignoreNginx(h)
 		return p.nginxLine(l, h, piece, guard)
 	}
 	if !piece && isNginxStart(text) {
@@ -65,9 +67,11 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		// third party counted.
 		p.conns.reset()
 		p.connMax = connOrder{}
+		p.ignore(ignoreNginxStart)
 		return Event{}, lineTime{}, false
 	}
 	if isDovecotLogin(text) {
+		p.ignore(ignoreDovecotOther)
 		ev, ts, ok := parseDovecot(text, p.yearRef(l))
 		if !ok {
 			return ev, ts, false

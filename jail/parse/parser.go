@@ -52,10 +52,10 @@ type Parser struct {
 	kconns  kconnTable
 	tuples  tupleTable
 
-	lines   uint64
-	matched uint64
-	forged  [forgeReasonCount]uint64
-	unseen  [unseenReasonCount]uint64
+	// verdict is what Parse made of the line it is parsing (verdict.go);
+	// svc counts the verdicts per service.
+	verdict Verdict
+	svc     [svcCount]serviceCounters
 	// witnessedN counts corroborated events.
 	witnessedN uint64
 	// untimedFront and unguardedDovecot: ParserStats' fields.
@@ -92,6 +92,9 @@ type ParserStats struct {
 	Uncorroborated map[string]uint64
 	// Witnessed is every Event the kernel corroborated.
 	Witnessed uint64
+	// Services breaks every line down by service (ServiceOther for those
+	// bansd does not read): only services that had lines.
+	Services map[string]ServiceStats
 	// KernelMode: the parser had a Witness.
 	KernelMode bool
 	// UntimedFront counts front lines without Docker time: the text
@@ -215,24 +218,48 @@ func (p *Parser) SetWitness(w Witness) {
 
 // Stats returns a copy of the counters.
 func (p *Parser) Stats() ParserStats {
-	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount),
+	var forged [forgeReasonCount]uint64
+	var unseen [unseenReasonCount]uint64
+	s := ParserStats{Forged: make(map[string]uint64, forgeReasonCount), Services: map[string]ServiceStats{},
 		UntimedFront: p.untimedFront, UnguardedDovecot: p.unguardedDovecot}
-	for i, n := range p.forged {
+	for i := range p.svc {
+		c := &p.svc[i]
+		s.Lines += c.lines
+		for _, n := range c.matched {
+			s.Matched += n
+		}
+		for r, n := range c.forged {
+			forged[r] += n
+		}
+		for r, n := range c.unseen {
+			unseen[r] += n
+		}
+		if c.lines > 0 {
+			s.Services[svcNames[i]] = c.stats()
+		}
+	}
+	for i, n := range forged {
 		s.Forged[forgeNames[i]] = n
 	}
 	if p.witness != nil {
 		s.KernelMode = true
 		s.Witnessed = p.witnessedN
 		s.Uncorroborated = make(map[string]uint64, unseenReasonCount)
-		for i, n := range p.unseen {
+		for i, n := range unseen {
 			s.Uncorroborated[unseenNames[i]] = n
 		}
 	}
 	return s
 }
 
+// reject sets the line being parsed aside as forged.
 func (p *Parser) reject(r forgeReason) {
-	p.forged[r]++
+	p.verdict = Verdict{Class: ClassForged, reason: uint8(r)}
+}
+
+// notSeen sets the line being parsed aside as uncorroborated (kernel mode).
+func (p *Parser) notSeen(r unseenReason) {
+	p.verdict = Verdict{Class: ClassUncorroborated, reason: uint8(r)}
 }
 
 // lineTime is what a matcher found about the line's own timestamp.
@@ -244,27 +271,29 @@ type lineTime struct {
 // Parse returns the line's event and true, or false when the line carries no
 // signal (or was judged forged).
 func (p *Parser) Parse(l sources.Line) (Event, bool) {
-	p.lines++
+	p.verdict = Verdict{}
 	var (
 		ev  Event
 		own lineTime
 		ok  bool
 	)
-	switch l.Service {
-	case "front":
+	svc := serviceIndex(l.Service)
+	switch svc {
+	case svcFront:
 		if p.witness != nil {
 			ev, own, ok = p.parseFrontKernel(l)
 		} else {
 			ev, own, ok = p.parseFront(l)
 		}
-	case "admin":
+	case svcAdmin:
 		ev, own, ok = p.parseAdmin(l)
-	case "smtp":
+	case svcSMTP:
 		ev, own, ok = p.parsePostfix(l)
-	case "antispam":
+	case svcAntispam:
 		ev, own, ok = p.parseRspamd(l)
 	}
 	if !ok {
+		p.count(svc, nil)
 		return Event{}, false
 	}
 	switch {
@@ -277,6 +306,7 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 	}
 	if p.witness != nil && !ev.Witnessed {
 		if ev, ok = p.witnessed(ev, ev.Time.UnixNano()); !ok {
+			p.count(svc, nil)
 			return Event{}, false
 		}
 	}
@@ -290,7 +320,8 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 		ev.User = ev.User[:maxUserLen]
 	}
 	ev.Line = l.Text
-	p.matched++
+	p.verdict = Verdict{Class: ClassMatched}
+	p.count(svc, &ev)
 	return ev, true
 }
 

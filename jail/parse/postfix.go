@@ -28,8 +28,10 @@ func (p *Parser) parsePostfix(l sources.Line) (Event, lineTime, bool) {
 	// program: smtpd, or a named instance such as submission/smtpd.
 	b := strings.IndexByte(rest[:min(len(rest), 64)], '[')
 	if b < 0 || !strings.HasSuffix(rest[:b], "smtpd") {
+		p.ignore(ignorePostfixProgram)
 		return Event{}, lineTime{}, false
 	}
+	p.ignore(ignorePostfixOther)
 	rest = rest[b+1:]
 	n := digits(rest)
 	if n == 0 || !strings.HasPrefix(rest[n:], "]: ") {

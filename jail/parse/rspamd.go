@@ -18,6 +18,9 @@ func (p *Parser) parseRspamd(l sources.Line) (Event, lineTime, bool) {
 	s := l.Text
 	const marker, ipField = "rspamd_task_write_log: ", ", ip: "
 	i := strings.Index(s, marker)
+	if i >= 0 || isRspamd(s) {
+		p.ignore(ignoreRspamdOther)
+	}
 	if i < 0 {
 		return Event{}, lineTime{}, false
 	}

@@ -210,10 +210,10 @@ func (p *Parser) saw(a netip.Addr, port uint16) bool {
 	ok, err := p.witness.Saw(a, port)
 	switch {
 	case err != nil:
-		p.unseen[unseenError]++
+		p.notSeen(unseenError)
 		return false
 	case !ok:
-		p.unseen[unseenConnection]++
+		p.notSeen(unseenConnection)
 		return false
 	}
 	return true
@@ -242,10 +242,16 @@ func (p *Parser) parseFrontKernel(l sources.Line) (Event, lineTime, bool) {
 		p.frontContainer = l.Container
 	}
 	text := l.Text
+	if isHTTPAccess(text) {
+		p.ignore(ignoreHTTPAccess)
+		return Event{}, lineTime{}, false
+	}
 	if h, ok := parseNginxHeader(text); ok {
+		p.ignoreNginx(h)
 		return p.nginxKernel(l, h)
 	}
 	if isDovecotLogin(text) {
+		p.ignore(ignoreDovecotOther)
 		// Parse corroborates it, as every event naming its client.
 		return parseDovecot(text, p.yearRef(l))
 	}
@@ -262,10 +268,11 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 			return Event{}, h.ts, false
 		}
 		if p.tuples.take(addr, port, OriginNginx, at, 1, 1) == 0 {
-			p.unseen[unseenAlias]++
+			p.notSeen(unseenAlias)
 			return Event{}, h.ts, false
 		}
 		p.kconns.open(h.connid, h.worker, addr, port, at)
+		p.ignore(ignoreNginxConnected)
 		return Event{}, h.ts, false
 	}
 	if s, ok := parseNginxLoggedIn(h.msg); ok {
@@ -273,7 +280,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 			return Event{Kind: KindAuthSuccess, Origin: OriginNginx, Addr: s.addr, User: s.user, Port: s.port,
 				SrcPort: c.port, Count: 1, Witnessed: true}, h.ts, true
 		}
-		p.unseen[unseenUnopened]++
+		p.notSeen(unseenUnopened)
 		return Event{}, h.ts, false
 	}
 	f, ok := parseNginxFailure(h.msg)
@@ -282,7 +289,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 	}
 	c := p.kconns.find(h.connid, h.worker, f.addr)
 	if c == nil {
-		p.unseen[unseenUnopened]++
+		p.notSeen(unseenUnopened)
 		return Event{}, h.ts, false
 	}
 	limit := maxNginxFailures
@@ -290,7 +297,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 		limit = maxNginxRateLimits
 	}
 	if int(c.used) >= limit {
-		p.unseen[unseenSpent]++
+		p.notSeen(unseenSpent)
 		return Event{}, h.ts, false
 	}
 	c.used++
@@ -320,7 +327,7 @@ func (p *Parser) witnessed(ev Event, at int64) (Event, bool) {
 			grant = p.tuples.take(ev.Addr, ev.SrcPort, ev.Origin, at, max(ev.Count, 1), maxAdminAttempts)
 		}
 		if grant == 0 {
-			p.unseen[unseenSpent]++
+			p.notSeen(unseenSpent)
 			return Event{}, false
 		}
 		ev.Count = grant
