@@ -32,6 +32,15 @@ type replayReport struct {
 	Attribution string `json:"attribution"`
 	// Forged counts lines the text rules set aside, by reason.
 	Forged map[string]uint64 `json:"forged"`
+	// Guards says which of front's text rules judged the lines: "docker
+	// time" (pieces of an nginx write told by Docker's timestamps) and/or
+	// "line count" (front lines without them: nginx lines about others
+	// set aside for a span of lines, Dovecot lines not at all).
+	Guards []string `json:"guards"`
+	// UntimedFront and UnguardedDovecot are the parser's counts behind
+	// "line count".
+	UntimedFront     uint64 `json:"untimed_front_lines"`
+	UnguardedDovecot uint64 `json:"unguarded_dovecot_lines"`
 	// Inputs are the files in argument order.
 	Inputs []replayFile `json:"inputs"`
 	// Services is the parser's verdicts per service, by class and reason.
@@ -277,6 +286,14 @@ func (b *reportBuilder) finish(eng *jail.Engine, seconds float64, cut int64) *re
 	st := eng.Stats()
 	rep.Lines, rep.Matched = st.Lines, st.Matched
 	rep.Forged = st.Parser.Forged
+	rep.UntimedFront, rep.UnguardedDovecot = st.Parser.UntimedFront, st.Parser.UnguardedDovecot
+	rep.Guards = []string{}
+	if front := st.Parser.Services["front"]; front.Lines > st.Parser.UntimedFront {
+		rep.Guards = append(rep.Guards, "docker time")
+	}
+	if st.Parser.UntimedFront > 0 {
+		rep.Guards = append(rep.Guards, "line count")
+	}
 	rep.Services = st.Parser.Services
 	rep.Events = map[string]uint64{}
 	for k, n := range st.Events {
@@ -349,6 +366,11 @@ func printReplay(w io.Writer, rep *replayReport) error {
 	}
 	fmt.Fprintf(w, "Replayed %d lines (%d matched) in %.2fs: %.0f lines/s\n", rep.Lines, rep.Matched, rep.Seconds, rate)
 	fmt.Fprintln(w, "No kernel record offline: the text rules judged every line, and the bans below are uncorroborated.")
+	if rep.UntimedFront > 0 {
+		fmt.Fprintf(w, "%d front lines have no Docker timestamp (saved without docker logs -t): pieces of nginx writes told by line count only;"+
+			" %d Dovecot failures among them counted with no piece test (a forged one in an nginx username would count too)\n",
+			rep.UntimedFront, rep.UnguardedDovecot)
+	}
 	if rep.cut > 0 {
 		fmt.Fprintf(w, "%d lines longer than docker.max_line were cut\n", rep.cut)
 	}

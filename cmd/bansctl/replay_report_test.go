@@ -282,7 +282,7 @@ func TestReplayJSONShape(t *testing.T) {
 		sort.Strings(k)
 		return k
 	}
-	want := []string{"alarms", "attribution", "bans", "events", "forged", "inputs", "jails", "lines", "matched", "not_counted", "printed", "seconds", "services", "warnings", "while_banned"}
+	want := []string{"alarms", "attribution", "bans", "events", "forged", "guards", "inputs", "jails", "lines", "matched", "not_counted", "printed", "seconds", "services", "unguarded_dovecot_lines", "untimed_front_lines", "warnings", "while_banned"}
 	if !slices.Equal(keys(m), want) {
 		t.Fatalf("keys %v, want %v", keys(m), want)
 	}
@@ -323,5 +323,52 @@ func TestReplayNotCounted(t *testing.T) {
 	}
 	if j := rep.Jails["auth"]; j.Events != 1 {
 		t.Fatalf("auth counted %d events, want 1", j.Events)
+	}
+}
+
+// TestReplayUntimedFront: a front file saved without docker logs -t is
+// judged by line count; the report says so, and another client's Dovecot
+// failures after an nginx login line still count (they were set aside for
+// 2048 lines before: 11 bans of 17 on this mix).
+func TestReplayUntimedFront(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := mailugen.Generate(mailugen.Options{Dir: dir, Lines: 200000, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed, err := os.ReadFile(tr.Files["front"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var untimed strings.Builder
+	for _, l := range strings.SplitAfter(string(timed), "\n") {
+		if _, rest, ok := strings.Cut(l, " "); ok {
+			untimed.WriteString(rest)
+		}
+	}
+	bare := writeLog(t, dir, "front.bare", strings.Split(strings.TrimSuffix(untimed.String(), "\n"), "\n")...)
+	with, _ := replayJSON(t, "front="+tr.Files["front"])
+	without, _ := replayJSON(t, "front="+bare)
+	if !slices.Equal(with.Guards, []string{"docker time"}) || with.UntimedFront != 0 {
+		t.Errorf("with Docker time: guards %v, %d untimed lines", with.Guards, with.UntimedFront)
+	}
+	if !slices.Equal(without.Guards, []string{"line count"}) || without.UntimedFront != without.Lines || without.UnguardedDovecot == 0 {
+		t.Errorf("without Docker time: guards %v, %d untimed of %d lines, %d unguarded Dovecot", without.Guards, without.UntimedFront, without.Lines, without.UnguardedDovecot)
+	}
+	targets := func(r *replayReport) map[string]bool {
+		m := map[string]bool{}
+		for _, b := range r.Bans {
+			m[b.Target] = true
+		}
+		return m
+	}
+	tw, tn := targets(with), targets(without)
+	if len(tn) < len(tw)-2 {
+		t.Errorf("without Docker time %d bans, with it %d", len(tn), len(tw))
+	}
+	for b := range tn {
+		if !tw[b] {
+			t.Errorf("without Docker time %s is banned, which the timed replay does not ban", b)
+		}
 	}
 }
