@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/bansd/bansd/jail/parse"
 	"io"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -122,57 +120,36 @@ type replayAlarm struct {
 	Hint    string `json:"hint"`
 }
 
-// replayBatch is how many lines a reader hands over at once: one channel
-// operation per line would cost more than the engine.
-const replayBatch = 4096
-
-type stampedLine struct {
-	l sources.Line
-	t int64 // merge key: unix ns
-}
-
-type replayStream struct {
-	ch chan []stampedLine
-	// free returns consumed batches to the reader, so a long replay does
-	// not allocate (and collect) a batch per 4096 lines.
-	free  chan []stampedLine
-	buf   []stampedLine
-	pos   int
-	done  bool
-	err   error
-	cut   int64
-	close func() error
-}
-
 func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdin io.Reader) (*replayReport, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	streams := make([]*replayStream, 0, len(inputs))
-	defer func() {
-		for _, s := range streams {
-			_ = s.close()
-		}
-	}()
-	var readers []io.Reader
+	srcs := make([]replaySource, 0, len(inputs))
 	for _, in := range inputs {
-		s := &replayStream{ch: make(chan []stampedLine, 4), free: make(chan []stampedLine, 8), close: func() error { return nil }}
-		if in.path == "-" {
-			readers = append(readers, stdin)
-		} else {
+		r := stdin
+		if in.path != "-" {
 			f, err := os.Open(in.path)
 			if err != nil {
 				return nil, fmt.Errorf("replay %s: %w", in.service, err)
 			}
+			defer f.Close()
 			if st, err := f.Stat(); err == nil && st.IsDir() {
-				f.Close()
 				return nil, fmt.Errorf("replay %s: %s is a directory", in.service, in.path)
 			}
-			s.close = f.Close
-			readers = append(readers, f)
+			r = f
 		}
-		streams = append(streams, s)
+		srcs = append(srcs, fileSource(in.service+"="+in.path, r, in.service, cfg.Docker.MaxLine))
 	}
+	return replaySources(ctx, cfg, srcs, nil)
+}
 
+// fileSource is a file of one service's raw container output.
+func fileSource(name string, r io.Reader, service string, maxLine int) replaySource {
+	return replaySource{name: name, read: func(ctx context.Context, fn func(sources.Line) error) (int64, error) {
+		c, err := sources.ReadFileCounted(ctx, r, service, maxLine, fn)
+		return c.Cut, err
+	}}
+}
+
+// replaySources runs the engine over srcs and builds the report.
+func replaySources(ctx context.Context, cfg *configs.Config, srcs []replaySource, prog *replayProgress) (*replayReport, error) {
 	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text"}
 	banned := map[string]bool{}
 	type alarmKey struct{ kind, addr string }
@@ -199,70 +176,26 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 	}
 
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i, s := range streams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(s.ch)
-			s.cut, s.err = readStream(ctx, readers[i], inputs[i].service, cfg.Docker.MaxLine, start, s.ch, s.free)
-		}()
-	}
-	// k-way merge by line time; ties keep the order of the arguments. k is
-	// small, so a linear scan beats a heap.
-	for {
-		best := -1
-		var bestT int64
-		for i, s := range streams {
-			if s.pos == len(s.buf) {
-				if s.done {
-					continue
-				}
-				if s.buf != nil {
-					select {
-					case s.free <- s.buf[:0]:
-					default:
-					}
-					s.buf, s.pos = nil, 0
-				}
-				b, ok := <-s.ch
-				if !ok {
-					s.done = true
-					continue
-				}
-				s.buf, s.pos = b, 0
-			}
-			if t := s.buf[s.pos].t; best < 0 || t < bestT {
-				best, bestT = i, t
-			}
-		}
-		if best < 0 {
-			break
-		}
-		s := streams[best]
-		out := eng.Process(s.buf[s.pos].l)
+	fed, err := feed(ctx, srcs, eng, start, prog, func(out jail.Output) {
 		for _, a := range out.Alarms {
 			onAlarm(a)
 		}
 		for _, d := range out.Decisions {
 			onDecision(d)
 		}
-		s.pos++
+	})
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	for i, s := range streams {
-		if s.err != nil {
-			return nil, fmt.Errorf("replay %s=%s: %w", inputs[i].service, inputs[i].path, s.err)
-		}
-		rep.cut += s.cut
-	}
+	rep.cut = fed.cut
 	for _, a := range eng.FlushAlarms() {
 		onAlarm(a)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	st := eng.Stats()
-	rep.Lines, rep.Matched, rep.jails = st.Lines, st.Matched, st.Decisions
-	rep.Forged = st.Parser.Forged
+	// The lines were parsed by feed's parsers, not the engine's.
+	rep.Lines, rep.Matched, rep.jails = fed.parser.Lines, fed.parser.Matched, st.Decisions
+	rep.Forged = fed.parser.Forged
 	for _, a := range alarms {
 		rep.Alarms = append(rep.Alarms, *a)
 	}
@@ -273,41 +206,6 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 		return rep.Alarms[i].Address < rep.Alarms[j].Address
 	})
 	return rep, nil
-}
-
-// readStream reads one file into batches stamped with their merge time:
-// Docker's timestamp, else the line's own, else the previous line's (so a
-// line without any time keeps its place in its file).
-func readStream(ctx context.Context, r io.Reader, service string, maxLine int, ref time.Time, ch chan<- []stampedLine, free <-chan []stampedLine) (int64, error) {
-	batch := make([]stampedLine, 0, replayBatch)
-	var last int64
-	counts, err := sources.ReadFileCounted(ctx, r, service, maxLine, func(l sources.Line) error {
-		if t, ok := parse.LineTime(l, ref); ok {
-			last = t.UnixNano()
-		}
-		batch = append(batch, stampedLine{l: l, t: last})
-		if len(batch) == replayBatch {
-			select {
-			case ch <- batch:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			select {
-			case batch = <-free:
-			default:
-				batch = make([]stampedLine, 0, replayBatch)
-			}
-		}
-		return nil
-	})
-	if err == nil && len(batch) > 0 {
-		select {
-		case ch <- batch:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
-	return counts.Cut, err
 }
 
 func printReplay(w io.Writer, rep *replayReport) error {

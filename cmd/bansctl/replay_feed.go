@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/jail/parse"
+	"github.com/bansd/bansd/sources"
+)
+
+// replaySource is one ordered stream of lines for replay: a file of one
+// service, a journal export holding several, a service's Docker history.
+type replaySource struct {
+	// name says which input an error is about: "front=front.log".
+	name string
+	// read calls fn for each line, in the stream's order, and says how many
+	// lines were cut at docker.max_line.
+	read func(ctx context.Context, fn func(sources.Line) error) (cut int64, err error)
+}
+
+// replayBatch is how many events (or lines read) a stream hands over at
+// once: one channel operation per line would cost more than the parsing.
+const replayBatch = 4096
+
+// stampedEvent is a parsed event and its merge key.
+type stampedEvent struct {
+	ev parse.Event
+	t  int64
+}
+
+type feedStream struct {
+	ch chan []stampedEvent
+	// free returns consumed batches to the reader, so a long replay does
+	// not allocate (and collect) a batch per 4096 events.
+	free chan []stampedEvent
+	buf  []stampedEvent
+	pos  int
+	done bool
+
+	// Set by the reader before ch is closed.
+	cut    int64
+	parsed parse.ParserStats
+	err    error
+}
+
+// feedResult is what the sources held besides their events.
+type feedResult struct {
+	cut    int64
+	parser parse.ParserStats
+}
+
+// replayProgress is read by the progress line while the readers run.
+type replayProgress struct {
+	lines  atomic.Int64
+	latest atomic.Int64 // newest merge key seen by any reader, unix ns
+}
+
+func (p *replayProgress) note(lines, t int64) {
+	if p == nil {
+		return
+	}
+	p.lines.Add(lines)
+	for {
+		old := p.latest.Load()
+		if t <= old || p.latest.CompareAndSwap(old, t) {
+			return
+		}
+	}
+}
+
+// feed parses each source on a goroutine of its own, with one parser per
+// service met in it (the parsers' state is per service, so this is what a
+// single parser over the merged lines would decide), and hands the events
+// to eng in log-time order, calling out with what each produced. Only the
+// engine's counting is serial: reading, splitting, timestamps and parsing
+// of the sources run side by side.
+//
+// The merge is a k-way merge by line time (Docker's timestamp, else the
+// line's own, else the previous line's) with ties in source order. The key
+// of each event is the running maximum of its stream's line times: the
+// greedy merge of the raw times of every line makes exactly the same
+// choices as a merge by these keys (a line older than its stream's newest
+// waits for nothing the newest did not already wait for), and with
+// non-decreasing keys dropping the unmatched lines does not change the
+// order of the rest. So bans are those of a line-by-line merge, also for
+// streams that go back in time.
+func feed(ctx context.Context, srcs []replaySource, eng *jail.Engine, ref time.Time, prog *replayProgress, out func(jail.Output)) (feedResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streams := make([]*feedStream, len(srcs))
+	var wg sync.WaitGroup
+	for i, src := range srcs {
+		s := &feedStream{ch: make(chan []stampedEvent, 4), free: make(chan []stampedEvent, 8)}
+		streams[i] = s
+		wg.Go(func() {
+			defer close(s.ch)
+			s.cut, s.parsed, s.err = parseSource(ctx, src, ref, s.ch, s.free, prog)
+			if s.err != nil {
+				cancel()
+			}
+		})
+	}
+	// k is small: a linear scan beats a heap.
+	for {
+		best := -1
+		var bestT int64
+		for i, s := range streams {
+			if s.pos == len(s.buf) {
+				if s.done {
+					continue
+				}
+				if s.buf != nil {
+					select {
+					case s.free <- s.buf[:0]:
+					default:
+					}
+					s.buf, s.pos = nil, 0
+				}
+				b, ok := <-s.ch
+				if !ok {
+					s.done = true
+					continue
+				}
+				s.buf = b
+			}
+			if t := s.buf[s.pos].t; best < 0 || t < bestT {
+				best, bestT = i, t
+			}
+		}
+		if best < 0 {
+			break
+		}
+		s := streams[best]
+		out(eng.ProcessEvent(s.buf[s.pos].ev))
+		s.pos++
+	}
+	wg.Wait()
+	res := feedResult{parser: parse.ParserStats{Forged: map[string]uint64{}}}
+	var firstErr error
+	for i, s := range streams {
+		// A source that failed cancels the others: name it, not them.
+		if s.err != nil && (firstErr == nil || errors.Is(firstErr, context.Canceled) && !errors.Is(s.err, context.Canceled)) {
+			firstErr = fmt.Errorf("replay %s: %w", srcs[i].name, s.err)
+		}
+		res.cut += s.cut
+		res.parser = addParserStats(res.parser, s.parsed)
+	}
+	return res, firstErr
+}
+
+// parseSource reads one source, parses its lines and sends the events in
+// batches. A batch is also sent after every replayBatch lines read, even
+// with few events in it: an event's Line points into the chunk it was read
+// from, and so a batch holds on to the chunks of at most that many lines.
+func parseSource(ctx context.Context, src replaySource, ref time.Time, ch chan<- []stampedEvent, free <-chan []stampedEvent, prog *replayProgress) (int64, parse.ParserStats, error) {
+	parsers := map[string]*parse.Parser{}
+	var (
+		svc     string
+		p       *parse.Parser
+		last    int64 // the line's time, else the previous line's
+		key     int64 // running maximum of last: the merge key
+		started bool
+		read    int64 // lines since the last batch
+	)
+	batch := make([]stampedEvent, 0, replayBatch)
+	send := func() error {
+		prog.note(read, key)
+		read = 0
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case ch <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case batch = <-free:
+		default:
+			batch = make([]stampedEvent, 0, replayBatch)
+		}
+		return nil
+	}
+	cut, err := src.read(ctx, func(l sources.Line) error {
+		if t, ok := parse.LineTime(l, ref); ok {
+			last = t.UnixNano()
+		}
+		if !started || last > key {
+			key, started = last, true
+		}
+		if p == nil || l.Service != svc {
+			svc, p = l.Service, parsers[l.Service]
+			if p == nil {
+				p = parse.NewParser(parse.ParserOptions{})
+				parsers[svc] = p
+			}
+		}
+		read++
+		if ev, ok := p.Parse(l); ok {
+			batch = append(batch, stampedEvent{ev: ev, t: key})
+		}
+		if len(batch) == replayBatch || read == replayBatch {
+			return send()
+		}
+		return nil
+	})
+	if err == nil {
+		err = send()
+	}
+	var st parse.ParserStats
+	for _, p := range parsers {
+		st = addParserStats(st, p.Stats())
+	}
+	return cut, st, err
+}
+
+// addParserStats sums the counters of two parsers (text mode: replay has
+// no witness).
+func addParserStats(a, b parse.ParserStats) parse.ParserStats {
+	a.Lines += b.Lines
+	a.Matched += b.Matched
+	a.Witnessed += b.Witnessed
+	for k, n := range b.Forged {
+		if a.Forged == nil {
+			a.Forged = map[string]uint64{}
+		}
+		a.Forged[k] += n
+	}
+	return a
+}

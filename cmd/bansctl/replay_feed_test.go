@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/internal/mailugen"
+	"github.com/bansd/bansd/jail"
+	"github.com/bansd/bansd/jail/parse"
+	"github.com/bansd/bansd/sources"
+)
+
+// lineMerge is the oracle for feed: every line of every stream, merged by
+// its own time (else the previous line's) with a greedy k-way merge, fed
+// one by one to one engine that parses it itself.
+func lineMerge(t *testing.T, cfg *configs.Config, streams [][]sources.Line, ref time.Time) ([]string, parse.ParserStats) {
+	t.Helper()
+	eng, err := jail.NewEngine(cfg, jail.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([][]int64, len(streams))
+	for i, s := range streams {
+		var last int64
+		for _, l := range s {
+			if tm, ok := parse.LineTime(l, ref); ok {
+				last = tm.UnixNano()
+			}
+			keys[i] = append(keys[i], last)
+		}
+	}
+	pos := make([]int, len(streams))
+	var got []string
+	for {
+		best := -1
+		for i := range streams {
+			if pos[i] < len(streams[i]) && (best < 0 || keys[i][pos[i]] < keys[best][pos[best]]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		got = append(got, outputs(eng.Process(streams[best][pos[best]]))...)
+		pos[best]++
+	}
+	for _, a := range eng.FlushAlarms() {
+		got = append(got, fmt.Sprintf("alarm %s %d", a.Addr, a.Count))
+	}
+	return got, eng.Stats().Parser
+}
+
+func outputs(o jail.Output) []string {
+	var s []string
+	for _, d := range o.Decisions {
+		s = append(s, fmt.Sprintf("ban %s %s %d %s", d.Target, d.Jail, d.Events, d.Time.UTC().Format(time.RFC3339Nano)))
+	}
+	for _, a := range o.Alarms {
+		s = append(s, fmt.Sprintf("alarm %s %d", a.Addr, a.Count))
+	}
+	return s
+}
+
+func sliceSource(name string, lines []sources.Line) replaySource {
+	return replaySource{name: name, read: func(ctx context.Context, fn func(sources.Line) error) (int64, error) {
+		for _, l := range lines {
+			if err := fn(l); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}}
+}
+
+// feed, which parses each stream on its own and merges only the events,
+// decides exactly what a line-by-line merge through one engine decides:
+// on generated logs as they are, without Docker's prefix (merged by the
+// lines' own times, which go back and forth between pieces of a stream),
+// and with each file's blocks shuffled so that streams go back in time.
+func TestFeedMatchesLineMerge(t *testing.T) {
+	cfg, err := configs.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	variants := map[string]func([]string) []string{
+		"as-is": func(s []string) []string { return s },
+		"no-docker-prefix": func(s []string) []string {
+			out := make([]string, len(s))
+			for i, l := range s {
+				_, out[i], _ = strings.Cut(l, " ")
+			}
+			return out
+		},
+		"blocks-shuffled": func(s []string) []string {
+			var blocks [][]string
+			for len(s) > 0 {
+				n := min(len(s), 700)
+				blocks, s = append(blocks, s[:n]), s[n:]
+			}
+			var out []string
+			for i := range blocks {
+				// Every third block swapped with its successor.
+				if i%3 == 0 && i+1 < len(blocks) {
+					blocks[i], blocks[i+1] = blocks[i+1], blocks[i]
+				}
+			}
+			for _, b := range blocks {
+				out = append(out, b...)
+			}
+			return out
+		},
+	}
+	// An admin file that goes back in time: its first line (a minute
+	// later than front's failures) holds its "Login attempt" line back in
+	// a line-by-line merge, so front's 12 failures count before admin's
+	// latch and ban 203.0.113.9. Merging the events by their own times
+	// would latch first and ban nobody.
+	var front, admin strings.Builder
+	admin.WriteString("2026-11-20T00:01:00.000000000Z [2026-11-20 00:01:00,000] INFO in base: a benign admin line\n")
+	admin.WriteString("2026-11-20T00:00:00.000000000Z [2026-11-20 00:00:00,000] INFO in nginx: Login attempt for: x@example.com/imap/993 from: 203.0.113.7/4000: failed: badauth: 000001\n")
+	for i := range 12 {
+		fmt.Fprintf(&front, "2026-11-20T00:00:%02d.000000000Z Nov 20 00:00:%02d imap-login: Info: Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<u%d@example.com>, method=PLAIN, rip=203.0.113.9, rport=%d, lip=192.168.203.5, lport=993, TLS\n", 10+i, 10+i, i, 4000+i)
+	}
+	backFiles := map[string]string{"front": front.String(), "admin": admin.String()}
+	t.Run("admin-goes-back", func(t *testing.T) {
+		var streams [][]sources.Line
+		var srcs []replaySource
+		for _, svc := range []string{"admin", "front"} {
+			var lines []sources.Line
+			if err := sources.ReadFile(context.Background(), strings.NewReader(backFiles[svc]), svc, cfg.Docker.MaxLine, func(l sources.Line) error {
+				lines = append(lines, l)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			streams = append(streams, lines)
+			srcs = append(srcs, sliceSource(svc, lines))
+		}
+		want, _ := lineMerge(t, cfg, streams, ref)
+		if len(want) == 0 || !strings.HasPrefix(want[0], "ban 203.0.113.9/32 ") {
+			t.Fatalf("oracle: %v, want a ban of 203.0.113.9", want)
+		}
+		eng, err := jail.NewEngine(cfg, jail.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		if _, err := feed(context.Background(), srcs, eng, ref, nil, func(o jail.Output) { got = append(got, outputs(o)...) }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	})
+	for _, version := range []string{mailugen.V2024, mailugen.V20} {
+		tr, err := mailugen.Generate(mailugen.Options{Dir: t.TempDir(), Lines: 40000, Attackers: 20, Seed: 7, Version: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, change := range variants {
+			t.Run(version+"/"+name, func(t *testing.T) {
+				var streams [][]sources.Line
+				var srcs []replaySource
+				for _, svc := range mailugen.Services {
+					b, err := os.ReadFile(tr.Files[svc])
+					if err != nil {
+						t.Fatal(err)
+					}
+					text := change(strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"))
+					var lines []sources.Line
+					err = sources.ReadFile(context.Background(), strings.NewReader(strings.Join(text, "\n")+"\n"), svc, cfg.Docker.MaxLine, func(l sources.Line) error {
+						lines = append(lines, l)
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					streams = append(streams, lines)
+					srcs = append(srcs, sliceSource(svc, lines))
+				}
+				want, wantStats := lineMerge(t, cfg, streams, ref)
+				eng, err := jail.NewEngine(cfg, jail.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				res, err := feed(context.Background(), srcs, eng, ref, nil, func(o jail.Output) { got = append(got, outputs(o)...) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range eng.FlushAlarms() {
+					got = append(got, fmt.Sprintf("alarm %s %d", a.Addr, a.Count))
+				}
+				bans := 0
+				for _, s := range want {
+					if strings.HasPrefix(s, "ban ") {
+						bans++
+					}
+				}
+				if bans == 0 {
+					t.Fatal("the oracle banned nobody: the input tests nothing")
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("feed decided differently from a line-by-line merge\n got %d: %v\nwant %d: %v", len(got), got, len(want), want)
+				}
+				if res.parser.Lines != wantStats.Lines || res.parser.Matched != wantStats.Matched || !mapsEqual(res.parser.Forged, wantStats.Forged) {
+					t.Fatalf("parser stats %+v, want %+v", res.parser, wantStats)
+				}
+			})
+		}
+	}
+}
+
+func mapsEqual(a, b map[string]uint64) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
