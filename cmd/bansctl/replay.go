@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -21,8 +20,9 @@ import (
 func newReplayCmd() *cobra.Command {
 	var cfgPath string
 	var asJSON bool
+	var in replayFlags
 	cmd := &cobra.Command{
-		Use:   "replay [--config FILE] [--json] SERVICE=FILE [SERVICE=FILE ...]",
+		Use:   "replay [--config FILE] [--json] [SERVICE=FILE ...] [--journal FILE ...] [--docker [--project P] [--since T] [--until T]]",
 		Short: "Run the jail engine over saved container logs and report what it would ban",
 		Long: `replay runs bansd's real jail engine over container logs saved with
 'docker logs -t' (or without timestamps), for example:
@@ -31,10 +31,23 @@ func newReplayCmd() *cobra.Command {
   docker logs -t mailu-admin-1 > admin.log 2>&1
   bansctl replay front=front.log admin=admin.log
 
-Lines of all files are merged in time order (Docker's timestamp, else the
-line's own), so admin and front are judged together as bansd does live.
-FILE "-" is standard input. Nothing is banned: replay only reports.`,
-		Args: cobra.MinimumNArgs(1),
+or straight from the Docker engine (every container of the Mailu compose
+project, replaced ones too; a progress line on a terminal):
+
+  bansctl replay --docker --since 7d
+
+or from journald, for containers under Docker's journald log driver (the
+service is taken from CONTAINER_TAG, e.g. tag: mailu-front, else from
+CONTAINER_NAME, e.g. mailu-front-1):
+
+  journalctl -o export CONTAINER_TAG=mailu-front + CONTAINER_TAG=mailu-admin > mailu.export
+  bansctl replay --journal mailu.export
+  journalctl -o json --since -7d | bansctl replay --journal -
+
+Lines of all inputs are merged in time order (Docker's or journald's
+timestamp, else the line's own), so admin and front are judged together as
+bansd does live. FILE "-" is standard input. Nothing is banned: replay only
+reports.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inputs, err := parseReplayArgs(args)
 			if err != nil {
@@ -44,7 +57,7 @@ FILE "-" is standard input. Nothing is banned: replay only reports.`,
 			if err != nil {
 				return err
 			}
-			rep, err := replay(cmd.Context(), cfg, inputs, cmd.InOrStdin())
+			rep, err := replayFrom(cmd.Context(), cfg, inputs, in, cmd.InOrStdin(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -58,6 +71,7 @@ FILE "-" is standard input. Nothing is banned: replay only reports.`,
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "bansd configuration file (default: the built-in configuration)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	in.register(cmd)
 	return cmd
 }
 
@@ -120,24 +134,9 @@ type replayAlarm struct {
 	Hint    string `json:"hint"`
 }
 
+// replay replays files (tests and benchmarks call it directly).
 func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdin io.Reader) (*replayReport, error) {
-	srcs := make([]replaySource, 0, len(inputs))
-	for _, in := range inputs {
-		r := stdin
-		if in.path != "-" {
-			f, err := os.Open(in.path)
-			if err != nil {
-				return nil, fmt.Errorf("replay %s: %w", in.service, err)
-			}
-			defer f.Close()
-			if st, err := f.Stat(); err == nil && st.IsDir() {
-				return nil, fmt.Errorf("replay %s: %s is a directory", in.service, in.path)
-			}
-			r = f
-		}
-		srcs = append(srcs, fileSource(in.service+"="+in.path, r, in.service, cfg.Docker.MaxLine))
-	}
-	return replaySources(ctx, cfg, srcs, nil)
+	return replayFrom(ctx, cfg, inputs, replayFlags{}, stdin, io.Discard)
 }
 
 // fileSource is a file of one service's raw container output.

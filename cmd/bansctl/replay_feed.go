@@ -21,6 +21,9 @@ type replaySource struct {
 	// read calls fn for each line, in the stream's order, and says how many
 	// lines were cut at docker.max_line.
 	read func(ctx context.Context, fn func(sources.Line) error) (cut int64, err error)
+	// notes, when set, says after the replay what of the input was not
+	// replayed (for standard error).
+	notes func() []string
 }
 
 // replayBatch is how many events (or lines read) a stream hands over at
