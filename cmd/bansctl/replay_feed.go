@@ -26,9 +26,14 @@ type replaySource struct {
 	notes func() []string
 }
 
-// replayBatch is how many events (or lines read) a stream hands over at
-// once: one channel operation per line would cost more than the parsing.
-const replayBatch = 4096
+// A stream hands over its events in batches of up to replayBatch, and at
+// least every replayFlush lines read: one channel operation per line would
+// cost more than the parsing, and a batch pins the chunks its lines were
+// cut from.
+const (
+	replayBatch = 1024
+	replayFlush = 4096
+)
 
 // stampedEvent is a parsed event and its merge key.
 type stampedEvent struct {
@@ -98,7 +103,7 @@ func feed(ctx context.Context, srcs []replaySource, eng *jail.Engine, ref time.T
 	streams := make([]*feedStream, len(srcs))
 	var wg sync.WaitGroup
 	for i, src := range srcs {
-		s := &feedStream{ch: make(chan []stampedEvent, 4), free: make(chan []stampedEvent, 8)}
+		s := &feedStream{ch: make(chan []stampedEvent, 4), free: make(chan []stampedEvent, 4)}
 		streams[i] = s
 		wg.Go(func() {
 			defer close(s.ch)
@@ -157,7 +162,7 @@ func feed(ctx context.Context, srcs []replaySource, eng *jail.Engine, ref time.T
 }
 
 // parseSource reads one source, parses its lines and sends the events in
-// batches. A batch is also sent after every replayBatch lines read, even
+// batches. A batch is also sent after every replayFlush lines read, even
 // with few events in it: an event's Line points into the chunk it was read
 // from, and so a batch holds on to the chunks of at most that many lines.
 func parseSource(ctx context.Context, src replaySource, ref time.Time, ch chan<- []stampedEvent, free <-chan []stampedEvent, prog *replayProgress) (int64, parse.ParserStats, error) {
@@ -199,7 +204,13 @@ func parseSource(ctx context.Context, src replaySource, ref time.Time, ch chan<-
 		if p == nil || l.Service != svc {
 			svc, p = l.Service, parsers[l.Service]
 			if p == nil {
-				p = parse.NewParser(parse.ParserOptions{})
+				var opt parse.ParserOptions
+				if svc != "front" {
+					// Only front's nginx lines use the connection table,
+					// which is allocated whole: do not pay for it thrice.
+					opt.MaxConnections = 1
+				}
+				p = parse.NewParser(opt)
 				parsers[svc] = p
 			}
 		}
@@ -207,7 +218,7 @@ func parseSource(ctx context.Context, src replaySource, ref time.Time, ch chan<-
 		if ev, ok := p.Parse(l); ok {
 			batch = append(batch, stampedEvent{ev: ev, t: key})
 		}
-		if len(batch) == replayBatch || read == replayBatch {
+		if len(batch) == replayBatch || read == replayFlush {
 			return send()
 		}
 		return nil
