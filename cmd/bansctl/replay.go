@@ -141,8 +141,8 @@ func replay(ctx context.Context, cfg *configs.Config, inputs []replayInput, stdi
 
 // fileSource is a file of one service's raw container output.
 func fileSource(name string, r io.Reader, service string, maxLine int) replaySource {
-	return replaySource{name: name, read: func(ctx context.Context, fn func(sources.Line) error) (int64, error) {
-		c, err := sources.ReadFileCounted(ctx, r, service, maxLine, fn)
+	return replaySource{name: name, transient: true, read: func(ctx context.Context, fn func(sources.Line) error) (int64, error) {
+		c, err := sources.ReadFileTransient(ctx, r, service, maxLine, fn)
 		return c.Cut, err
 	}}
 }

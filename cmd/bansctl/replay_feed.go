@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/jail/parse"
@@ -21,6 +23,9 @@ type replaySource struct {
 	// read calls fn for each line, in the stream's order, and says how many
 	// lines were cut at docker.max_line.
 	read func(ctx context.Context, fn func(sources.Line) error) (cut int64, err error)
+	// transient: a line's text is valid only while read's fn runs
+	// (sources.ReadFileTransient); events are copied out of it.
+	transient bool
 	// notes, when set, says after the replay what of the input was not
 	// replayed (for standard error).
 	notes func() []string
@@ -216,6 +221,9 @@ func parseSource(ctx context.Context, src replaySource, ref time.Time, ch chan<-
 		}
 		read++
 		if ev, ok := p.Parse(l); ok {
+			if src.transient {
+				ev = ownEvent(ev, l.Text)
+			}
 			batch = append(batch, stampedEvent{ev: ev, t: key})
 		}
 		if len(batch) == replayBatch || read == replayFlush {
@@ -246,4 +254,31 @@ func addParserStats(a, b parse.ParserStats) parse.ParserStats {
 		a.Forged[k] += n
 	}
 	return a
+}
+
+// ownEvent copies the strings of ev that point into text (a transient
+// line) into memory of its own: one copy of the line, the others cut
+// from it.
+func ownEvent(ev parse.Event, text string) parse.Event {
+	line := strings.Clone(text)
+	ev.Line = rebase(ev.Line, text, line)
+	ev.User = rebase(ev.User, text, line)
+	ev.PassHash = rebase(ev.PassHash, text, line)
+	return ev
+}
+
+// rebase returns s, if it is a piece of old, as the same piece of cp (a
+// copy of old); any other non-empty s is copied, since it may point into
+// the same transient buffer.
+func rebase(s, old, cp string) string {
+	if s == "" {
+		return ""
+	}
+	base := uintptr(unsafe.Pointer(unsafe.StringData(old)))
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	if p >= base && p+uintptr(len(s)) <= base+uintptr(len(old)) {
+		off := int(p - base)
+		return cp[off : off+len(s)]
+	}
+	return strings.Clone(s)
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/internal/mailugen"
@@ -59,7 +61,7 @@ func lineMerge(t *testing.T, cfg *configs.Config, streams [][]sources.Line, ref 
 func outputs(o jail.Output) []string {
 	var s []string
 	for _, d := range o.Decisions {
-		s = append(s, fmt.Sprintf("ban %s %s %d %s", d.Target, d.Jail, d.Events, d.Time.UTC().Format(time.RFC3339Nano)))
+		s = append(s, fmt.Sprintf("ban %s %s %d %s %q", d.Target, d.Jail, d.Events, d.Time.UTC().Format(time.RFC3339Nano), d.Evidence))
 	}
 	for _, a := range o.Alarms {
 		s = append(s, fmt.Sprintf("alarm %s %d", a.Addr, a.Count))
@@ -167,15 +169,17 @@ func TestFeedMatchesLineMerge(t *testing.T) {
 		for name, change := range variants {
 			t.Run(version+"/"+name, func(t *testing.T) {
 				var streams [][]sources.Line
-				var srcs []replaySource
+				var srcs, files []replaySource
 				for _, svc := range mailugen.Services {
 					b, err := os.ReadFile(tr.Files[svc])
 					if err != nil {
 						t.Fatal(err)
 					}
-					text := change(strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"))
+					text := strings.Join(change(strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")), "\n") + "\n"
+					// The same text read in place (ReadFileTransient), as replay reads files.
+					files = append(files, fileSource(svc, strings.NewReader(text), svc, cfg.Docker.MaxLine))
 					var lines []sources.Line
-					err = sources.ReadFile(context.Background(), strings.NewReader(strings.Join(text, "\n")+"\n"), svc, cfg.Docker.MaxLine, func(l sources.Line) error {
+					err = sources.ReadFile(context.Background(), strings.NewReader(text), svc, cfg.Docker.MaxLine, func(l sources.Line) error {
 						lines = append(lines, l)
 						return nil
 					})
@@ -213,6 +217,20 @@ func TestFeedMatchesLineMerge(t *testing.T) {
 				if res.parser.Lines != wantStats.Lines || res.parser.Matched != wantStats.Matched || !mapsEqual(res.parser.Forged, wantStats.Forged) {
 					t.Fatalf("parser stats %+v, want %+v", res.parser, wantStats)
 				}
+				eng, err = jail.NewEngine(cfg, jail.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var fromFiles []string
+				if _, err := feed(context.Background(), files, eng, ref, nil, func(o jail.Output) { fromFiles = append(fromFiles, outputs(o)...) }); err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range eng.FlushAlarms() {
+					fromFiles = append(fromFiles, fmt.Sprintf("alarm %s %d", a.Addr, a.Count))
+				}
+				if !slices.Equal(fromFiles, want) {
+					t.Fatalf("feed from files read in place decided differently\n got %v\nwant %v", fromFiles, want)
+				}
 			})
 		}
 	}
@@ -230,4 +248,38 @@ func mapsEqual(a, b map[string]uint64) bool {
 		}
 	}
 	return true
+}
+
+// ownEvent copies Line, User and PassHash out of a transient line. If
+// parse.Event grows another field that can point into the line, this
+// fails, so that ownEvent learns to copy it too.
+func TestOwnEventCoversEvent(t *testing.T) {
+	et := reflect.TypeFor[parse.Event]()
+	for i := range et.NumField() {
+		f := et.Field(i)
+		switch f.Type.Kind() {
+		case reflect.String:
+			if f.Name != "Line" && f.Name != "User" && f.Name != "PassHash" {
+				t.Errorf("parse.Event.%s is a string ownEvent does not copy", f.Name)
+			}
+		case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface, reflect.Array, reflect.Func, reflect.Chan, reflect.UnsafePointer:
+			t.Errorf("parse.Event.%s (%s) may share memory with the line: teach ownEvent", f.Name, f.Type)
+		}
+	}
+	const orig = "2026/11/20 00:00:01 login failed user=<bob> hash=abc123"
+	buf := []byte(orig)
+	text := unsafe.String(&buf[0], len(buf)) // as ReadFileTransient gives it
+	u, h := strings.Index(orig, "bob"), strings.Index(orig, "abc123")
+	ev := ownEvent(parse.Event{Line: text, User: text[u : u+3], PassHash: text[h:], Kind: parse.KindAuthFailure}, text)
+	for i := range buf {
+		buf[i] = 'x' // the reader's next fill
+	}
+	if ev.Line != orig || ev.User != "bob" || ev.PassHash != "abc123" ||
+		unsafe.StringData(ev.User) != unsafe.StringData(ev.Line[u:]) {
+		t.Fatalf("ownEvent: %+v", ev)
+	}
+	other := strings.Repeat("u", 3)
+	if got := rebase(other, text, ev.Line); got != "uuu" || unsafe.StringData(got) == unsafe.StringData(other) {
+		t.Fatal("a string outside the line was not copied")
+	}
 }
