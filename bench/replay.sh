@@ -53,9 +53,17 @@ cat "$W/mix/front.log" "$W/mix/admin.log" "$W/mix/smtp.log" >/dev/null
 cat > "$W/grep.sh" <<'SH'
 grep -cE 'client login failed|auth failed|Login attempt for|Authentication attempt from|SASL' "$@" | cat
 SH
-read -r gwall gcpu _ < <(python3 "$W/measure.py" "$W/grep.out" bash "$W/grep.sh" "$W/mix/front.log" "$W/mix/admin.log" "$W/mix/smtp.log")
-read -r rwall rcpu rrss < <(python3 "$W/measure.py" "$W/replay.json" "$W/bansctl" replay --json \
-	front="$W/mix/front.log" admin="$W/mix/admin.log" smtp="$W/mix/smtp.log")
+# grep and replay take turns, three times each, and the fastest run of
+# each counts: on a shared machine a burst of someone else's work must
+# not decide the ratio.
+gwall=1e9 rwall=1e9
+for _ in 1 2 3; do
+	read -r w c _ < <(python3 "$W/measure.py" "$W/grep.out" bash "$W/grep.sh" "$W/mix/front.log" "$W/mix/admin.log" "$W/mix/smtp.log")
+	if awk "BEGIN{exit !($w < $gwall)}"; then gwall=$w gcpu=$c; fi
+	read -r w c m < <(python3 "$W/measure.py" "$W/replay.json" "$W/bansctl" replay --json \
+		front="$W/mix/front.log" admin="$W/mix/admin.log" smtp="$W/mix/smtp.log")
+	if awk "BEGIN{exit !($w < $rwall)}"; then rwall=$w rcpu=$c rrss=$m; fi
+done
 read -r fwall fcpu _ < <(python3 "$W/measure.py" "$W/f2b.out" fail2ban-regex "$W/front-part.log" "$W/mailu-front.conf")
 read -r dwall dcpu drss < <(python3 "$W/measure.py" "$W/distinct.json" "$W/bansctl" replay --json admin="$W/distinct/admin.log")
 
@@ -73,7 +81,7 @@ r_wall, r_cpu = lines / rwall, lines / rcpu
 f_wall, f_cpu = fl / fwall, fl / fcpu
 print("bansctl replay   : %10.0f lines/s wall (%.2fs)   %10.0f lines/s per CPU second (%.2fs CPU)" % (r_wall, rwall, r_cpu, rcpu))
 print("grep -cE (floor) : %10.0f lines/s wall (%.2fs)   %10.0f lines/s per CPU second (%.2fs CPU)" % (lines / gwall, gwall, lines / gcpu, gcpu))
-print("replay vs grep   : %10.2fx grep's wall time (goal <= 2), replay peak RSS %.1f MiB: %s"
+print("replay vs grep   : %10.2fx grep's wall time (goal <= 2; fastest of 3 each), replay peak RSS %.1f MiB: %s"
       % (rwall / gwall, rrss / 1024, "OK" if rwall <= 2 * gwall else "OVER"))
 print("fail2ban-regex   : %10.0f lines/s wall (%.2fs)   %10.0f lines/s per CPU second (%.2fs CPU, %d lines)" % (f_wall, fwall, f_cpu, fcpu, fl))
 print("ratio            : %10.1fx wall                  %10.1fx CPU" % (r_wall / f_wall, r_cpu / f_cpu))
