@@ -40,7 +40,7 @@ or from journald, for containers under Docker's journald log driver (the
 service is taken from CONTAINER_TAG, e.g. tag: mailu-front, else from
 CONTAINER_NAME, e.g. mailu-front-1):
 
-  journalctl -o export CONTAINER_TAG=mailu-front + CONTAINER_TAG=mailu-admin > mailu.export
+  journalctl -o export CONTAINER_TAG=mailu-front CONTAINER_TAG=mailu-admin > mailu.export
   bansctl replay --journal mailu.export
   journalctl -o json --since -7d | bansctl replay --journal -
 
