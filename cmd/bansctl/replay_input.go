@@ -83,6 +83,7 @@ func replayFrom(ctx context.Context, cfg *configs.Config, files []replayInput, f
 		srcs = append(srcs, journalSource(path, r, cfg.Docker.MaxLine, cfg.Docker.Services))
 	}
 	var prog *replayProgress
+	stopProgress := func() {}
 	if f.docker {
 		now := time.Now()
 		d := dockerReplay{host: f.host, project: f.project}
@@ -109,10 +110,14 @@ func replayFrom(ctx context.Context, cfg *configs.Config, files []replayInput, f
 			prog = &replayProgress{}
 			stop, done := make(chan struct{}), make(chan struct{})
 			go showProgress(stderr, prog, 250*time.Millisecond, stop, done)
-			defer func() { close(stop); <-done }()
+			stopProgress = func() { close(stop); <-done }
+			defer func() { stopProgress() }()
 		}
 	}
 	rep, err := replaySources(ctx, cfg, srcs, prog)
+	// The line is erased before anything else is written under it.
+	stopProgress()
+	stopProgress = func() {}
 	for _, s := range srcs {
 		if s.notes != nil {
 			notes = append(notes, s.notes()...)
