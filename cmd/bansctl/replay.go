@@ -147,8 +147,10 @@ func fileSource(name string, r io.Reader, service string, maxLine int) replaySou
 	}}
 }
 
-// replaySources runs the engine over srcs and builds the report.
-func replaySources(ctx context.Context, cfg *configs.Config, srcs []replaySource, prog *replayProgress) (*replayReport, error) {
+// replaySources runs the engine over srcs and builds the report; prot,
+// when set, is what the live engine would protect besides the
+// configuration.
+func replaySources(ctx context.Context, cfg *configs.Config, srcs []replaySource, prot *jail.Protected, prog *replayProgress) (*replayReport, error) {
 	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text"}
 	banned := map[string]bool{}
 	type alarmKey struct{ kind, addr string }
@@ -172,6 +174,9 @@ func replaySources(ctx context.Context, cfg *configs.Config, srcs []replaySource
 	eng, err := jail.NewEngine(cfg, jail.Options{})
 	if err != nil {
 		return nil, err
+	}
+	if prot != nil {
+		eng.SetProtected(*prot)
 	}
 
 	start := time.Now()

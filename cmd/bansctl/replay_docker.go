@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bansd/bansd/cmd/internal/wire"
 	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/sources"
 	"github.com/bansd/bansd/sources/docker"
 )
@@ -20,18 +22,28 @@ type dockerReplay struct {
 
 // dockerSources opens the project's history: one source per service, read
 // side by side. close releases the client.
-func dockerSources(ctx context.Context, cfg *configs.Config, d dockerReplay) (srcs []replaySource, notes []string, close func() error, err error) {
-	h, err := docker.OpenHistory(ctx, docker.HistoryOptions{Host: d.host, Project: d.project, Since: d.since, Until: d.until, MaxLine: cfg.Docker.MaxLine})
+//
+// prot is what the daemon would protect on this engine (its networks and
+// gateways, Mailu's SUBNET and the rest of its settings), so that a gateway
+// "client" is an alarm in the replay as it is live, not a ban.
+func dockerSources(ctx context.Context, cfg *configs.Config, d dockerReplay) (srcs []replaySource, prot jail.Protected, notes []string, close func() error, err error) {
+	h, err := docker.OpenHistory(ctx, docker.HistoryOptions{Host: d.host, Project: d.project, Services: cfg.Docker.Services, Since: d.since, Until: d.until, MaxLine: cfg.Docker.MaxLine})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, prot, nil, nil, err
 	}
+	info, err := h.Mailu(ctx)
+	if err != nil {
+		h.Close()
+		return nil, prot, nil, nil, err
+	}
+	prot = wire.Protected(info)
 	if c := h.Candidates(); len(c) > 1 {
 		notes = append(notes, fmt.Sprintf("several Mailu compose projects on %s: %s; replaying %s (choose with --project)", h.Host(), strings.Join(c, ", "), h.Project()))
 	}
 	svcs := h.Services()
 	if len(svcs) == 0 {
 		h.Close()
-		return nil, nil, nil, fmt.Errorf("replay --docker: project %q on %s has no container of %s", h.Project(), h.Host(), strings.Join(docker.DefaultServices, ", "))
+		return nil, prot, nil, nil, fmt.Errorf("replay --docker: project %q on %s has no container of %s", h.Project(), h.Host(), strings.Join(docker.DefaultServices, ", "))
 	}
 	for _, svc := range svcs {
 		srcs = append(srcs, replaySource{
@@ -39,7 +51,7 @@ func dockerSources(ctx context.Context, cfg *configs.Config, d dockerReplay) (sr
 			read: func(ctx context.Context, fn func(sources.Line) error) (int64, error) { return h.Read(ctx, svc, fn) },
 		})
 	}
-	return srcs, notes, h.Close, nil
+	return srcs, prot, notes, h.Close, nil
 }
 
 // parseWhen reads --since and --until: a duration back from now (7d, 36h)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bansd/bansd/configs"
+	"github.com/bansd/bansd/jail"
 )
 
 // replayFlags are replay's inputs besides SERVICE=FILE arguments.
@@ -83,6 +84,7 @@ func replayFrom(ctx context.Context, cfg *configs.Config, files []replayInput, f
 		srcs = append(srcs, journalSource(path, r, cfg.Docker.MaxLine, cfg.Docker.Services))
 	}
 	var prog *replayProgress
+	var prot *jail.Protected
 	stopProgress := func() {}
 	if f.docker {
 		now := time.Now()
@@ -100,10 +102,11 @@ func replayFrom(ctx context.Context, cfg *configs.Config, files []replayInput, f
 		if d.until, err = parseWhen("until", f.until, now); err != nil {
 			return nil, err
 		}
-		ds, dn, closeDocker, err := dockerSources(ctx, cfg, d)
+		ds, p, dn, closeDocker, err := dockerSources(ctx, cfg, d)
 		if err != nil {
 			return nil, err
 		}
+		prot = &p
 		defer closeDocker()
 		srcs, notes = append(srcs, ds...), append(notes, dn...)
 		if isTerminal(stderr) {
@@ -114,7 +117,7 @@ func replayFrom(ctx context.Context, cfg *configs.Config, files []replayInput, f
 			defer func() { stopProgress() }()
 		}
 	}
-	rep, err := replaySources(ctx, cfg, srcs, prog)
+	rep, err := replaySources(ctx, cfg, srcs, prot, prog)
 	// The line is erased before anything else is written under it.
 	stopProgress()
 	stopProgress = func() {}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -34,7 +35,10 @@ type HistoryOptions struct {
 // of a service counts, stopped and replaced ones too (oldest first), since
 // an attack may span a `docker compose up` that recreated front.
 type History struct {
-	opt     HistoryOptions
+	opt HistoryOptions
+	// d is the live source's machinery, for its client and its discovery
+	// of the Mailu facts; it follows nothing.
+	d       *Docker
 	cli     *client.Client
 	project string
 	// candidates are every project ChooseProject saw, the chosen first.
@@ -44,35 +48,28 @@ type History struct {
 
 // OpenHistory finds the project (ChooseProject) and its containers.
 func OpenHistory(ctx context.Context, opt HistoryOptions) (*History, error) {
-	if opt.MaxLine == 0 {
-		opt.MaxLine = 65536
-	}
-	if opt.MaxLine < 256 {
-		return nil, fmt.Errorf("docker history: max_line %d is too small (minimum 256)", opt.MaxLine)
-	}
-	if opt.Services == nil {
-		opt.Services = DefaultServices
-	}
 	if !opt.Until.IsZero() && opt.Until.Before(opt.Since) {
 		return nil, fmt.Errorf("docker history: until %s is before since %s", opt.Until.Format(time.RFC3339), opt.Since.Format(time.RFC3339))
 	}
-	cli, err := newClient(opt.Host)
+	d, err := NewDocker(DockerOptions{Host: opt.Host, Project: opt.Project, Services: opt.Services, MaxLine: opt.MaxLine, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, fmt.Errorf("docker history: %w", err)
 	}
-	h := &History{opt: opt, cli: cli, byName: map[string][]container.Summary{}}
+	opt.Services, opt.MaxLine = d.order, d.opt.MaxLine
+	cli := d.cli
+	h := &History{opt: opt, d: d, cli: cli, byName: map[string][]container.Summary{}}
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelProject))})
 	if err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("docker history: list containers on %s: %w", cli.DaemonHost(), err)
 	}
 	proj, all := ChooseProject(opt.Project, cs)
-	switch {
-	case proj == "":
+	if proj == "" {
 		cli.Close()
 		return nil, fmt.Errorf("docker history: no compose project with services front and admin on %s (name one with --project)", cli.DaemonHost())
 	}
 	h.project, h.candidates = proj, all
+	d.opt.Project = proj
 	for _, c := range cs {
 		if c.Labels[LabelProject] == proj && !IsOneOff(c) {
 			svc := c.Labels[LabelService]
@@ -83,6 +80,16 @@ func OpenHistory(ctx context.Context, opt HistoryOptions) (*History, error) {
 		slices.SortStableFunc(list, func(a, b container.Summary) int { return cmp.Compare(a.Created, b.Created) })
 	}
 	return h, nil
+}
+
+// Mailu discovers the project's facts as the daemon does (networks and
+// gateways, Mailu's settings from the containers' environment), so that a
+// replay protects the addresses the daemon would.
+func (h *History) Mailu(ctx context.Context) (MailuInfo, error) {
+	if err := h.d.reconcile(ctx, map[string]int{}); err != nil {
+		return MailuInfo{}, fmt.Errorf("docker history: %w", err)
+	}
+	return h.d.Mailu(), nil
 }
 
 // Project is the compose project read.
