@@ -229,6 +229,20 @@ func (e *Engine) Process(l sources.Line) Output {
 	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, Event: ev, NotCounted: out.skip}
 }
 
+// ProcessEvent counts an event parsed outside the engine, as Process does
+// after parsing. Replay parses each stream on a goroutine of its own with a
+// parser of its own (the parsers' state is per service: nginx's connections
+// on front, the limiter bursts on admin) and hands the events over in log
+// time order; the engine's own parser then sees no line, and its counters
+// in Stats stay zero.
+func (e *Engine) ProcessEvent(ev parse.Event) Output {
+	var out pending
+	e.mu.Lock()
+	e.processEvent(ev, &out)
+	e.mu.Unlock()
+	return Output{Matched: true, Decisions: out.decs, Alarms: out.alarms, Event: ev, NotCounted: out.skip}
+}
+
 func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	if ev.Kind == parse.KindNone || ev.Kind >= parse.KindCount || !ev.Addr.IsValid() {
 		return

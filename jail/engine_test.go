@@ -44,14 +44,12 @@ func (e testEngine) Process(l sources.Line) bool {
 
 func (e testEngine) FlushAlarms() { e.r.record(nil, e.Engine.FlushAlarms()) }
 
-// feed runs events through the engine as Process would.
+// feed runs parsed events through the engine (ProcessEvent, as replay
+// does).
 func (e testEngine) feed(evs ...parse.Event) {
 	for _, ev := range evs {
-		var out pending
-		e.mu.Lock()
-		e.processEvent(ev, &out)
-		e.mu.Unlock()
-		e.r.record(out.decs, out.alarms)
+		out := e.Engine.ProcessEvent(ev)
+		e.r.record(out.Decisions, out.Alarms)
 	}
 }
 

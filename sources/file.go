@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // FileCounts says what ReadFileCounted read.
@@ -33,6 +34,19 @@ func ReadFile(ctx context.Context, r io.Reader, service string, maxLine int, fn 
 // one by one: a Line.Text kept after fn returns holds on to its neighbours
 // (up to 8 KiB); clone it if you keep many.
 func ReadFileCounted(ctx context.Context, r io.Reader, service string, maxLine int, fn func(Line) error) (FileCounts, error) {
+	return readFile(ctx, r, service, maxLine, false, fn)
+}
+
+// ReadFileTransient is ReadFileCounted without a copy of the input: a
+// Line.Text (and every string cut from it) points into the reader's
+// buffer and is valid only until fn returns; fn must copy what it keeps.
+// Replay, which keeps only the few lines that carry an event, reads its
+// files so.
+func ReadFileTransient(ctx context.Context, r io.Reader, service string, maxLine int, fn func(Line) error) (FileCounts, error) {
+	return readFile(ctx, r, service, maxLine, true, fn)
+}
+
+func readFile(ctx context.Context, r io.Reader, service string, maxLine int, transient bool, fn func(Line) error) (FileCounts, error) {
 	var c FileCounts
 	if maxLine < 1 {
 		return c, fmt.Errorf("read %s: max line %d must be positive", service, maxLine)
@@ -69,11 +83,19 @@ func ReadFileCounted(ctx context.Context, r io.Reader, service string, maxLine i
 		if err != nil {
 			return c, fmt.Errorf("read %s: %w", service, err)
 		}
-		data, _ := br.Peek(min(br.Buffered(), chunkSize))
+		limit := chunkSize
+		if transient {
+			limit = bufSize // nothing is allocated per chunk
+		}
+		data, _ := br.Peek(min(br.Buffered(), limit))
 		if k := bytes.LastIndexByte(data, '\n'); k >= 0 {
-			chunk := string(data[:k+1])
-			if _, err := br.Discard(k + 1); err != nil {
-				return c, fmt.Errorf("read %s: %w", service, err)
+			var chunk string
+			if transient {
+				// The buffer is not written before the next read from br,
+				// which comes after the lines' fn calls.
+				chunk = unsafe.String(&data[0], k+1)
+			} else {
+				chunk = string(data[:k+1])
 			}
 			for len(chunk) > 0 {
 				i := strings.IndexByte(chunk, '\n')
@@ -81,6 +103,9 @@ func ReadFileCounted(ctx context.Context, r io.Reader, service string, maxLine i
 					return c, err
 				}
 				chunk = chunk[i+1:]
+			}
+			if _, err := br.Discard(k + 1); err != nil {
+				return c, fmt.Errorf("read %s: %w", service, err)
 			}
 			continue
 		}

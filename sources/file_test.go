@@ -3,6 +3,7 @@ package sources
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -182,3 +183,47 @@ func TestReadFileChunkBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// ReadFileTransient gives the lines, times and counts ReadFileCounted
+// gives, when fn copies what it keeps: lines around the chunk and buffer
+// sizes, over max_line, with and without Docker's prefix.
+func TestReadFileTransient(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var in strings.Builder
+	for i := range 3000 {
+		n := rng.IntN(70000)
+		if i%3 == 0 {
+			n = rng.IntN(300)
+		}
+		if i%2 == 0 {
+			fmt.Fprintf(&in, "2026-11-20T00:01:%02d.%09dZ ", i%60, i)
+		}
+		in.WriteString(strings.Repeat(string(rune('a'+i%26)), n))
+		in.WriteString("\n")
+	}
+	in.WriteString("last line without a line feed")
+	read := func(f func(context.Context, io.Reader, string, int, func(Line) error) (FileCounts, error)) ([]Line, FileCounts) {
+		var out []Line
+		c, err := f(context.Background(), strings.NewReader(in.String()), "front", 50000, func(l Line) error {
+			l.Text = strings.Clone(l.Text)
+			out = append(out, l)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, c
+	}
+	want, wc := read(ReadFileCounted)
+	got, gc := read(ReadFileTransient)
+	if gc != wc || len(got) != len(want) || wc.Cut == 0 {
+		t.Fatalf("counts %+v, %d lines; want %+v, %d lines (and some cut)", gc, len(got), wc, len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d: got %q at %v, want %q at %v", i, cutText(got[i].Text), got[i].Time, cutText(want[i].Text), want[i].Time)
+		}
+	}
+}
+
+func cutText(s string) string { return s[:min(len(s), 40)] }

@@ -14,7 +14,6 @@ import (
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/jail"
 	"github.com/bansd/bansd/jail/parse"
-	"github.com/bansd/bansd/sources"
 )
 
 // The report side of replay: what the engine and the parser made of the
@@ -74,6 +73,7 @@ type replayFile struct {
 	Recognised uint64 `json:"recognised"`
 
 	dovecot uint64 // front lines Dovecot wrote (Mailu 2024.06+)
+	mixed   bool   // a journal: its entries name their services
 }
 
 type replayJail struct {
@@ -116,6 +116,8 @@ type printedLine struct {
 	Reason string        `json:"reason,omitempty"`
 	Event  *printedEvent `json:"event,omitempty"`
 	Line   string        `json:"line"`
+
+	t int64 // merge key, for replay order
 }
 
 type printedEvent struct {
@@ -180,9 +182,7 @@ func (ps printSet) any() bool {
 type reportBuilder struct {
 	rep    *replayReport
 	cfg    *configs.Config
-	print  printSet
 	limit  int
-	shown  [parse.ClassUncorroborated + 1]int
 	banned map[netip.Prefix]*banState
 	alarms map[alarmKey]*replayAlarm
 }
@@ -195,41 +195,40 @@ type banState struct {
 
 type alarmKey struct{ kind, addr string }
 
-func newReportBuilder(cfg *configs.Config, inputs []replayInput, print printSet, limit int) *reportBuilder {
+func newReportBuilder(cfg *configs.Config, inputs []replayInput, limit int) *reportBuilder {
 	rep := &replayReport{Bans: []replayBan{}, Alarms: []replayAlarm{}, Attribution: "text", Warnings: []string{}, NotCounted: map[string]uint64{}}
 	for _, in := range inputs {
-		rep.Inputs = append(rep.Inputs, replayFile{Service: in.service, Path: in.path, Guessed: in.guessed})
+		rep.Inputs = append(rep.Inputs, replayFile{Service: in.service, Path: in.path, Guessed: in.guessed, mixed: in.mixed})
 	}
-	return &reportBuilder{rep: rep, cfg: cfg, print: print, limit: limit, banned: map[netip.Prefix]*banState{}, alarms: map[alarmKey]*replayAlarm{}}
+	return &reportBuilder{rep: rep, cfg: cfg, limit: limit, banned: map[netip.Prefix]*banState{}, alarms: map[alarmKey]*replayAlarm{}}
 }
 
-// line takes what the engine made of line l of input in.
-func (b *reportBuilder) line(in int, l *sources.Line, out *jail.Output) {
-	f := &b.rep.Inputs[in]
-	f.Lines++
-	v := out.Verdict
+// cutPrinted puts the printed lines of every source in replay order and
+// keeps the first limit of each class (each source kept as many).
+func (b *reportBuilder) cutPrinted() {
+	p := b.rep.Printed
+	sort.SliceStable(p, func(i, j int) bool { return p[i].t < p[j].t })
+	shown := map[string]int{}
+	keep := p[:0]
+	for _, l := range p {
+		if shown[l.Class] < b.limit {
+			shown[l.Class]++
+			keep = append(keep, l)
+		}
+	}
+	b.rep.Printed = keep
+}
+
+// event takes what the engine made of one event.
+func (b *reportBuilder) event(out *jail.Output) {
 	if out.NotCounted != "" {
 		b.rep.NotCounted[out.NotCounted]++
-	}
-	if v.Class != parse.ClassUnparsable {
-		f.Recognised++
-		if out.Event.Origin == parse.OriginDovecot || v.Class == parse.ClassIgnored && v.Reason() == parse.IgnoreDovecotOther {
-			f.dovecot++
-		}
 	}
 	for _, a := range out.Alarms {
 		b.alarm(a)
 	}
 	for _, d := range out.Decisions {
 		b.decision(d)
-	}
-	if b.print[v.Class] && b.shown[v.Class] < b.limit {
-		b.shown[v.Class]++
-		p := printedLine{Service: l.Service, Path: f.Path, Class: v.Class.String(), Reason: v.Reason(), Line: strings.Clone(l.Text)}
-		if v.Class == parse.ClassMatched {
-			p.Event, p.Reason = eventOf(out.Event), out.NotCounted
-		}
-		b.rep.Printed = append(b.rep.Printed, p)
 	}
 }
 
@@ -276,25 +275,37 @@ func (b *reportBuilder) alarm(a jail.Alarm) {
 	b.alarms[k] = &replayAlarm{Kind: a.Kind, Address: k.addr, Count: a.Count, Hint: a.Hint}
 }
 
-// finish adds the engine's counters and the warnings.
-func (b *reportBuilder) finish(eng *jail.Engine, seconds float64, cut int64) *replayReport {
+// finish adds the sources' tallies (reasons: the engine's word on each
+// printed matched line, by source), the engine's counters and the
+// warnings.
+func (b *reportBuilder) finish(eng *jail.Engine, fed feedResult, reasons []map[int32]string, seconds float64) *replayReport {
 	for _, a := range eng.FlushAlarms() {
 		b.alarm(a)
 	}
 	rep := b.rep
-	rep.Seconds, rep.cut = seconds, cut
+	rep.Seconds, rep.cut = seconds, fed.cut
+	for i, t := range fed.tallies {
+		f := &rep.Inputs[i]
+		f.Lines, f.Recognised, f.dovecot = t.lines, t.recognised, t.dovecot
+		for k, why := range reasons[i] {
+			t.printed[k].Reason = why
+		}
+		rep.Printed = append(rep.Printed, t.printed...)
+	}
+	b.cutPrinted()
 	st := eng.Stats()
-	rep.Lines, rep.Matched = st.Lines, st.Matched
-	rep.Forged = st.Parser.Forged
-	rep.UntimedFront, rep.UnguardedDovecot = st.Parser.UntimedFront, st.Parser.UnguardedDovecot
+	ps := fed.parser // the sources' parsers read the lines, not the engine's
+	rep.Lines, rep.Matched = ps.Lines, ps.Matched
+	rep.Forged = ps.Forged
+	rep.UntimedFront, rep.UnguardedDovecot = ps.UntimedFront, ps.UnguardedDovecot
 	rep.Guards = []string{}
-	if front := st.Parser.Services["front"]; front.Lines > st.Parser.UntimedFront {
+	if front := ps.Services["front"]; front.Lines > ps.UntimedFront {
 		rep.Guards = append(rep.Guards, "docker time")
 	}
-	if st.Parser.UntimedFront > 0 {
+	if ps.UntimedFront > 0 {
 		rep.Guards = append(rep.Guards, "line count")
 	}
-	rep.Services = st.Parser.Services
+	rep.Services = ps.Services
 	rep.Events = map[string]uint64{}
 	for k, n := range st.Events {
 		if n > 0 {
@@ -328,6 +339,7 @@ func inputWarnings(files []replayFile) []string {
 	}
 	for _, f := range files {
 		switch {
+		case f.mixed:
 		case !parse.KnownService(f.Service):
 			w = append(w, fmt.Sprintf("%s=%s: unknown service %q: bansd reads front, admin, smtp and antispam; none of its %d lines was read", f.Service, f.Path, f.Service, f.Lines))
 		case f.Lines > 0 && f.Recognised == 0:

@@ -59,29 +59,6 @@ func (d *daemon) engineEvents() map[string]uint64 {
 
 func (d *daemon) parserStats() parse.ParserStats { return d.engine.Stats().Parser }
 
-// protectedFromMailu turns what Docker told us into never-ban inputs:
-// every Docker network and gateway, and Mailu's own trusted settings.
-func protectedFromMailu(info docker.MailuInfo) jail.Protected {
-	var p jail.Protected
-	for _, n := range info.Networks {
-		p.Networks = append(p.Networks, n.Subnets...)
-		p.Gateways = append(p.Gateways, n.Gateways...)
-	}
-	for _, s := range info.Prefixes("SUBNET") {
-		if s.Addr().Is4() && !p.Subnet.IsValid() {
-			p.Subnet = s
-		}
-	}
-	for _, s := range info.Prefixes("SUBNET6") {
-		if s.Addr().Is6() && !p.Subnet6.IsValid() {
-			p.Subnet6 = s
-		}
-	}
-	p.RealIPFrom = info.Prefixes("REAL_IP_FROM")
-	p.RatelimitExemption = info.Prefixes("AUTH_RATELIMIT_EXEMPTION")
-	return p
-}
-
 // sourceStatus summarises the Docker source for status.
 func (d *daemon) sourceStatus() (control.DockerStatus, []control.SourceStatus) {
 	st := d.docker.Status()

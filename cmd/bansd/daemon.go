@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bansd/bansd/ban"
+	"github.com/bansd/bansd/cmd/internal/wire"
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 	"github.com/bansd/bansd/jail"
@@ -533,7 +534,7 @@ func restartNeeded(a, b *configs.Config) bool {
 // onMailu receives what the Docker source learnt about the Mailu stack.
 func (d *daemon) onMailu(info docker.MailuInfo) {
 	d.mu.Lock()
-	d.live = protectedFromMailu(info)
+	d.live = wire.Protected(info)
 	attr, mailPorts, sh := d.attr, d.mailPorts, d.shield
 	d.mu.Unlock()
 	if sh != nil {

@@ -37,6 +37,7 @@ func TestImportArrows(t *testing.T) {
 		// The leaf source package: lines, files, timestamps.
 		{"sources", []string{mod + "store", "go.etcd.io/bbolt", "github.com/docker/docker", mod + "jail"}},
 		{"sources/docker", []string{mod + "store", "go.etcd.io/bbolt", mod + "jail"}},
+		{"sources/journal", []string{mod + "store", "go.etcd.io/bbolt", "github.com/docker/docker", mod + "jail", mod + "sources/docker"}},
 		{"prefix", []string{mod}},
 		// Sums over the history, a wire type of the control API: bansctl
 		// links it, so it links neither the store nor bbolt.

@@ -253,6 +253,46 @@ func (p *Parser) Stats() ParserStats {
 }
 
 // reject sets the line being parsed aside as forged.
+// Add sums the counters of two parsers' stats (replay parses each input
+// with parsers of its own).
+func (s ParserStats) Add(o ParserStats) ParserStats {
+	s.Lines += o.Lines
+	s.Matched += o.Matched
+	s.Witnessed += o.Witnessed
+	s.UntimedFront += o.UntimedFront
+	s.UnguardedDovecot += o.UnguardedDovecot
+	s.KernelMode = s.KernelMode || o.KernelMode
+	s.Forged = addCounts(s.Forged, o.Forged)
+	s.Uncorroborated = addCounts(s.Uncorroborated, o.Uncorroborated)
+	for name, b := range o.Services {
+		if s.Services == nil {
+			s.Services = map[string]ServiceStats{}
+		}
+		a := s.Services[name]
+		a.Lines += b.Lines
+		a.Matched = addCounts(a.Matched, b.Matched)
+		a.Ignored = addCounts(a.Ignored, b.Ignored)
+		a.Unparsable = addCounts(a.Unparsable, b.Unparsable)
+		a.Forged = addCounts(a.Forged, b.Forged)
+		a.Uncorroborated = addCounts(a.Uncorroborated, b.Uncorroborated)
+		s.Services[name] = a
+	}
+	return s
+}
+
+func addCounts(a, b map[string]uint64) map[string]uint64 {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = make(map[string]uint64, len(b))
+	}
+	for k, n := range b {
+		a[k] += n
+	}
+	return a
+}
+
 func (p *Parser) reject(r forgeReason) {
 	p.verdict = Verdict{Class: ClassForged, reason: uint8(r)}
 }

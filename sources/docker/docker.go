@@ -124,11 +124,7 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	host := client.WithHostFromEnv()
-	if opt.Host != "" {
-		host = client.WithHost(opt.Host)
-	}
-	cli, err := client.NewClientWithOpts(host, client.WithAPIVersionNegotiation())
+	cli, err := newClient(opt.Host)
 	if err != nil {
 		return nil, fmt.Errorf("docker source: %w", err)
 	}
@@ -150,6 +146,17 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 	}
 	d.info.Project = opt.Project
 	return d, nil
+}
+
+// newClient is the one way bansd talks to an engine: host "" means
+// $DOCKER_HOST, else the default socket; the API version is negotiated
+// (Engine 20.10 and current ones alike).
+func newClient(host string) (*client.Client, error) {
+	h := client.WithHostFromEnv()
+	if host != "" {
+		h = client.WithHost(host)
+	}
+	return client.NewClientWithOpts(h, client.WithAPIVersionNegotiation())
 }
 
 // Host is the engine address the source talks to, as the client resolved
