@@ -52,6 +52,14 @@ type Parser struct {
 	kconns  kconnTable
 	tuples  tupleTable
 
+	// live and warm are the counters of live lines and of warm-up lines
+	// (SetWarm): a warm-up replays lines that were counted already.
+	live, warm parseCounts
+	warming    bool
+}
+
+// parseCounts are what ParserStats reports.
+type parseCounts struct {
 	lines   uint64
 	matched uint64
 	forged  [forgeReasonCount]uint64
@@ -59,6 +67,17 @@ type Parser struct {
 	// witnessedN counts corroborated events.
 	witnessedN uint64
 }
+
+func (p *Parser) cnt() *parseCounts {
+	if p.warming {
+		return &p.warm
+	}
+	return &p.live
+}
+
+// SetWarm switches the counters: on, lines are counted in WarmStats
+// instead of Stats. Parsing is the same either way.
+func (p *Parser) SetWarm(on bool) { p.warming = on }
 
 // ParserOptions configures NewParser. The zero value is valid.
 type ParserOptions struct {
@@ -206,17 +225,22 @@ func (p *Parser) SetWitness(w Witness) {
 	clear(p.tuples.slots)
 }
 
-// Stats returns a copy of the counters.
-func (p *Parser) Stats() ParserStats {
-	s := ParserStats{Lines: p.lines, Matched: p.matched, Forged: make(map[string]uint64, forgeReasonCount)}
-	for i, n := range p.forged {
+// Stats returns a copy of the counters of live lines.
+func (p *Parser) Stats() ParserStats { return p.stats(&p.live) }
+
+// WarmStats returns a copy of the counters of warm-up lines.
+func (p *Parser) WarmStats() ParserStats { return p.stats(&p.warm) }
+
+func (p *Parser) stats(c *parseCounts) ParserStats {
+	s := ParserStats{Lines: c.lines, Matched: c.matched, Forged: make(map[string]uint64, forgeReasonCount)}
+	for i, n := range c.forged {
 		s.Forged[forgeNames[i]] = n
 	}
 	if p.witness != nil {
 		s.KernelMode = true
-		s.Witnessed = p.witnessedN
+		s.Witnessed = c.witnessedN
 		s.Uncorroborated = make(map[string]uint64, unseenReasonCount)
-		for i, n := range p.unseen {
+		for i, n := range c.unseen {
 			s.Uncorroborated[unseenNames[i]] = n
 		}
 	}
@@ -224,7 +248,7 @@ func (p *Parser) Stats() ParserStats {
 }
 
 func (p *Parser) reject(r forgeReason) {
-	p.forged[r]++
+	p.cnt().forged[r]++
 }
 
 // lineTime is what a matcher found about the line's own timestamp.
@@ -236,7 +260,8 @@ type lineTime struct {
 // Parse returns the line's event and true, or false when the line carries no
 // signal (or was judged forged).
 func (p *Parser) Parse(l sources.Line) (Event, bool) {
-	p.lines++
+	c := p.cnt()
+	c.lines++
 	var (
 		ev  Event
 		own lineTime
@@ -273,7 +298,7 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 		}
 	}
 	if ev.Witnessed {
-		p.witnessedN++
+		c.witnessedN++
 	}
 	if ev.Count < 1 {
 		ev.Count = 1
@@ -282,7 +307,7 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 		ev.User = ev.User[:maxUserLen]
 	}
 	ev.Line = l.Text
-	p.matched++
+	c.matched++
 	return ev, true
 }
 

@@ -210,10 +210,10 @@ func (p *Parser) saw(a netip.Addr, port uint16) bool {
 	ok, err := p.witness.Saw(a, port)
 	switch {
 	case err != nil:
-		p.unseen[unseenError]++
+		p.cnt().unseen[unseenError]++
 		return false
 	case !ok:
-		p.unseen[unseenConnection]++
+		p.cnt().unseen[unseenConnection]++
 		return false
 	}
 	return true
@@ -262,7 +262,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 			return Event{}, h.ts, false
 		}
 		if p.tuples.take(addr, port, OriginNginx, at, 1, 1) == 0 {
-			p.unseen[unseenAlias]++
+			p.cnt().unseen[unseenAlias]++
 			return Event{}, h.ts, false
 		}
 		p.kconns.open(h.connid, h.worker, addr, port, at)
@@ -273,7 +273,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 			return Event{Kind: KindAuthSuccess, Origin: OriginNginx, Addr: s.addr, User: s.user, Port: s.port,
 				SrcPort: c.port, Count: 1, Witnessed: true}, h.ts, true
 		}
-		p.unseen[unseenUnopened]++
+		p.cnt().unseen[unseenUnopened]++
 		return Event{}, h.ts, false
 	}
 	f, ok := parseNginxFailure(h.msg)
@@ -282,7 +282,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 	}
 	c := p.kconns.find(h.connid, h.worker, f.addr)
 	if c == nil {
-		p.unseen[unseenUnopened]++
+		p.cnt().unseen[unseenUnopened]++
 		return Event{}, h.ts, false
 	}
 	limit := maxNginxFailures
@@ -290,7 +290,7 @@ func (p *Parser) nginxKernel(l sources.Line, h nginxHeader) (Event, lineTime, bo
 		limit = maxNginxRateLimits
 	}
 	if int(c.used) >= limit {
-		p.unseen[unseenSpent]++
+		p.cnt().unseen[unseenSpent]++
 		return Event{}, h.ts, false
 	}
 	c.used++
@@ -320,7 +320,7 @@ func (p *Parser) witnessed(ev Event, at int64) (Event, bool) {
 			grant = p.tuples.take(ev.Addr, ev.SrcPort, ev.Origin, at, max(ev.Count, 1), maxAdminAttempts)
 		}
 		if grant == 0 {
-			p.unseen[unseenSpent]++
+			p.cnt().unseen[unseenSpent]++
 			return Event{}, false
 		}
 		ev.Count = grant
