@@ -69,6 +69,9 @@ func startAttribution(ctx context.Context, cfg *configs.Config, e *jail.Engine, 
 	}
 	a.rec, a.mode = rec, "kernel"
 	e.SetWitness(kernelWitness{rec})
+	if rec.EmptyAtStart() {
+		log.Warn("attribution: " + recordEmpty)
+	}
 	log.Info("attribution: a line counts only for a connection the kernel saw", "table", cfg.Firewall.Table,
 		"chains", seen.ChainName+","+seen.LocalChainName, "timeout", cfg.Firewall.SeenTimeout)
 	return a
@@ -165,6 +168,24 @@ func (a *attribution) status(ps parse.ParserStats) control.AttributionStatus {
 	defer a.mu.Unlock()
 	return control.AttributionStatus{Mode: a.mode, Why: a.why, Ports: slices.Clone(a.ports), Problem: a.problem,
 		Witnessed: ps.Witnessed, Uncorroborated: ps.Uncorroborated}
+}
+
+// recordEmpty is why a warm-up in kernel mode rebuilds nothing after a
+// reboot.
+const recordEmpty = "the kernel record of connections started empty (a reboot, or the first start): the lines read again at start are uncorroborated and do not count, so the windows were not rebuilt"
+
+// emptyAtStart is recordEmpty while the engine is in kernel mode on a
+// record that started empty; "" otherwise.
+func (a *attribution) emptyAtStart() string {
+	if a == nil || a.rec == nil || !a.rec.EmptyAtStart() {
+		return ""
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mode != "kernel" {
+		return ""
+	}
+	return recordEmpty
 }
 
 func (a *attribution) close() {
