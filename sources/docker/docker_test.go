@@ -424,6 +424,9 @@ func TestDocker(t *testing.T) {
 		})
 		src.settle(t, e, id)
 		src.stop(t)
+		// Two seconds on, a new line cannot be taken for one the cursor
+		// counts (its second or the next).
+		time.Sleep(2 * time.Second)
 		src = dkStart(t, opt)
 		e.Docker(t, "exec", id, "touch", "/mark")
 		src.waitFor(t, "a live mark", 30*time.Second, func(ls []sources.Line) bool {

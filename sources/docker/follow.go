@@ -97,22 +97,19 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		return 0, err
 	}
 	tty := insp.Config != nil && insp.Config.Tty
-	// A warm-up replays what the stored cursor says was processed: the
-	// messages before its second (read to their end here) and the first
-	// skip messages of the stream from its second (below).
-	var warm *warmer
-	if stored && f.d.opt.Warmup > 0 && since > 0 {
-		warm = f.newWarmer(id, since, began)
-		if err := warm.before(ctx, insp.Created, tty); err != nil {
-			return 0, err
-		}
-		if skip == 0 {
-			warm.end()
-		}
-	}
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true}
 	if since > 0 {
 		opts.Since = strconv.FormatInt(since, 10)
+	}
+	// A warm-up replays what the stored cursor covers, in the same stream
+	// (dockerd scans the log from its start for any since: one request
+	// scans it once): the messages stamped before the cursor's second,
+	// then its skip messages. With nothing to skip, nothing was processed
+	// in this container since that second: there is nothing to replay.
+	var warm *warmer
+	if stored && skip > 0 && f.d.opt.Warmup > 0 && since > 0 {
+		warm = f.newWarmer(id, since, began, insp.Created)
+		opts.Since = strconv.FormatInt(warm.st.Want.Unix(), 10)
 	}
 	rc, err := cli.ContainerLogs(ctx, id, opts)
 	if err != nil {
@@ -166,6 +163,16 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 			s.set(func(s *service) { s.lastErr = msg })
 			continue
 		}
+		if warm != nil && m.time.Unix() < since {
+			// Before the cursor's second: processed before the restart.
+			// (After the warm-up, as before a since of that second.)
+			if !warm.done {
+				if err := warm.add(ctx, m); err != nil {
+					return 0, err
+				}
+			}
+			continue
+		}
 		if skip > 0 && m.time.Unix() > since+1 {
 			// The messages a cursor counts are stamped in its second or
 			// the next (position): the rest of them were rotated away,
@@ -184,7 +191,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		if skip > 0 {
 			skip--
 			if warm != nil {
-				if err := warm.add(m); err != nil {
+				if err := warm.add(ctx, m); err != nil {
 					return 0, err
 				}
 			}

@@ -3,11 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
-	"io"
-	"strconv"
 	"time"
-
-	"github.com/docker/docker/api/types/container"
 
 	"github.com/bansd/bansd/sources"
 )
@@ -17,74 +13,35 @@ import (
 // rebuilds the windows an uninterrupted daemon would hold. It reads from
 // the cursor's second minus Warmup; the boundary is the cursor's own rule
 // (resume): every message stamped before its second, then the first Count
-// messages of the stream from its second. No message is replayed that the
+// messages stamped from its second on. No message is replayed that the
 // cursor does not cover, and none the cursor covers is left out, so no
-// line counts twice or not at all.
+// line counts twice or not at all (follower.attach draws the line).
 type warmer struct {
-	f     *follower
-	id    string
-	since int64 // the cursor's second
-	began time.Time
-	asm   assembler
-	st    WarmupStatus
-	done  bool
+	f       *follower
+	id      string
+	created string // the container's creation (inspect)
+	began   time.Time
+	asm     assembler
+	st      WarmupStatus
+	done    bool
 }
 
-func (f *follower) newWarmer(id string, since int64, began time.Time) *warmer {
+func (f *follower) newWarmer(id string, since int64, began time.Time, created string) *warmer {
 	until := time.Unix(since, 0).UTC()
-	w := &warmer{f: f, id: id, since: since, began: began, asm: assembler{max: f.d.opt.MaxLine},
+	w := &warmer{f: f, id: id, created: created, began: began, asm: assembler{max: f.d.opt.MaxLine},
 		st: WarmupStatus{State: WarmupRunning, Want: until.Add(-f.d.opt.Warmup).Truncate(time.Second), Until: until}}
 	w.publish()
 	return w
 }
 
-// before reads the messages stamped from Want to just before the cursor's
-// second, to their end (no follow).
-func (w *warmer) before(ctx context.Context, created string, tty bool) error {
-	cli := w.f.d.cli
-	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true,
-		Since: strconv.FormatInt(w.st.Want.Unix(), 10),
-		// Until is inclusive, to the nanosecond.
-		Until: strconv.FormatInt(w.since-1, 10) + ".999999999"}
-	rc, err := cli.ContainerLogs(ctx, w.id, opts)
-	if err != nil {
-		return fmt.Errorf("warm-up logs %s: %w", short(w.id), err)
-	}
-	defer rc.Close()
-	dm := newDemux(rc, tty, w.f.d.opt.MaxLine+64)
-	for {
-		m, err := dm.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("warm-up: read log of %s: %w", short(w.id), err)
-		}
-		if m.stream == streamSystem {
-			w.partial("docker could not read the log: " + string(m.text))
-			continue
-		}
-		if err := w.add(m); err != nil {
-			return err
-		}
-	}
-	w.checkStart(created)
-	w.publish()
-	return nil
-}
-
 // checkStart notes a log that begins after the wanted start in a container
 // that existed then: Docker rotated those lines away (or none were
 // written).
-func (w *warmer) checkStart(created string) {
-	c, err := time.Parse(time.RFC3339Nano, created)
+func (w *warmer) checkStart(first time.Time) {
+	c, err := time.Parse(time.RFC3339Nano, w.created)
 	if err != nil || !c.Before(w.st.Want) {
 		// The log begins with the container: nothing older exists.
 		return
-	}
-	first := w.st.First
-	if first.IsZero() {
-		first = w.st.Until
 	}
 	if first.Unix() > w.st.Want.Unix() {
 		w.partial(fmt.Sprintf("Docker's log begins at %s, after the wanted start %s (rotated away, or nothing was written)",
@@ -93,9 +50,11 @@ func (w *warmer) checkStart(created string) {
 }
 
 // add replays one message.
-func (w *warmer) add(m message) error {
+func (w *warmer) add(ctx context.Context, m message) error {
 	if w.st.First.IsZero() {
 		w.st.First = m.time
+		w.checkStart(m.time)
+		w.publish()
 	}
 	var err error
 	w.asm.add(m, func(a assembled) {
@@ -111,7 +70,7 @@ func (w *warmer) add(m message) error {
 			return
 		}
 		w.st.Lines++
-		err = send(context.Background(), w.f.out, sources.Line{Service: w.f.svc.name, Container: w.id, Time: a.time, Text: a.text, Warm: true})
+		err = send(ctx, w.f.out, sources.Line{Service: w.f.svc.name, Container: w.id, Time: a.time, Text: a.text, Warm: true})
 	})
 	return err
 }

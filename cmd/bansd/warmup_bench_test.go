@@ -1,0 +1,149 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/internal/dockertest"
+	"github.com/bansd/bansd/internal/mailugen"
+)
+
+// busyHour is an hour of a busy stack: about 40 lines a second across
+// front, admin and smtp (mailugen's mix; its default is about 1 a second).
+const busyHour = 150_000
+
+// BenchmarkWarmupStartup: a real bansd whose cursors stand at the end of an
+// hour of a busy stack's logs (mailugen, in three containers of a real
+// dockerd) is started; the time is from its exec to the first live line of
+// every service, i.e. after each service's warm-up read the hour again.
+// The goal is under 2 s on the 2-core test machine. Each run starts from
+// the same state file, so each warms up the same lines.
+//
+// Run: go test ./cmd/bansd -run '^$' -bench BenchmarkWarmupStartup -benchtime 3x
+func BenchmarkWarmupStartup(b *testing.B) {
+	e := dockertest.Start(b, dockertest.Options{})
+	tr, err := mailugen.Generate(mailugen.Options{Dir: b.TempDir(), Lines: busyHour, Attackers: 30, Seed: 1, Span: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := runMailuLogs(b, e, tr)
+
+	in := newInstance(b, e.Host())
+	in.run(b)
+	c := control.NewClient(in.socket)
+	// The first run reads the whole log live and saves its cursors.
+	waitSources(b, c, func(s control.SourceStatus) bool { return s.Lines >= uint64(want[s.Service]) }, 5*time.Minute)
+	time.Sleep(2 * time.Second)
+	in.stop(b)
+	state := filepath.Join(in.dir, "state", "bansd.db")
+	primed, err := os.ReadFile(state)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One line after the cursors in each log: the first live one.
+	for svc := range want {
+		e.Docker(b, "exec", "mailu-"+svc+"-1", "touch", "/live")
+	}
+	time.Sleep(time.Second)
+
+	var warmed int
+	var took time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		if err := os.WriteFile(state, primed, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		in.run(b)
+		srcs := waitSources(b, c, func(s control.SourceStatus) bool { return s.Lines >= 1 }, time.Minute)
+		elapsed := time.Since(start)
+		b.StopTimer()
+		warmed, took = 0, 0
+		for _, s := range srcs {
+			if s.Warmup == nil || s.Warmup.State != "complete" {
+				b.Fatalf("%s: warm-up %+v, want complete", s.Service, s.Warmup)
+			}
+			warmed += s.Warmup.Lines
+			took = max(took, time.Duration(s.Warmup.Seconds*float64(time.Second)))
+		}
+		if warmed < busyHour*9/10 {
+			b.Fatalf("warmed up %d lines, want the hour's %d", warmed, busyHour)
+		}
+		b.ReportMetric(elapsed.Seconds(), "s_to_first_live_line")
+		in.stop(b)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(warmed), "warm_lines")
+	b.ReportMetric(took.Seconds(), "s_warmup_longest_service")
+	b.ReportMetric(float64(warmed)/took.Seconds(), "warm_lines/s")
+}
+
+// runMailuLogs runs mailugen's services as a Mailu project: each container
+// prints its generated log, then a line each time /live appears. It waits
+// for the logs to be written and returns each service's line count.
+func runMailuLogs(b *testing.B, e *dockertest.Engine, tr *mailugen.Truth) map[string]int {
+	b.Helper()
+	img := e.ImportBusybox(b)
+	e.Docker(b, "network", "create", "--subnet", "192.0.2.240/28", "--gateway", "192.0.2.241",
+		"--label", "com.docker.compose.project=mailu", "mailu_default")
+	want := map[string]int{}
+	for _, svc := range mailugen.Services {
+		data, err := os.ReadFile(tr.Files[svc])
+		if err != nil {
+			b.Fatal(err)
+		}
+		want[svc] = strings.Count(string(data), "\n")
+		name := "mailu-" + svc + "-1"
+		e.Docker(b, "run", "-d", "--name", name, "--network", "mailu_default",
+			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc,
+			"-e", "SUBNET=192.0.2.240/28", "-v", tr.Files[svc]+":/log:ro", img, "sh", "-c",
+			`cat /log; touch /written; while :; do if [ -e /live ]; then rm -f /live; echo "live line"; fi; sleep 0.05; done`)
+	}
+	for _, svc := range mailugen.Services {
+		deadline := time.Now().Add(2 * time.Minute)
+		for !strings.Contains(e.Docker(b, "exec", "mailu-"+svc+"-1", "ls", "/"), "written") {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s did not write its log", svc)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return want
+}
+
+// waitSources polls status until ok holds for every followed service that
+// has a container, and returns them.
+func waitSources(b *testing.B, c *control.Client, ok func(control.SourceStatus) bool, within time.Duration) []control.SourceStatus {
+	b.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := c.Status(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var srcs []control.SourceStatus
+		all := true
+		for _, s := range st.Sources {
+			if s.Container == "" {
+				continue
+			}
+			srcs = append(srcs, s)
+			all = all && ok(s)
+		}
+		if all && len(srcs) == len(mailugen.Services) {
+			return srcs
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("sources not there after %s: %+v", within, st.Sources)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
