@@ -2,8 +2,10 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +22,10 @@ const busyHour = 150_000
 // hour of a busy stack's logs (mailugen, in three containers of a real
 // dockerd) is started; the time is from its exec to the first live line of
 // every service, i.e. after each service's warm-up read the hour again.
-// The goal is under 2 s on the 2-core test machine. Each run starts from
-// the same state file, so each warms up the same lines.
+// The goal is under 2 s on the 2-core test machine; the baseline is
+// `docker logs` of the same three logs at once (ratio: bansd's time over
+// it; the best run of each). Each run starts from the same state file, so
+// each warms up the same lines.
 //
 // Run: go test ./cmd/bansd -run '^$' -bench BenchmarkWarmupStartup -benchtime 3x
 func BenchmarkWarmupStartup(b *testing.B) {
@@ -50,8 +54,29 @@ func BenchmarkWarmupStartup(b *testing.B) {
 	}
 	time.Sleep(time.Second)
 
+	// Baseline: `docker logs` of the same hour of the three containers at
+	// once, to /dev/null (what dockerd's reading costs alone), best of 3.
+	var base time.Duration
+	for range 3 {
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for svc := range want {
+			wg.Go(func() {
+				cmd := exec.Command("docker", "-H", e.Host(), "logs", "-t", "--since", "1h", "mailu-"+svc+"-1")
+				cmd.Env = e.Env()
+				if err := cmd.Run(); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if d := time.Since(t0); base == 0 || d < base {
+			base = d
+		}
+	}
+
 	var warmed int
-	var took time.Duration
+	var took, best time.Duration
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
@@ -75,11 +100,16 @@ func BenchmarkWarmupStartup(b *testing.B) {
 		if warmed < busyHour*9/10 {
 			b.Fatalf("warmed up %d lines, want the hour's %d", warmed, busyHour)
 		}
-		b.ReportMetric(elapsed.Seconds(), "s_to_first_live_line")
+		if best == 0 || elapsed < best {
+			best = elapsed
+		}
 		in.stop(b)
 		b.StartTimer()
 	}
 	b.StopTimer()
+	b.ReportMetric(best.Seconds(), "s_to_first_live_line")
+	b.ReportMetric(base.Seconds(), "s_docker_logs_baseline")
+	b.ReportMetric(best.Seconds()/base.Seconds(), "ratio")
 	b.ReportMetric(float64(warmed), "warm_lines")
 	b.ReportMetric(took.Seconds(), "s_warmup_longest_service")
 	b.ReportMetric(float64(warmed)/took.Seconds(), "warm_lines/s")
