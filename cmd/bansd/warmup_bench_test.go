@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +36,8 @@ func BenchmarkWarmupStartup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	want := runMailuLogs(b, e, tr)
+	// mailugen writes docker logs -t output: the container prints it without the prefix.
+	want := runMailuLogs(b, e, tr.Files, "cut -d' ' -f2- /log")
 
 	in := newInstance(b, e.Host())
 	in.run(b)
@@ -115,32 +118,43 @@ func BenchmarkWarmupStartup(b *testing.B) {
 	b.ReportMetric(float64(warmed)/took.Seconds(), "warm_lines/s")
 }
 
-// runMailuLogs runs mailugen's services as a Mailu project: each container
-// prints its generated log, then a line each time /live appears. It waits
-// for the logs to be written and returns each service's line count.
-func runMailuLogs(b *testing.B, e *dockertest.Engine, tr *mailugen.Truth) map[string]int {
-	b.Helper()
-	img := e.ImportBusybox(b)
-	e.Docker(b, "network", "create", "--subnet", "192.0.2.240/28", "--gateway", "192.0.2.241",
+// runMailuLogs runs logs (service: file) as a Mailu project, front and
+// admin always (discovery needs both; one without a log sleeps): each
+// container runs print with its file at /log, then prints a line each time
+// /live appears. It waits until print is done and returns each service's
+// line count.
+func runMailuLogs(tb testing.TB, e *dockertest.Engine, logs map[string]string, print string) map[string]int {
+	tb.Helper()
+	img := e.ImportBusybox(tb)
+	e.Docker(tb, "network", "create", "--subnet", "192.0.2.240/28", "--gateway", "192.0.2.241",
 		"--label", "com.docker.compose.project=mailu", "mailu_default")
 	want := map[string]int{}
-	for _, svc := range mailugen.Services {
-		data, err := os.ReadFile(tr.Files[svc])
-		if err != nil {
-			b.Fatal(err)
+	svcs := []string{"front", "admin"}
+	for svc := range logs {
+		if !slices.Contains(svcs, svc) {
+			svcs = append(svcs, svc)
 		}
-		want[svc] = strings.Count(string(data), "\n")
-		name := "mailu-" + svc + "-1"
-		e.Docker(b, "run", "-d", "--name", name, "--network", "mailu_default",
-			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service="+svc,
-			"-e", "SUBNET=192.0.2.240/28", "-v", tr.Files[svc]+":/log:ro", img, "sh", "-c",
-			`cat /log; touch /written; while :; do if [ -e /live ]; then rm -f /live; echo "live line"; fi; sleep 0.05; done`)
 	}
-	for _, svc := range mailugen.Services {
+	for _, svc := range svcs {
+		args := []string{"run", "-d", "--name", "mailu-" + svc + "-1", "--network", "mailu_default",
+			"-l", "com.docker.compose.project=mailu", "-l", "com.docker.compose.service=" + svc, "-e", "SUBNET=192.0.2.240/28"}
+		script := "exec sleep 3600"
+		if f, ok := logs[svc]; ok {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			want[svc] = strings.Count(string(data), "\n")
+			args = append(args, "-v", f+":/log:ro")
+			script = print + `; touch /written; while :; do if [ -e /live ]; then rm -f /live; echo "live line"; fi; sleep 0.05; done`
+		}
+		e.Docker(tb, append(args, img, "sh", "-c", script)...)
+	}
+	for svc := range logs {
 		deadline := time.Now().Add(2 * time.Minute)
-		for !strings.Contains(e.Docker(b, "exec", "mailu-"+svc+"-1", "ls", "/"), "written") {
+		for !strings.Contains(e.Docker(tb, "exec", "mailu-"+svc+"-1", "ls", "/"), "written") {
 			if time.Now().After(deadline) {
-				b.Fatalf("%s did not write its log", svc)
+				tb.Fatalf("%s did not write its log", svc)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -150,11 +164,11 @@ func runMailuLogs(b *testing.B, e *dockertest.Engine, tr *mailugen.Truth) map[st
 
 // waitSources polls status until ok holds for every followed service that
 // has a container, and returns them.
-func waitSources(b *testing.B, c *control.Client, ok func(control.SourceStatus) bool, within time.Duration) []control.SourceStatus {
+func waitSources(b testing.TB, c *control.Client, ok func(control.SourceStatus) bool, within time.Duration) []control.SourceStatus {
 	b.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		st, err := c.Status(b.Context())
+		st, err := c.Status(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
