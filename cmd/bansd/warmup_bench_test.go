@@ -92,19 +92,19 @@ func BenchmarkWarmupStartup(b *testing.B) {
 		srcs := waitSources(b, c, func(s control.SourceStatus) bool { return s.Lines >= 1 }, time.Minute)
 		elapsed := time.Since(start)
 		b.StopTimer()
-		warmed, took = 0, 0
+		lines, longest := 0, time.Duration(0)
 		for _, s := range srcs {
 			if s.Warmup == nil || s.Warmup.State != "complete" {
 				b.Fatalf("%s: warm-up %+v, want complete", s.Service, s.Warmup)
 			}
-			warmed += s.Warmup.Lines
-			took = max(took, time.Duration(s.Warmup.Seconds*float64(time.Second)))
+			lines += s.Warmup.Lines
+			longest = max(longest, time.Duration(s.Warmup.Seconds*float64(time.Second)))
 		}
-		if warmed < busyHour*9/10 {
-			b.Fatalf("warmed up %d lines, want the hour's %d", warmed, busyHour)
+		if lines < busyHour*9/10 {
+			b.Fatalf("warmed up %d lines, want the hour's %d", lines, busyHour)
 		}
 		if best == 0 || elapsed < best {
-			best = elapsed
+			best, warmed, took = elapsed, lines, longest
 		}
 		in.stop(b)
 		b.StartTimer()
@@ -113,6 +113,7 @@ func BenchmarkWarmupStartup(b *testing.B) {
 	b.ReportMetric(best.Seconds(), "s_to_first_live_line")
 	b.ReportMetric(base.Seconds(), "s_docker_logs_baseline")
 	b.ReportMetric(best.Seconds()/base.Seconds(), "ratio")
+	// Of the best run: its lines, and its slowest service's warm-up.
 	b.ReportMetric(float64(warmed), "warm_lines")
 	b.ReportMetric(took.Seconds(), "s_warmup_longest_service")
 	b.ReportMetric(float64(warmed)/took.Seconds(), "warm_lines/s")
@@ -190,4 +191,3 @@ func waitSources(b testing.TB, c *control.Client, ok func(control.SourceStatus) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
