@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -138,5 +139,57 @@ func waitWarmup(t *testing.T, c *control.Client, service string) control.WarmupS
 			t.Fatalf("no finished warm-up for %s after 30 s: %+v", service, mustStatus(t, c).Sources)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWarmupAfterReboot: in kernel mode the record of connections outlives
+// bansd (a restart keeps it: the warm-up is complete) but not a reboot,
+// played here by deleting bansd's table between two runs: the record
+// starts empty, the replayed lines cannot be corroborated, and status says
+// the windows were not rebuilt.
+func TestWarmupAfterReboot(t *testing.T) {
+	e := dockertest.Start(t, dockertest.Options{})
+	runMailuLike(t, e, "192.0.2.192/28", "192.0.2.193", map[string]string{"admin": warmAdminScript})
+	in := newInstance(t, e.Host())
+	cfg, err := os.ReadFile(in.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := strings.Replace(string(cfg), `attribution = "text"`, `attribution = "kernel"`, 1)
+	if err := os.WriteFile(in.config, []byte(kernel), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in.run(t)
+	c := control.NewClient(in.socket)
+	for i := 1; i <= 2; i++ {
+		e.Docker(t, "exec", "mailu-admin-1", "touch", "/fail")
+		waitMetric(t, c, fmt.Sprintf(`bansd_lines_total\{service="admin"\} %d\n`, i), 30*time.Second)
+	}
+	time.Sleep(2 * time.Second)
+	cases := []struct {
+		name   string
+		reboot bool
+		state  string
+		why    string
+	}{
+		{"restart", false, "complete", ""},
+		{"reboot", true, "partial", "the kernel record of connections started empty"},
+	}
+	parent := t // the process outlives each subtest
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in.stop(parent)
+			if tc.reboot {
+				in.ns.Run(t, "nft", "delete", "table", "inet", "bansd")
+			}
+			in.run(parent)
+			w := waitWarmup(t, c, "admin")
+			if w.State != tc.state || w.Lines != 2 || (tc.why == "") != (w.Why == "") || !strings.Contains(w.Why, tc.why) {
+				t.Fatalf("warm-up %+v, want %s with 2 lines, why %q", w, tc.state, tc.why)
+			}
+			if tc.reboot && !strings.Contains(in.log.String(), "kernel record of connections started empty") {
+				t.Errorf("the log does not say the record started empty:\n%s", in.log.String())
+			}
+		})
 	}
 }
