@@ -25,6 +25,10 @@ type follower struct {
 	stored *Cursor
 	loaded bool // the store was asked
 	seen   bool // some container was already followed in this run
+	// warmed: the stored cursor's warm-up was started. Once only: lines it
+	// delivered are in the windows, so a stream that breaks during it is
+	// not replayed again (the rest is missing, and status says so).
+	warmed bool
 }
 
 // end is how a log stream ended.
@@ -107,9 +111,16 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	// then its skip messages. With nothing to skip, nothing was processed
 	// in this container since that second: there is nothing to replay.
 	var warm *warmer
-	if stored && skip > 0 && f.d.opt.Warmup > 0 && since > 0 {
+	if stored && skip > 0 && f.d.opt.Warmup > 0 && since > 0 && !f.warmed {
+		f.warmed = true
 		warm = f.newWarmer(id, since, began, insp.Created)
 		opts.Since = strconv.FormatInt(warm.st.Want.Unix(), 10)
+		defer func() {
+			if !warm.done && ctx.Err() == nil {
+				warm.partial("the log stream broke during the warm-up: the rest was not read again")
+				warm.end()
+			}
+		}()
 	}
 	rc, err := cli.ContainerLogs(ctx, id, opts)
 	if err != nil {
