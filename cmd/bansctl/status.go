@@ -18,7 +18,7 @@ import (
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show sources, jails, the firewall, notify channels, alarms and the config",
+		Short: "Show sources (and how each rebuilt its windows at start), jails, the firewall, notify channels, alarms and the config",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := g.client().Status(cmd.Context())
