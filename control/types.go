@@ -153,6 +153,10 @@ type AttributionStatus struct {
 	// witness-error).
 	Witnessed      uint64            `json:"witnessed"`
 	Uncorroborated map[string]uint64 `json:"uncorroborated,omitempty"`
+	// WarmupWitnessed and WarmupUncorroborated are the same for the lines
+	// read again at start (the warm-up), kept apart from the live ones.
+	WarmupWitnessed      uint64            `json:"warmup_witnessed,omitempty"`
+	WarmupUncorroborated map[string]uint64 `json:"warmup_uncorroborated,omitempty"`
 }
 
 // ConfigStatus says which config runs and how the last reload went.

@@ -114,6 +114,17 @@ func printStatus(w io.Writer, st control.Status) error {
 			fmt.Fprintf(w, "  not counted: %s\n", strings.Join(parts, ", "))
 		}
 	}
+	if len(at.WarmupUncorroborated) > 0 || at.WarmupWitnessed > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(at.WarmupUncorroborated)) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, at.WarmupUncorroborated[k]))
+		}
+		fmt.Fprintf(w, "  warm-up: %d corroborated", at.WarmupWitnessed)
+		if len(parts) > 0 {
+			fmt.Fprintf(w, ", not counted: %s", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 	if at.Problem != "" {
 		fmt.Fprintf(w, "  problem: %s\n", clean(at.Problem))
 	}

@@ -160,14 +160,31 @@ func (a *attribution) check(ctx context.Context) {
 	a.setProblem(p, h.Full)
 }
 
-func (a *attribution) status(ps parse.ParserStats) control.AttributionStatus {
+// status reports the mode and the counts of live lines (ps) and of the
+// warm-up's (warm).
+func (a *attribution) status(ps, warm parse.ParserStats) control.AttributionStatus {
 	if a == nil {
 		return control.AttributionStatus{Mode: "text", Why: "not started"}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return control.AttributionStatus{Mode: a.mode, Why: a.why, Ports: slices.Clone(a.ports), Problem: a.problem,
-		Witnessed: ps.Witnessed, Uncorroborated: ps.Uncorroborated}
+		Witnessed: ps.Witnessed, Uncorroborated: ps.Uncorroborated,
+		WarmupWitnessed: warm.Witnessed, WarmupUncorroborated: nonZero(warm.Uncorroborated)}
+}
+
+// nonZero drops the zero counts (nil when none is left).
+func nonZero(m map[string]uint64) map[string]uint64 {
+	var out map[string]uint64
+	for k, n := range m {
+		if n > 0 {
+			if out == nil {
+				out = map[string]uint64{}
+			}
+			out[k] = n
+		}
+	}
+	return out
 }
 
 // recordEmpty is why a warm-up in kernel mode rebuilds nothing after a

@@ -187,6 +187,12 @@ func TestWarmupAfterReboot(t *testing.T) {
 			if w.State != tc.state || w.Lines != 2 || (tc.why == "") != (w.Why == "") || !strings.Contains(w.Why, tc.why) {
 				t.Fatalf("warm-up %+v, want %s with 2 lines, why %q", w, tc.state, tc.why)
 			}
+			// The replayed lines met the kernel's check as the live ones
+			// did (no real client stands behind them: unseen), apart
+			// from the live counts.
+			if at := mustStatus(t, c).Attribution; at.Mode != "kernel" || at.WarmupUncorroborated["unseen"] != 2 || at.Uncorroborated["unseen"] != 0 {
+				t.Errorf("attribution %+v, want the 2 warm-up lines unseen and no live one", at)
+			}
 			if tc.reboot && !strings.Contains(in.log.String(), "kernel record of connections started empty") {
 				t.Errorf("the log does not say the record started empty:\n%s", in.log.String())
 			}

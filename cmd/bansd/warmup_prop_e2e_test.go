@@ -16,7 +16,7 @@ import (
 
 // TestWarmupKillsEqualStraightRun is the warm-up's property with real
 // processes: two bansd follow the same generated admin log (mailugen,
-// printed at about 5000 lines a second by a real container), each with its
+// printed at about 2500 lines a second by a real container), each with its
 // own store; one runs straight through, the other is killed with SIGKILL
 // at random moments and started again each time. At the end both must
 // hold the same decisions (target, jail). One service, so that the order
@@ -36,11 +36,11 @@ func TestWarmupKillsEqualStraightRun(t *testing.T) {
 	killed := newInstance(t, e.Host())
 	straight.run(t)
 	killed.run(t)
-	// The log is printed while both follow it, 250 lines each 50 ms.
+	// The log is printed while both follow it, 250 lines each 100 ms.
 	printed := make(chan map[string]int, 1)
 	go func() {
 		printed <- runMailuLogs(t, e, map[string]string{"admin": tr.Files["admin"]},
-			`n=$(wc -l < /log); i=1; while [ $i -le $n ]; do sed -n "${i},$((i+249))s/^[^ ]* //p" /log; i=$((i+250)); sleep 0.05; done`)
+			`n=$(wc -l < /log); i=1; while [ $i -le $n ]; do sed -n "${i},$((i+249))s/^[^ ]* //p" /log; i=$((i+250)); sleep 0.1; done`)
 	}()
 	kills := 0
 	for done := false; !done; {
@@ -48,7 +48,9 @@ func TestWarmupKillsEqualStraightRun(t *testing.T) {
 		case want := <-printed:
 			done = true
 			printed <- want
-		case <-time.After(time.Duration(300+rng.IntN(1500)) * time.Millisecond):
+		// Each run lives past its first cursor flush (every second), so
+		// that each start has a cursor to warm up from.
+		case <-time.After(time.Duration(1100+rng.IntN(1200)) * time.Millisecond):
 			killed.cmd.Process.Signal(syscall.SIGKILL)
 			<-killed.exited
 			killed.exited <- nil
