@@ -412,6 +412,30 @@ func TestDocker(t *testing.T) {
 		}
 	})
 
+	t.Run("warm-up after the container was replaced", func(t *testing.T) {
+		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
+		opt := DockerOptions{Host: e.Host(), Project: "p10", Cursors: st, Warmup: time.Hour}
+		old := dkRun(t, e, "p10", "front", bb, "sh", "-c", dkShell(20))
+		src := dkStart(t, opt)
+		src.waitN(t, 40, 30*time.Second)
+		src.settle(t, e, old)
+		src.stop(t)
+		// Replaced while bansd was down (compose up --force-recreate).
+		e.Docker(t, "rm", "-f", old)
+		newer := dkRun(t, e, "p10", "front", bb, "sh", "-c", dkShell(5))
+		src = dkStart(t, opt)
+		ls := src.waitN(t, 10, 30*time.Second)
+		src.stop(t)
+		w := src.status(t, "front").Warmup
+		if warmLines(ls) != 0 || w.State != WarmupPartial || !strings.Contains(w.Why, "replaced since the cursor ("+short(old)+")") {
+			t.Fatalf("%d warm lines, warm-up %+v; want none, partial: replaced", warmLines(ls), w)
+		}
+		dkCheckSeq(t, ls, 5, "out", "err")
+		if ls[0].Container != newer {
+			t.Fatalf("lines from %s, want the new container %s", ls[0].Container, newer)
+		}
+	})
+
 	t.Run("warm-up after rotation", func(t *testing.T) {
 		// json-file keeps about 20 KB: most lines are rotated away.
 		id := dkRun(t, e, "p9", "front", "--log-opt", "max-size=10k", "--log-opt", "max-file=2", spam,
