@@ -25,6 +25,9 @@ gobench -bench '^Benchmark(BanFromFile100k|List100k)$' -benchtime 1x ./cmd/bansd
 section "Docker source vs docker logs of the same container"
 gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources/docker
 
+section "warm-up: bansd start-up to the first live line with an hour of a busy stack's logs (150k lines, 3 containers) behind its cursors, vs docker logs of the same"
+gobench -bench '^BenchmarkWarmupStartup$' -benchtime 3x -timeout 10m ./cmd/bansd
+
 section "end to end: failed attempt to first dropped packet, real Docker log path (20 runs)"
 gobench -bench '^BenchmarkBanLatency$' -benchtime 20x -timeout 20m ./integration
 

@@ -57,6 +57,11 @@ type Docker struct {
 	Project  string
 	Services []string
 	MaxLine  int
+	// WarmupMaxSpan and WarmupMaxLines bound the warm-up at start: how far
+	// before a service's cursor its log is read again to rebuild the
+	// windows, and how many lines of it are counted.
+	WarmupMaxSpan  time.Duration
+	WarmupMaxLines int
 }
 
 type Firewall struct {
@@ -216,6 +221,9 @@ type rawDocker struct {
 	Project  *string   `toml:"project"`
 	Services *[]string `toml:"services"`
 	MaxLine  *int      `toml:"max_line"`
+
+	WarmupMaxSpan  *string `toml:"warmup_max_span"`
+	WarmupMaxLines *int    `toml:"warmup_max_lines"`
 }
 
 type rawFirewall struct {
@@ -433,6 +441,17 @@ func (c *Config) applyDocker(rd rawDocker, fail failFunc) error {
 	}
 	if err := setInt(&c.Docker.MaxLine, rd.MaxLine, 1024, 16<<20); err != nil {
 		return fail("docker.max_line", err)
+	}
+	// "0s" turns the warm-up off. A week bounds the start-up work; the
+	// longest findtime is what is read in practice.
+	if err := setDur(&c.Docker.WarmupMaxSpan, rd.WarmupMaxSpan, 0); err != nil {
+		return fail("docker.warmup_max_span", err)
+	}
+	if c.Docker.WarmupMaxSpan > 7*24*time.Hour {
+		return fail("docker.warmup_max_span", fmt.Errorf("%s is longer than 1w", c.Docker.WarmupMaxSpan))
+	}
+	if err := setInt(&c.Docker.WarmupMaxLines, rd.WarmupMaxLines, 0, 100_000_000); err != nil {
+		return fail("docker.warmup_max_lines", err)
 	}
 	return nil
 }

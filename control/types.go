@@ -170,6 +170,10 @@ type AttributionStatus struct {
 	// witness-error).
 	Witnessed      uint64            `json:"witnessed"`
 	Uncorroborated map[string]uint64 `json:"uncorroborated,omitempty"`
+	// WarmupWitnessed and WarmupUncorroborated are the same for the lines
+	// read again at start (the warm-up), kept apart from the live ones.
+	WarmupWitnessed      uint64            `json:"warmup_witnessed,omitempty"`
+	WarmupUncorroborated map[string]uint64 `json:"warmup_uncorroborated,omitempty"`
 }
 
 // ConfigStatus says which config runs and how the last reload went.
@@ -204,6 +208,26 @@ type SourceStatus struct {
 	Reconnects uint64    `json:"reconnects"`
 	LastError  string    `json:"last_error,omitempty"`
 	LastLine   time.Time `json:"last_line,omitzero"`
+	// Warmup is the start-up warm-up of the service's windows; nil when
+	// there was none (no cursor stored, or docker.warmup_max_span = "0s").
+	Warmup *WarmupStatus `json:"warmup,omitempty"`
+}
+
+// WarmupStatus is how one service's log was read again at start to rebuild
+// the windows: the lines from From to Until (its cursor).
+type WarmupStatus struct {
+	// State is "running", "complete" or "partial" (then Why says what is
+	// missing: lines rotated away, the line cap, a kernel record that
+	// started empty).
+	State string `json:"state"`
+	Lines int    `json:"lines"`
+	// Skipped lines beyond docker.warmup_max_lines.
+	Skipped int       `json:"skipped,omitempty"`
+	From    time.Time `json:"from"`
+	Until   time.Time `json:"until"`
+	// Seconds is how long it took, to the first live line.
+	Seconds float64 `json:"seconds"`
+	Why     string  `json:"why,omitempty"`
 }
 
 // JailStatus is one jail's counters.

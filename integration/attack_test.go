@@ -194,8 +194,8 @@ func itemDovecotWarning(t *testing.T, r *attackRun) {
 	}
 }
 
-// Item 4, right after a bansd restart: the new process has seen no admin
-// line yet.
+// Item 4, right after a bansd restart: the new process knows admin's lines
+// only from its warm-up (read again from before its cursor).
 func itemDovecotRestart(t *testing.T, r *attackRun) {
 	// admin (INFO) logs the legitimate login; bansd reads it, then restarts.
 	if res := r.legit.login(r.legit.addrs[0], mailclient.IMAPS, legitUser, legitPass); res.Outcome != mailclient.Success {

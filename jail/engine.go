@@ -58,6 +58,8 @@ type Engine struct {
 	latest int64
 
 	st counters
+	// warmSt counts the warm-up's events (Warm), apart from st.
+	warmSt counters
 }
 
 // counters are the engine's own; lines and matched are the parser's (Process
@@ -195,8 +197,12 @@ func buildJails(cfg *configs.Config) ([]*jailRT, [parse.KindCount][]uint16, erro
 	return jails, byKind, nil
 }
 
-// pending is what processEvent adds to.
+// pending is what processEvent adds to. warm: the line is replayed from
+// before the resume point (Warm): it updates the windows as it did the
+// first time, and its decisions and alarms, which were acted on then, are
+// dropped, as are its counters.
 type pending struct {
+	warm   bool
 	decs   []Decision
 	alarms []Alarm
 	skip   string
@@ -219,14 +225,30 @@ const (
 // counts as done).
 func (e *Engine) Process(l sources.Line) Output {
 	var out pending
+	ev, ok, v := e.process(l, &out)
+	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, Event: ev, NotCounted: out.skip}
+}
+
+// Warm replays a line that was processed before a restart, so that the
+// windows hold what an uninterrupted engine would: the same parsing,
+// attribution and counting as Process, but no decision, alarm or counter
+// of Stats (WarmStats has its own). It reports whether the line produced
+// an event.
+func (e *Engine) Warm(l sources.Line) bool {
+	out := pending{warm: true}
+	_, ok, _ := e.process(l, &out)
+	return ok
+}
+
+func (e *Engine) process(l sources.Line, out *pending) (parse.Event, bool, parse.Verdict) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.parser.SetWarm(out.warm)
 	ev, ok := e.parser.Parse(l)
 	if ok {
-		e.processEvent(ev, &out)
+		e.processEvent(ev, out)
 	}
-	v := e.parser.Last()
-	e.mu.Unlock()
-	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, Event: ev, NotCounted: out.skip}
+	return ev, ok, e.parser.Last()
 }
 
 // ProcessEvent counts an event parsed outside the engine, as Process does
@@ -247,7 +269,11 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	if ev.Kind == parse.KindNone || ev.Kind >= parse.KindCount || !ev.Addr.IsValid() {
 		return
 	}
-	e.st.events[ev.Kind]++
+	st := &e.st
+	if out.warm {
+		st = &e.warmSt
+	}
+	st.events[ev.Kind]++
 	t := ev.Time
 	if t.IsZero() {
 		t = e.now()
@@ -258,12 +284,12 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	}
 	a := ev.Addr.Unmap()
 	if r, ok := e.prot.match(a); ok {
-		e.st.protected++
+		st.protected++
 		out.skip = SkipProtected
-		if lim := e.alarmFor(r, ev); lim != nil {
-			e.st.alarmEvents++
+		if lim := e.alarmFor(r, ev); lim != nil && !out.warm {
+			st.alarmEvents++
 			if al, ok := lim.hit(a, tn, t, ev.Line); ok {
-				e.st.alarms++
+				st.alarms++
 				out.alarms = append(out.alarms, al)
 			}
 		}
@@ -299,20 +325,20 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 		switch ev.Kind {
 		case parse.KindAuthFailure, parse.KindUnknownUser:
 			if e.adminLogins {
-				e.st.frontSkipped++
+				st.frontSkipped++
 				out.skip = SkipFront
 				return
 			}
 		case parse.KindRateLimited:
 			if e.adminLogins || e.adminLimiter {
-				e.st.frontSkipped++
+				st.frontSkipped++
 				out.skip = SkipFront
 				return
 			}
 		}
 	}
 	if e.exempt.has(ab, ev.User, tn) {
-		e.st.exempted++
+		st.exempted++
 		out.skip = SkipExempt
 		return
 	}
@@ -336,7 +362,7 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 		res, sum := w.add(tn, n, fp, ah, j.find, j.cfg.MaxRetry, j.cfg.MinAddresses)
 		switch res {
 		case tooOld:
-			e.st.tooOld++
+			st.tooOld++
 			if len(w.ent) == 0 {
 				e.tr.removeKey(k)
 			}
@@ -345,13 +371,15 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 			}
 			continue
 		case deduped:
-			e.st.deduped++
+			st.deduped++
 			if out.skip != "" {
 				out.skip = SkipDeduped
 			}
 			continue
 		}
-		j.events++
+		if !out.warm {
+			j.events++
+		}
 		out.skip = ""
 		w.kinds |= 1 << ev.Kind
 		if ev.Port > 0 && ev.Port < 1<<16 {
@@ -421,11 +449,19 @@ func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending
 	target := w.key.prefix()
 	if target.Bits() < target.Addr().BitLen() {
 		if r, ok := e.prot.refuses(target, false); ok {
+			e.tr.removeKey(w.key)
+			if out.warm {
+				return
+			}
 			e.st.ref++
 			e.opt.Logger.Warn("network not banned: it holds a protected address", "jail", j.cfg.Name, "network", target, "rule", r.name)
-			e.tr.removeKey(w.key)
 			return
 		}
+	}
+	if out.warm {
+		// The ban was decided the first time; the window ends as it did.
+		e.tr.removeKey(w.key)
+		return
 	}
 	kernel := e.parser.KernelMode()
 	why := reason(j, w, sum, target)
@@ -447,6 +483,18 @@ func (e *Engine) decide(j *jailRT, w *window, t time.Time, sum int, out *pending
 	j.decisions++
 	e.tr.removeKey(w.key)
 	out.decs = append(out.decs, d)
+}
+
+// Lookback is how much log before a resume point holds counts that still
+// matter: the longest findtime of the enabled jails.
+func (e *Engine) Lookback() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var d time.Duration
+	for _, j := range e.jails {
+		d = max(d, j.cfg.FindTime)
+	}
+	return d
 }
 
 // SetProtected replaces the never-ban inputs learnt live.
@@ -558,29 +606,41 @@ func (e *Engine) SetWitness(w parse.Witness) {
 	e.parser.SetWitness(w)
 }
 
-// Stats returns a snapshot of the counters.
+// Stats returns a snapshot of the counters of live lines.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ps := e.parser.Stats()
+	s := e.stats(&e.st, e.parser.Stats())
+	for _, j := range e.jails {
+		s.Decisions[j.cfg.Name] = j.decisions
+		s.JailEvents[j.cfg.Name] = j.events
+	}
+	return s
+}
+
+// WarmStats returns the counters of the lines given to Warm (it never
+// decides: Decisions stay empty).
+func (e *Engine) WarmStats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats(&e.warmSt, e.parser.WarmStats())
+}
+
+func (e *Engine) stats(st *counters, ps parse.ParserStats) Stats {
 	s := Stats{
 		Lines: ps.Lines, Matched: ps.Matched,
 		Events:    map[string]uint64{},
 		Decisions: map[string]uint64{}, JailEvents: map[string]uint64{},
-		Alarms: e.st.alarms, AlarmEvents: e.st.alarmEvents,
+		Alarms: st.alarms, AlarmEvents: st.alarmEvents,
 		Tracked: e.tr.len(), Evicted: e.tr.evicted,
 		Exemptions:   len(e.exempt.m),
-		Deduplicated: e.st.deduped, Exempted: e.st.exempted, Protected: e.st.protected,
-		FrontSkipped: e.st.frontSkipped, TooOld: e.st.tooOld, Refused: e.st.ref,
+		Deduplicated: st.deduped, Exempted: st.exempted, Protected: st.protected,
+		FrontSkipped: st.frontSkipped, TooOld: st.tooOld, Refused: st.ref,
 		AdminLogins: e.adminLogins,
 		Parser:      ps,
 	}
 	for k := parse.Kind(1); k < parse.KindCount; k++ {
-		s.Events[k.String()] = e.st.events[k]
-	}
-	for _, j := range e.jails {
-		s.Decisions[j.cfg.Name] = j.decisions
-		s.JailEvents[j.cfg.Name] = j.events
+		s.Events[k.String()] = st.events[k]
 	}
 	return s
 }

@@ -18,10 +18,16 @@ import (
 
 // engineBenchMix generates a realistic Mailu 2024.06 mix and returns it merged
 // in time order, as replay feeds it.
-func engineBenchMix(b *testing.B, n int) []sources.Line {
+func engineBenchMix(b testing.TB, n int) []sources.Line {
+	return mailuMix(b, mailugen.Options{Lines: n, Seed: 1})
+}
+
+// mailuMix generates opt's logs (into a temporary directory) merged in
+// time order.
+func mailuMix(b testing.TB, opt mailugen.Options) []sources.Line {
 	b.Helper()
-	dir := b.TempDir()
-	tr, err := mailugen.Generate(mailugen.Options{Dir: dir, Lines: n, Seed: 1})
+	opt.Dir = b.TempDir()
+	tr, err := mailugen.Generate(opt)
 	if err != nil {
 		b.Fatal(err)
 	}

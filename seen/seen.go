@@ -88,6 +88,10 @@ type Record struct {
 	// ports is what SetPorts asked for last; Ensure restores it after the
 	// table was wiped. nil: SetPorts was never called.
 	ports []uint16
+	// ensured: Ensure succeeded once; emptyAtStart: that first Ensure had
+	// to create (or recreate) a record set, so connections made before
+	// this process started are not in the record (a reboot, a first start).
+	ensured, emptyAtStart bool
 
 	// rmu serialises lookups on the lasting rconn: a request and its reply
 	// must not interleave with another goroutine's.
@@ -283,11 +287,14 @@ func (r *Record) Ensure(ctx context.Context) error {
 			return err
 		}
 	}
+	created := false
 	for _, sp := range recordSets {
 		s := r.newSet(sp)
-		if h := have[sp.name]; h != nil && !setMatches(h, s) {
+		h := have[sp.name]
+		if h != nil && !setMatches(h, s) {
 			c.DelSet(h)
 		}
+		created = created || h == nil || !setMatches(h, s)
 		if err := c.AddSet(s, nil); err != nil {
 			r.discard()
 			return fmt.Errorf("seen: set %s: %w", sp.name, err)
@@ -298,7 +305,19 @@ func (r *Record) Ensure(ctx context.Context) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("seen: ensure chain %s in inet %s: %w", ChainName, r.table.Name, err)
 	}
+	if !r.ensured {
+		r.ensured, r.emptyAtStart = true, created
+	}
 	return nil
+}
+
+// EmptyAtStart reports whether the first Ensure found no record to keep:
+// the kernel knows none of the connections made before this process
+// started, so lines about them cannot be corroborated.
+func (r *Record) EmptyAtStart() bool {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.emptyAtStart
 }
 
 // discard drops a half-built transaction so that the next Flush does not

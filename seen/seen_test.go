@@ -177,10 +177,22 @@ func TestEnsureRepairs(t *testing.T) {
 		waitSeen(t, r, client4, p, true, 2*time.Second)
 	}
 
+	// The first record started empty; a second process keeps its sets
+	// (a daemon restart keeps the kernel's word on the connections).
+	if !r.EmptyAtStart() {
+		t.Error("a record created in a new namespace says it kept a previous one")
+	}
+	if again := openRecord(t, tp.host, Options{}, portIn, 8465); again.EmptyAtStart() {
+		t.Error("a second record on the same table says it started empty")
+	}
+
 	// A redefined set (another Timeout) is recreated.
 	r2 := openRecord(t, tp.host, Options{Timeout: time.Hour})
 	if h := mustHealth(t, r2); !h.OK() {
 		t.Errorf("after a new Timeout: %+v", h)
+	}
+	if !r2.EmptyAtStart() {
+		t.Error("a record whose sets were recreated says it kept them")
 	}
 	if h := mustHealth(t, r); h.Intact {
 		t.Error("the old record reads its sets as intact after their timeout changed")

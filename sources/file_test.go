@@ -51,7 +51,7 @@ func TestReadFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, c := readAll(t, tc.in, tc.max)
 			if len(got) != len(tc.texts) {
-				t.Fatalf("got %d lines %q, want %d", len(got), got, len(tc.texts))
+				t.Fatalf("got %d lines %+v, want %d", len(got), got, len(tc.texts))
 			}
 			for i, l := range got {
 				if l.Text != tc.texts[i] || !l.Time.Equal(tc.times[i]) || l.Service != "front" {

@@ -16,4 +16,8 @@ type Line struct {
 	// Text is the line without Docker's timestamp prefix and without the
 	// trailing newline.
 	Text string
+	// Warm marks a line from before the resume point, read again at start
+	// to rebuild the engine's windows: it was processed before, so it only
+	// counts (jail.Engine.Warm) and is never Done.
+	Warm bool
 }

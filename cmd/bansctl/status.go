@@ -18,7 +18,7 @@ import (
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show sources, jails, the firewall, notify channels, alarms and the config",
+		Short: "Show sources (and how each rebuilt its windows at start), jails, the firewall, notify channels, alarms and the config",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := g.client().Status(cmd.Context())
@@ -70,6 +70,9 @@ func printStatus(w io.Writer, st control.Status) error {
 		if err := t.write(w); err != nil {
 			return err
 		}
+		if err := printWarmup(w, st.Sources); err != nil {
+			return err
+		}
 	}
 
 	fmt.Fprintln(w, "\nJails:")
@@ -113,6 +116,17 @@ func printStatus(w io.Writer, st control.Status) error {
 		if len(parts) > 0 {
 			fmt.Fprintf(w, "  not counted: %s\n", strings.Join(parts, ", "))
 		}
+	}
+	if len(at.WarmupUncorroborated) > 0 || at.WarmupWitnessed > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(at.WarmupUncorroborated)) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, at.WarmupUncorroborated[k]))
+		}
+		fmt.Fprintf(w, "  warm-up: %d corroborated", at.WarmupWitnessed)
+		if len(parts) > 0 {
+			fmt.Fprintf(w, ", not counted: %s", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w)
 	}
 	if at.Problem != "" {
 		fmt.Fprintf(w, "  problem: %s\n", clean(at.Problem))
@@ -209,4 +223,32 @@ func printWhy(w io.Writer, why control.Why) {
 	if why.Offences > 0 {
 		fmt.Fprintf(w, "  history: %d offence(s), last ban %s\n", why.Offences, stamp(why.LastBan))
 	}
+}
+
+// printWarmup shows how each service's windows were rebuilt at start.
+func printWarmup(w io.Writer, srcs []control.SourceStatus) error {
+	t := &table{}
+	t.add("SERVICE", "WARM-UP", "LINES", "LOG SPAN", "TOOK", "WHY")
+	n := 0
+	for _, s := range srcs {
+		wu := s.Warmup
+		if wu == nil {
+			continue
+		}
+		n++
+		why := "-"
+		if wu.Why != "" {
+			why = clean(wu.Why)
+		}
+		lines := strconv.Itoa(wu.Lines)
+		if wu.Skipped > 0 {
+			lines += fmt.Sprintf(" (+%d skipped)", wu.Skipped)
+		}
+		t.add(s.Service, wu.State, lines, human(wu.Until.Sub(wu.From)), fmt.Sprintf("%.2fs", wu.Seconds), why)
+	}
+	if n == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nWarm-up (windows rebuilt from the log before each cursor):")
+	return t.write(w)
 }

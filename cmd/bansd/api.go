@@ -251,7 +251,7 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 			st.Firewall.DroppedBytes += s.Bytes
 		}
 	}
-	st.Attribution = d.attr.status(d.engine.Stats().Parser)
+	st.Attribution = d.attr.status(d.engine.Stats().Parser, d.engine.WarmStats().Parser)
 	st.Alarms = d.alarms.list()
 	st.CrowdSec = d.crowdsecStatus()
 	st.Notify = d.notify.status()

@@ -69,6 +69,9 @@ func startAttribution(ctx context.Context, cfg *configs.Config, e *jail.Engine, 
 	}
 	a.rec, a.mode = rec, "kernel"
 	e.SetWitness(kernelWitness{rec})
+	if rec.EmptyAtStart() {
+		log.Warn("attribution: " + recordEmpty)
+	}
 	log.Info("attribution: a line counts only for a connection the kernel saw", "table", cfg.Firewall.Table,
 		"chains", seen.ChainName+","+seen.LocalChainName, "timeout", cfg.Firewall.SeenTimeout)
 	return a
@@ -157,14 +160,49 @@ func (a *attribution) check(ctx context.Context) {
 	a.setProblem(p, h.Full)
 }
 
-func (a *attribution) status(ps parse.ParserStats) control.AttributionStatus {
+// status reports the mode and the counts of live lines (ps) and of the
+// warm-up's (warm).
+func (a *attribution) status(ps, warm parse.ParserStats) control.AttributionStatus {
 	if a == nil {
 		return control.AttributionStatus{Mode: "text", Why: "not started"}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return control.AttributionStatus{Mode: a.mode, Why: a.why, Ports: slices.Clone(a.ports), Problem: a.problem,
-		Witnessed: ps.Witnessed, Uncorroborated: ps.Uncorroborated}
+		Witnessed: ps.Witnessed, Uncorroborated: ps.Uncorroborated,
+		WarmupWitnessed: warm.Witnessed, WarmupUncorroborated: nonZero(warm.Uncorroborated)}
+}
+
+// nonZero drops the zero counts (nil when none is left).
+func nonZero(m map[string]uint64) map[string]uint64 {
+	var out map[string]uint64
+	for k, n := range m {
+		if n > 0 {
+			if out == nil {
+				out = map[string]uint64{}
+			}
+			out[k] = n
+		}
+	}
+	return out
+}
+
+// recordEmpty is why a warm-up in kernel mode rebuilds nothing after a
+// reboot.
+const recordEmpty = "the kernel record of connections started empty (a reboot, or the first start): the lines read again at start are uncorroborated and do not count, so the windows were not rebuilt"
+
+// emptyAtStart is recordEmpty while the engine is in kernel mode on a
+// record that started empty; "" otherwise.
+func (a *attribution) emptyAtStart() string {
+	if a == nil || a.rec == nil || !a.rec.EmptyAtStart() {
+		return ""
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mode != "kernel" {
+		return ""
+	}
+	return recordEmpty
 }
 
 func (a *attribution) close() {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
@@ -59,6 +60,26 @@ func (d *daemon) engineEvents() map[string]uint64 {
 
 func (d *daemon) parserStats() parse.ParserStats { return d.engine.Stats().Parser }
 
+// warmupStatus converts a service's warm-up. blind: the kernel record
+// started empty (attribution.emptyAtStart), so none of the replayed lines
+// could be corroborated.
+func warmupStatus(w docker.WarmupStatus, blind string) *control.WarmupStatus {
+	if w.State == "" {
+		return nil
+	}
+	from := w.Want
+	if w.First.After(from) {
+		from = w.First
+	}
+	out := &control.WarmupStatus{State: w.State, Lines: w.Lines, Skipped: w.Skipped, From: from, Until: w.Until,
+		Seconds: w.Took.Seconds(), Why: w.Why}
+	if blind != "" && w.Lines > 0 {
+		out.State = docker.WarmupPartial
+		out.Why = strings.TrimPrefix(out.Why+"; "+blind, "; ")
+	}
+	return out
+}
+
 // sourceStatus summarises the Docker source for status.
 func (d *daemon) sourceStatus() (control.DockerStatus, []control.SourceStatus) {
 	st := d.docker.Status()
@@ -66,10 +87,12 @@ func (d *daemon) sourceStatus() (control.DockerStatus, []control.SourceStatus) {
 	ds := control.DockerStatus{Project: info.Project}
 	out := make([]control.SourceStatus, 0, len(st))
 	reconnecting := false
+	blind := d.attr.emptyAtStart()
 	for _, s := range st {
 		out = append(out, control.SourceStatus{
 			Service: s.Service, Container: s.Container, State: s.State, Lines: s.Lines,
 			LagSeconds: s.Lag.Seconds(), Reconnects: uint64(s.Reconnects), LastError: s.LastError, LastLine: s.LastLine,
+			Warmup: warmupStatus(s.Warmup, blind),
 		})
 		if s.State == docker.StateReconnecting {
 			reconnecting = true

@@ -308,6 +308,7 @@ func (d *daemon) openParts(ctx context.Context, cfg *configs.Config, db *store.D
 	d.docker, err = docker.NewDocker(docker.DockerOptions{
 		Host: cfg.Docker.Host, Project: cfg.Docker.Project, Services: cfg.Docker.Services,
 		MaxLine: cfg.Docker.MaxLine, Cursors: cursorStore{db}, Logger: d.log.With("part", "docker"), OnMailu: d.onMailu,
+		Warmup: min(d.engine.Lookback(), cfg.Docker.WarmupMaxSpan), WarmupMaxLines: cfg.Docker.WarmupMaxLines,
 	})
 	if err != nil {
 		d.attr.close()
@@ -337,6 +338,11 @@ type processed struct {
 func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, out chan<- processed) {
 	defer close(out)
 	handle := func(l sources.Line) {
+		if l.Warm {
+			// Processed before the restart: it only rebuilds the windows.
+			d.engine.Warm(l)
+			return
+		}
 		d.metrics.lines.WithLabelValues(l.Service).Inc()
 		res := d.engine.Process(l)
 		for _, a := range res.Alarms {

@@ -68,7 +68,9 @@ type instance struct {
 	// daemonExtra are more [daemon] keys for the config.
 	daemonExtra string
 	// env is added to bansd's environment (fault hooks).
-	env    []string
+	env []string
+	// bin is the bansd binary to run; "" is the one built for the package.
+	bin    string
 	cmd    *exec.Cmd
 	log    *logBuffer
 	exited chan error
@@ -143,7 +145,11 @@ func (in *instance) run(t testing.TB) {
 	t.Helper()
 	in.log = &logBuffer{}
 	ns := in.ns
-	in.cmd = exec.Command("nsenter", "--net="+ns.Path, filepath.Join(binDir, "bansd"), "--config", in.config)
+	bin := in.bin
+	if bin == "" {
+		bin = filepath.Join(binDir, "bansd")
+	}
+	in.cmd = exec.Command("nsenter", "--net="+ns.Path, bin, "--config", in.config)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	in.cmd.Env = append(os.Environ(), in.env...)
 	if err := in.cmd.Start(); err != nil {

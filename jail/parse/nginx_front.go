@@ -39,7 +39,7 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 		p.frontContainer = l.Container
 	}
 	if l.Time.IsZero() {
-		p.untimedFront++
+		p.cnt().untimedFront++
 	}
 	text := l.Text
 	h, nginx := parseNginxHeader(text)
@@ -81,7 +81,7 @@ func (p *Parser) parseFront(l sources.Line) (Event, lineTime, bool) {
 			// write from Dovecot's own line, and setting aside every
 			// other client's failures after each login line would hide
 			// real attackers wholesale: Dovecot's lines count.
-			p.unguardedDovecot++
+			p.cnt().unguardedDovecot++
 			return ev, ts, ok
 		}
 		if r, forged := guard.judge(piece, ev.Addr); forged {

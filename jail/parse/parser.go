@@ -52,15 +52,34 @@ type Parser struct {
 	kconns  kconnTable
 	tuples  tupleTable
 
-	// verdict is what Parse made of the line it is parsing (verdict.go);
-	// svc counts the verdicts per service.
+	// verdict is what Parse made of the line it is parsing (verdict.go).
 	verdict Verdict
-	svc     [svcCount]serviceCounters
+	// live and warm are the counters of live lines and of warm-up lines
+	// (SetWarm): a warm-up replays lines that were counted already.
+	live, warm parseCounts
+	warming    bool
+}
+
+// parseCounts are what ParserStats reports.
+type parseCounts struct {
+	// svc counts the verdicts per service.
+	svc [svcCount]serviceCounters
 	// witnessedN counts corroborated events.
 	witnessedN uint64
 	// untimedFront and unguardedDovecot: ParserStats' fields.
 	untimedFront, unguardedDovecot uint64
 }
+
+func (p *Parser) cnt() *parseCounts {
+	if p.warming {
+		return &p.warm
+	}
+	return &p.live
+}
+
+// SetWarm switches the counters: on, lines are counted in WarmStats
+// instead of Stats. Parsing is the same either way.
+func (p *Parser) SetWarm(on bool) { p.warming = on }
 
 // ParserOptions configures NewParser. The zero value is valid.
 type ParserOptions struct {
@@ -216,14 +235,19 @@ func (p *Parser) SetWitness(w Witness) {
 	clear(p.tuples.slots)
 }
 
-// Stats returns a copy of the counters.
-func (p *Parser) Stats() ParserStats {
+// Stats returns a copy of the counters of live lines.
+func (p *Parser) Stats() ParserStats { return p.stats(&p.live) }
+
+// WarmStats returns a copy of the counters of warm-up lines.
+func (p *Parser) WarmStats() ParserStats { return p.stats(&p.warm) }
+
+func (p *Parser) stats(pc *parseCounts) ParserStats {
 	var forged [forgeReasonCount]uint64
 	var unseen [unseenReasonCount]uint64
 	s := ParserStats{Forged: make(map[string]uint64, forgeReasonCount), Services: map[string]ServiceStats{},
-		UntimedFront: p.untimedFront, UnguardedDovecot: p.unguardedDovecot}
-	for i := range p.svc {
-		c := &p.svc[i]
+		UntimedFront: pc.untimedFront, UnguardedDovecot: pc.unguardedDovecot}
+	for i := range pc.svc {
+		c := &pc.svc[i]
 		s.Lines += c.lines
 		for _, n := range c.matched {
 			s.Matched += n
@@ -243,7 +267,7 @@ func (p *Parser) Stats() ParserStats {
 	}
 	if p.witness != nil {
 		s.KernelMode = true
-		s.Witnessed = p.witnessedN
+		s.Witnessed = pc.witnessedN
 		s.Uncorroborated = make(map[string]uint64, unseenReasonCount)
 		for i, n := range unseen {
 			s.Uncorroborated[unseenNames[i]] = n
@@ -351,7 +375,7 @@ func (p *Parser) Parse(l sources.Line) (Event, bool) {
 		}
 	}
 	if ev.Witnessed {
-		p.witnessedN++
+		p.cnt().witnessedN++
 	}
 	if ev.Count < 1 {
 		ev.Count = 1

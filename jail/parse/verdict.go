@@ -241,7 +241,7 @@ func (p *Parser) Last() Verdict { return p.verdict }
 // count adds the verdict of the line just parsed to its service's
 // counters.
 func (p *Parser) count(svc int, ev *Event) {
-	c := &p.svc[svc]
+	c := &p.cnt().svc[svc]
 	c.lines++
 	v := &p.verdict
 	switch v.Class {

@@ -57,6 +57,12 @@ type DockerOptions struct {
 	// OnMailu is called (from Run's goroutine) whenever the discovered
 	// Mailu facts change.
 	OnMailu func(MailuInfo)
+	// Warmup is how far before a stored cursor a service's log is read
+	// again at start, as Warm lines (the longest findtime, bounded by
+	// docker.warmup_max_span); 0: none. WarmupMaxLines bounds how many
+	// are delivered per service (0: no bound).
+	Warmup         time.Duration
+	WarmupMaxLines int
 }
 
 // DefaultServices are the Mailu services whose logs carry signals.
@@ -85,6 +91,32 @@ type SourceStatus struct {
 	Lag        time.Duration
 	Reconnects int
 	LastError  string
+	// Warmup is the start-up warm-up; its State is "" when there was none
+	// (no cursor stored, or warm-up off).
+	Warmup WarmupStatus
+}
+
+// Warm-up states.
+const (
+	WarmupRunning  = "running"
+	WarmupComplete = "complete"
+	WarmupPartial  = "partial"
+)
+
+// WarmupStatus is one service's warm-up: the lines from Want (the cursor
+// minus the warm-up span) to Until (the cursor) read again.
+type WarmupStatus struct {
+	State string
+	// Want is where the warm-up was to begin; First is the first line
+	// Docker returned, Until the stored cursor's time.
+	Want, First, Until time.Time
+	// Lines delivered as Warm; Skipped beyond WarmupMaxLines.
+	Lines, Skipped int
+	// Took is from the request to the first live line (or the end of the
+	// log).
+	Took time.Duration
+	// Why says what is missing when partial.
+	Why string
 }
 
 // Docker follows the log streams of Mailu's containers through the Docker
@@ -114,6 +146,9 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 	}
 	if opt.Backlog == 0 {
 		opt.Backlog = time.Hour
+	}
+	if opt.Warmup < 0 || opt.WarmupMaxLines < 0 {
+		return nil, fmt.Errorf("docker source: warm-up span %s and lines %d must not be negative", opt.Warmup, opt.WarmupMaxLines)
 	}
 	if opt.Services == nil {
 		opt.Services = DefaultServices
@@ -221,6 +256,7 @@ type service struct {
 	head       int
 	done       position
 	dirty      bool
+	warmup     WarmupStatus
 }
 
 // target is the container a service should be read from. starts counts
@@ -242,7 +278,7 @@ type pendingLine struct {
 // Done tells the source that the consumer has processed l: its service's
 // cursor moves past it. Lines must be Done in the order they came.
 func (d *Docker) Done(l sources.Line) {
-	if d.opt.Cursors == nil {
+	if d.opt.Cursors == nil || l.Warm {
 		return
 	}
 	s := d.svcs[l.Service]
@@ -328,7 +364,7 @@ func (d *Docker) Status() []SourceStatus {
 		st = append(st, SourceStatus{
 			Project: proj, Service: name, Container: s.container, State: s.state,
 			Lines: s.lines, Truncated: s.truncated, LastLine: s.lastLine, Lag: s.lag,
-			Reconnects: s.reconnects, LastError: s.lastErr,
+			Reconnects: s.reconnects, LastError: s.lastErr, Warmup: s.warmup,
 		})
 		s.mu.Unlock()
 	}

@@ -210,6 +210,16 @@ func dkCheckSeq(t *testing.T, ls []sources.Line, n int, prefixes ...string) {
 	}
 }
 
+func warmLines(ls []sources.Line) int {
+	n := 0
+	for _, l := range ls {
+		if l.Warm {
+			n++
+		}
+	}
+	return n
+}
+
 func dkShell(n int) string {
 	return fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; `+dkMarkLoop, n)
 }
@@ -341,6 +351,115 @@ func TestDocker(t *testing.T) {
 		c, ok, err := st.Cursor("p4/admin")
 		if err != nil || !ok || c.Count < 1 {
 			t.Fatalf("stored cursor %+v %v %v", c, ok, err)
+		}
+	})
+
+	t.Run("warm-up", func(t *testing.T) {
+		const n = 3000
+		id := dkRun(t, e, "p8", "admin", spam, "logspam", "-n", fmt.Sprint(n), "-rate", "1000", "-streams", "both", "-sleep", "600s", "-mark", "/mark")
+		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
+		opt := DockerOptions{Host: e.Host(), Project: "p8", Cursors: st, Warmup: time.Hour}
+		// No cursor yet: nothing to warm up from.
+		src := dkStart(t, opt)
+		src.waitN(t, 500, 30*time.Second)
+		src.stop(t)
+		first := src.got()
+		if w := src.status(t, "admin").Warmup; w.State != "" || warmLines(first) != 0 {
+			t.Fatalf("first start warmed up: %+v", w)
+		}
+		// Restarted in the middle of the stream: exactly the lines the
+		// cursor covers come again as Warm, then the rest live.
+		src = dkStart(t, opt)
+		src.waitFor(t, "the rest", 30*time.Second, func(ls []sources.Line) bool { return len(ls)-warmLines(ls)+len(first) >= 2*n })
+		second := src.settle(t, e, id)
+		src.stop(t)
+		var warm, live []sources.Line
+		for _, l := range second {
+			if l.Warm {
+				warm = append(warm, l)
+			} else {
+				live = append(live, l)
+			}
+		}
+		if !slices.EqualFunc(warm, first, func(a, b sources.Line) bool {
+			return a.Text == b.Text && a.Time.Equal(b.Time) && b.Container == a.Container
+		}) {
+			t.Fatalf("warm-up gave %d lines, the first run delivered %d (first warm %v, last warm %v)", len(warm), len(first), warm[:1], warm[len(warm)-1:])
+		}
+		if i := slices.IndexFunc(second, func(l sources.Line) bool { return !l.Warm }); slices.ContainsFunc(second[i:], func(l sources.Line) bool { return l.Warm }) {
+			t.Fatal("a warm line came after a live one")
+		}
+		dkCheckSeq(t, append(first, live...), n, "out", "err")
+		w := src.status(t, "admin").Warmup
+		if w.State != WarmupComplete || w.Lines != len(first) || w.Skipped != 0 || w.Why != "" || w.Took <= 0 || w.Until.Sub(w.Want) != time.Hour {
+			t.Fatalf("warm-up status %+v, want complete with %d lines", w, len(first))
+		}
+		if st := src.status(t, "admin"); st.Lines != uint64(len(live)+1) { // and the mark
+			t.Fatalf("status counts %d lines, %d were live", st.Lines, len(live))
+		}
+		// Bounded by lines: the rest is skipped, and status says so.
+		opt.WarmupMaxLines = 100
+		src = dkStart(t, opt)
+		ls := src.settle(t, e, id)
+		src.stop(t)
+		w = src.status(t, "admin").Warmup
+		if warmLines(ls) != 100 || w.State != WarmupPartial || w.Lines != 100 || w.Skipped != 2*n+1-100 || // and round two's mark
+			!strings.Contains(w.Why, "docker.warmup_max_lines (100)") {
+			t.Fatalf("%d warm lines, status %+v; want 100, partial", warmLines(ls), w)
+		}
+		if live := len(ls) - warmLines(ls); live != 0 {
+			t.Fatalf("%d live lines after a settled stop, want 0", live)
+		}
+	})
+
+	t.Run("warm-up after the container was replaced", func(t *testing.T) {
+		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
+		opt := DockerOptions{Host: e.Host(), Project: "p10", Cursors: st, Warmup: time.Hour}
+		old := dkRun(t, e, "p10", "front", bb, "sh", "-c", dkShell(20))
+		src := dkStart(t, opt)
+		src.waitN(t, 40, 30*time.Second)
+		src.settle(t, e, old)
+		src.stop(t)
+		// Replaced while bansd was down (compose up --force-recreate).
+		e.Docker(t, "rm", "-f", old)
+		newer := dkRun(t, e, "p10", "front", bb, "sh", "-c", dkShell(5))
+		src = dkStart(t, opt)
+		ls := src.waitN(t, 10, 30*time.Second)
+		src.stop(t)
+		w := src.status(t, "front").Warmup
+		if warmLines(ls) != 0 || w.State != WarmupPartial || !strings.Contains(w.Why, "replaced since the cursor ("+short(old)+")") {
+			t.Fatalf("%d warm lines, warm-up %+v; want none, partial: replaced", warmLines(ls), w)
+		}
+		dkCheckSeq(t, ls, 5, "out", "err")
+		if ls[0].Container != newer {
+			t.Fatalf("lines from %s, want the new container %s", ls[0].Container, newer)
+		}
+	})
+
+	t.Run("warm-up after rotation", func(t *testing.T) {
+		// json-file keeps about 20 KB: most lines are rotated away.
+		id := dkRun(t, e, "p9", "front", "--log-opt", "max-size=10k", "--log-opt", "max-file=2", spam,
+			"logspam", "-n", "6000", "-rate", "1000", "-sleep", "600s", "-mark", "/mark")
+		st := dkOpenStore(t, filepath.Join(t.TempDir(), "bansd.db"))
+		opt := DockerOptions{Host: e.Host(), Project: "p9", Cursors: st, Warmup: 3 * time.Second}
+		src := dkStart(t, opt)
+		src.waitFor(t, "the last line", 30*time.Second, func(ls []sources.Line) bool {
+			return len(ls) > 0 && ls[len(ls)-1].Text == "out 5999"
+		})
+		src.settle(t, e, id)
+		src.stop(t)
+		// Two seconds on, a new line cannot be taken for one the cursor
+		// counts (its second or the next).
+		time.Sleep(2 * time.Second)
+		src = dkStart(t, opt)
+		e.Docker(t, "exec", id, "touch", "/mark")
+		src.waitFor(t, "a live mark", 30*time.Second, func(ls []sources.Line) bool {
+			return slices.ContainsFunc(ls, func(l sources.Line) bool { return l.Text == "mark" && !l.Warm })
+		})
+		src.stop(t)
+		w := src.status(t, "front").Warmup
+		if w.State != WarmupPartial || !strings.Contains(w.Why, "rotated away") || w.Lines == 0 || !w.First.After(w.Want) {
+			t.Fatalf("warm-up status %+v, want partial: rotated away", w)
 		}
 	})
 

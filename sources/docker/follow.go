@@ -25,6 +25,10 @@ type follower struct {
 	stored *Cursor
 	loaded bool // the store was asked
 	seen   bool // some container was already followed in this run
+	// warmed: the stored cursor's warm-up was started. Once only: lines it
+	// delivered are in the windows, so a stream that breaks during it is
+	// not replayed again (the rest is missing, and status says so).
+	warmed bool
 }
 
 // end is how a log stream ended.
@@ -91,20 +95,38 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	if err != nil {
 		return 0, fmt.Errorf("inspect %s: %w", short(id), err)
 	}
-	since, skip, rebuild, err := f.resumePoint(id)
+	began := f.d.now()
+	since, skip, rebuild, stored, err := f.resumePoint(id)
 	if err != nil {
 		return 0, err
 	}
+	tty := insp.Config != nil && insp.Config.Tty
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true}
 	if since > 0 {
 		opts.Since = strconv.FormatInt(since, 10)
+	}
+	// A warm-up replays what the stored cursor covers, in the same stream
+	// (dockerd scans the log from its start for any since: one request
+	// scans it once): the messages stamped before the cursor's second,
+	// then its skip messages. With nothing to skip, nothing was processed
+	// in this container since that second: there is nothing to replay.
+	var warm *warmer
+	if stored && skip > 0 && f.d.opt.Warmup > 0 && since > 0 && !f.warmed {
+		f.warmed = true
+		warm = f.newWarmer(id, since, began, insp.Created)
+		opts.Since = strconv.FormatInt(warm.st.Want.Unix(), 10)
+		defer func() {
+			if !warm.done && ctx.Err() == nil {
+				warm.partial("the log stream broke during the warm-up: the rest was not read again")
+				warm.end()
+			}
+		}()
 	}
 	rc, err := cli.ContainerLogs(ctx, id, opts)
 	if err != nil {
 		return 0, fmt.Errorf("logs %s: %w", short(id), err)
 	}
 	defer rc.Close()
-	tty := insp.Config != nil && insp.Config.Tty
 	f.d.log.Debug("attached", "service", s.name, "container", short(id), "since", since, "skip", skip, "tty", tty)
 	s.set(func(s *service) { s.state, s.container = StateAttached, id })
 
@@ -152,12 +174,45 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 			s.set(func(s *service) { s.lastErr = msg })
 			continue
 		}
+		if warm != nil && m.time.Unix() < since {
+			// Before the cursor's second: processed before the restart.
+			// (After the warm-up, as before a since of that second.)
+			if !warm.done {
+				if err := warm.add(ctx, m); err != nil {
+					return 0, err
+				}
+			}
+			continue
+		}
+		if skip > 0 && m.time.Unix() > since+1 {
+			// The messages a cursor counts are stamped in its second or
+			// the next (position): the rest of them were rotated away,
+			// and this one is new.
+			missing := skip
+			skip = 0
+			f.d.log.Warn("the log was rotated under the cursor: its last lines are gone, reading on from the first newer one", "service", s.name, "container", short(id), "missing", missing)
+			if rebuild != nil {
+				f.resumed(*rebuild)
+			}
+			if warm != nil {
+				warm.partial(fmt.Sprintf("Docker's log no longer holds the cursor's last lines (rotated away): %d were missing", missing))
+				warm.end()
+			}
+		}
 		if skip > 0 {
 			skip--
+			if warm != nil {
+				if err := warm.add(ctx, m); err != nil {
+					return 0, err
+				}
+			}
 			if rebuild != nil {
 				rebuild.add([]secRun{{m.time.Unix(), 1}})
 				if skip == 0 {
 					f.resumed(*rebuild)
+					if warm != nil {
+						warm.end()
+					}
 				}
 			}
 			continue
@@ -178,6 +233,9 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		return endRunning, nil
 	}
 	if skip > 0 {
+		if warm != nil {
+			warm.end()
+		}
 		return endStopped, nil
 	}
 	// A stopped container never finishes its last, unterminated line.
@@ -186,21 +244,22 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 }
 
 // resumePoint decides where to start reading container id: since (unix
-// seconds, 0: from its start) and how many messages to skip. rebuild is
-// non-nil when skipping from a stored cursor, to rebuild the position.
-func (f *follower) resumePoint(id string) (since int64, skip int, rebuild *position, err error) {
+// seconds, 0: from its start) and how many messages to skip. stored: the
+// point is the store's cursor (the first attach of this run); rebuild is
+// then non-nil when there are messages to skip, to rebuild the position.
+func (f *follower) resumePoint(id string) (since int64, skip int, rebuild *position, stored bool, err error) {
 	if f.stored != nil && f.stored.ContainerID == id {
 		since = max(f.stored.Time.Unix(), 0)
 		p := &position{container: id, floor: since}
 		if f.stored.Count <= 0 {
 			f.resumed(*p)
-			return since, 0, nil, nil
+			return since, 0, nil, true, nil
 		}
-		return since, f.stored.Count, p, nil
+		return since, f.stored.Count, p, true, nil
 	}
 	if f.pos.container == id {
 		since, skip = f.pos.resume()
-		return since, skip, nil, nil
+		return since, skip, nil, false, nil
 	}
 	var c Cursor
 	var found bool
@@ -208,7 +267,7 @@ func (f *follower) resumePoint(id string) (since int64, skip int, rebuild *posit
 		key := f.d.project() + "/" + f.svc.name
 		c, found, err = f.d.opt.Cursors.Cursor(key)
 		if err != nil {
-			return 0, 0, nil, fmt.Errorf("load cursor %s: %w", key, err)
+			return 0, 0, nil, false, fmt.Errorf("load cursor %s: %w", key, err)
 		}
 	}
 	f.loaded = true
@@ -220,12 +279,19 @@ func (f *follower) resumePoint(id string) (since int64, skip int, rebuild *posit
 		// A container created since the cursor (or since the last one in
 		// this run): all of it is new.
 		since = 0
+		if found && f.d.opt.Warmup > 0 {
+			f.svc.set(func(s *service) {
+				s.warmup = WarmupStatus{State: WarmupPartial, Until: c.Time,
+					Why: "the service's container was replaced since the cursor (" + short(c.ContainerID) + "): its lines before were not read again"}
+			})
+			f.d.log.Warn("warm-up: the container was replaced since the cursor, its counts are not rebuilt", "service", f.svc.name, "cursor_container", short(c.ContainerID), "container", short(id))
+		}
 	default:
 		since = f.d.now().Add(-f.d.opt.Backlog).Unix()
 	}
 	f.seen, f.stored = true, nil
 	f.pos = position{container: id, floor: since}
-	return since, 0, nil, nil
+	return since, 0, nil, false, nil
 }
 
 // resumed takes the position rebuilt by skipping a stored cursor's
