@@ -91,15 +91,17 @@ const testCap = 64 << 20 // the default max_size
 
 func TestFetchFormats(t *testing.T) {
 	s := newListServer(t, map[string]http.HandlerFunc{
-		"/drop.txt":         text(spamhausDROP),
-		"/dropv6.txt":       text(spamhausDROPv6),
-		"/level1.netset":    text(fireholNetset),
-		"/plain.txt":        text(plainList),
-		"/garbage":          text("<html><body>Service unavailable</body></html>\n"),
-		"/empty":            text("# nothing today\n"),
-		"/missing":          func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
-		"/redirect-outside": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://192.0.2.1/list", http.StatusFound) },
-		"/redirect-inside":  func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/drop.txt", http.StatusFound) },
+		"/drop.txt":      text(spamhausDROP),
+		"/dropv6.txt":    text(spamhausDROPv6),
+		"/level1.netset": text(fireholNetset),
+		"/plain.txt":     text(plainList),
+		"/garbage":       text("<html><body>Service unavailable</body></html>\n"),
+		"/empty":         text("# nothing today\n"),
+		"/missing":       func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) },
+		"/redirect-outside": func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://192.0.2.1/list", http.StatusFound)
+		},
+		"/redirect-inside": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/drop.txt", http.StatusFound) },
 	})
 	f := &Fetcher{Client: s.client, MaxBytes: testCap, Timeout: 10 * time.Second}
 	for _, c := range []struct {

@@ -106,8 +106,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-
-
 func TestParseBounds(t *testing.T) {
 	t.Run("entries cap", func(t *testing.T) {
 		_, err := Parse(strings.NewReader(strings.Repeat("203.0.113.1\n", 11)), 10)
