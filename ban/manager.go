@@ -124,6 +124,8 @@ type stats struct {
 type job struct {
 	bans  []store.Ban
 	unban []netip.Prefix
+	// replace names the jail whose bans on unban a ReplaceJail lifts.
+	replace string
 	uid   int // the caller's, for the history
 	done  chan result
 }

@@ -116,6 +116,8 @@ type Firewall interface {
 	Add(elems []Element) error
 	// Remove deletes elements in one transaction; missing ones are fine.
 	Remove(targets []netip.Prefix) error
+	// Replace is Remove and Add in one transaction.
+	Replace(add []Element, remove []netip.Prefix) error
 	// List returns every element of our sets with its remaining time.
 	List() ([]Element, error)
 	// Status reads the table's shape and the counters.
@@ -460,10 +462,44 @@ func (n *NFT) Check() (Health, error) {
 }
 
 // Add implements Firewall.
-func (n *NFT) Add(elems []Element) error {
-	if len(elems) == 0 {
+func (n *NFT) Add(elems []Element) error { return n.Replace(elems, nil) }
+
+// Remove implements Firewall. Destroy (Linux >= 6.3) makes it idempotent:
+// a plain delete of one missing element would abort the whole transaction.
+func (n *NFT) Remove(targets []netip.Prefix) error { return n.Replace(nil, targets) }
+
+// Replace implements Firewall: the removals and the additions go in one
+// transaction, which the kernel applies whole or not at all.
+func (n *NFT) Replace(add []Element, remove []netip.Prefix) error {
+	if len(add) == 0 && len(remove) == 0 {
 		return nil
 	}
+	queued, err := n.queueRemove(remove)
+	if err != nil {
+		n.discard()
+		return err
+	}
+	if queued == 0 && len(add) == 0 {
+		return nil // nothing of those classes is banned
+	}
+	created, err := n.queueAdd(add)
+	if err != nil {
+		n.discard()
+		return err
+	}
+	if err := n.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables: add %d, remove %d elements: %w", len(add), len(remove), err)
+	}
+	n.mu.Lock()
+	for c, s := range created {
+		n.sets[c] = s
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// queueAdd queues elems, and the set of any new class, on the connection.
+func (n *NFT) queueAdd(elems []Element) (created map[SetClass]*nftables.Set, err error) {
 	byClass := map[SetClass][]nftables.SetElement{}
 	var refresh map[SetClass][]nftables.SetElement
 	for _, e := range elems {
@@ -477,11 +513,10 @@ func (n *NFT) Add(elems []Element) error {
 			refresh[c] = append(refresh[c], nftables.SetElement{Key: k})
 		}
 	}
-	created := map[SetClass]*nftables.Set{}
+	created = map[SetClass]*nftables.Set{}
 	for c, els := range byClass {
 		s := n.sets[c]
 		if s == nil {
-			var err error
 			n.mu.Lock()
 			scopeS := n.scopeS
 			n.mu.Unlock()
@@ -490,8 +525,7 @@ func (n *NFT) Add(elems []Element) error {
 				scopeS = n.scopeSet()
 			}
 			if s, err = n.queueSet(c, scopeS); err != nil {
-				n.discard()
-				return err
+				return nil, err
 			}
 			created[c] = s
 		}
@@ -499,50 +533,35 @@ func (n *NFT) Add(elems []Element) error {
 		// take the new timeout; destroy (not delete) tolerates absence.
 		if del := refresh[c]; len(del) > 0 && created[c] == nil {
 			if err := n.conn.SetDestroyElements(s, del); err != nil {
-				n.discard()
-				return fmt.Errorf("nftables: refresh %s: %w", s.Name, err)
+				return nil, fmt.Errorf("nftables: refresh %s: %w", s.Name, err)
 			}
 		}
 		if err := n.conn.SetAddElements(s, els); err != nil {
-			n.discard()
-			return fmt.Errorf("nftables: add to %s: %w", s.Name, err)
+			return nil, fmt.Errorf("nftables: add to %s: %w", s.Name, err)
 		}
 	}
-	if err := n.conn.Flush(); err != nil {
-		return fmt.Errorf("nftables: add %d elements: %w", len(elems), err)
-	}
-	n.mu.Lock()
-	for c, s := range created {
-		n.sets[c] = s
-	}
-	n.mu.Unlock()
-	return nil
+	return created, nil
 }
 
-// Remove implements Firewall. Destroy (Linux >= 6.3) makes it idempotent:
-// a plain delete of one missing element would abort the whole transaction.
-func (n *NFT) Remove(targets []netip.Prefix) error {
+// queueRemove queues the deletion of targets; a class without a set has
+// nothing banned. It returns how many it queued.
+func (n *NFT) queueRemove(targets []netip.Prefix) (int, error) {
 	byClass := map[SetClass][]nftables.SetElement{}
 	for _, t := range targets {
 		c := ClassOf(t)
 		if n.sets[c] == nil {
-			continue // no such set: nothing of that class is banned
+			continue
 		}
 		byClass[c] = append(byClass[c], nftables.SetElement{Key: keyOf(t)})
 	}
-	if len(byClass) == 0 {
-		return nil
-	}
+	queued := 0
 	for c, els := range byClass {
 		if err := n.conn.SetDestroyElements(n.sets[c], els); err != nil {
-			n.discard()
-			return fmt.Errorf("nftables: remove from %s: %w", c.Name(), err)
+			return 0, fmt.Errorf("nftables: remove from %s: %w", c.Name(), err)
 		}
+		queued += len(els)
 	}
-	if err := n.conn.Flush(); err != nil {
-		return fmt.Errorf("nftables: remove %d elements: %w", len(targets), err)
-	}
-	return nil
+	return queued, nil
 }
 
 // List implements Firewall. It is slow for big sets (seconds per 100k),

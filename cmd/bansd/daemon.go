@@ -585,3 +585,10 @@ func (t *timedFirewall) Remove(targets []netip.Prefix) error {
 	t.hist.Observe(time.Since(start).Seconds())
 	return err
 }
+
+func (t *timedFirewall) Replace(add []ban.Element, remove []netip.Prefix) error {
+	start := time.Now()
+	err := t.Firewall.Replace(add, remove)
+	t.hist.Observe(time.Since(start).Seconds())
+	return err
+}
