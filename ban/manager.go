@@ -126,8 +126,8 @@ type job struct {
 	unban []netip.Prefix
 	// replace names the jail whose bans on unban a ReplaceJail lifts.
 	replace string
-	uid   int // the caller's, for the history
-	done  chan result
+	uid     int // the caller's, for the history
+	done    chan result
 }
 
 type result struct {

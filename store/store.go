@@ -28,8 +28,8 @@ var (
 	bucketHistory  = []byte("history")
 	bucketCursors  = []byte("cursors")
 	bucketCrowdSec = []byte("crowdsec")
-	// bucketBlocklists is in blocklist.go.
 	keyVersion     = []byte("version")
+	// bucketBlocklists is in blocklist.go.
 )
 
 // ErrLocked means another process holds the store open.
