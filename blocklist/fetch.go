@@ -80,6 +80,13 @@ func CheckURL(u string) error {
 	return nil
 }
 
+// Local reports whether u points at a loopback host (no remote server to
+// spare from frequent fetches).
+func Local(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && loopbackHost(p.Hostname())
+}
+
 func loopbackHost(h string) bool {
 	if h == "localhost" {
 		return true

@@ -140,8 +140,8 @@ func (c *Config) checkBlocklists(l *layer) error {
 		if b.Source() == "" {
 			return fail(key, errors.New("needs url (https://...) or file (/path)"))
 		}
-		if b.URL != "" && b.Refresh < time.Minute {
-			return fail(key+".refresh", fmt.Errorf("%s: a URL is fetched at most once a minute", b.Refresh))
+		if b.URL != "" && !blocklist.Local(b.URL) && b.Refresh < time.Minute {
+			return fail(key+".refresh", fmt.Errorf("%s: a remote URL is fetched at most once a minute", b.Refresh))
 		}
 		if b.BanTime <= b.Refresh {
 			return fail(key+".bantime", fmt.Errorf("%s is not longer than refresh %s: the list would lapse between refreshes", b.BanTime, b.Refresh))

@@ -199,6 +199,7 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	st.Attribution = d.attr.status(d.engine.Stats().Parser)
 	st.Alarms = d.alarms.list()
 	st.CrowdSec = d.crowdsecStatus()
+	st.Blocklists = d.blocklistStatus()
 	st.Notify = d.notify.status()
 	if d.shield != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
