@@ -167,7 +167,7 @@ func (f *Fetcher) read(r io.Reader, name string) (Result, error) {
 	if f.MaxBytes > 0 {
 		body = io.LimitReader(cr, f.MaxBytes+1)
 	}
-	p, err := Parse(body, f.MaxEntries)
+	p, err := Parse(body, Limits{Entries: f.MaxEntries})
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", name, err)
 	}

@@ -22,9 +22,19 @@ import (
 // of it is skipped, not read into memory).
 const MaxLine = 4096
 
-// maxBadKept bounds the bad lines a Parsed keeps for the report: a
+// defaultBadKept bounds the bad lines a Parsed keeps for the report: a
 // garbage body of millions of lines must not be held in memory twice.
-const maxBadKept = 100
+const defaultBadKept = 100
+
+// Limits bound what Parse holds.
+type Limits struct {
+	// Entries > 0 bounds the entries read (duplicates included): beyond
+	// it Parse stops with ErrTooManyEntries.
+	Entries int
+	// Bad is how many bad lines are kept for the report (0: 100); all are
+	// counted.
+	Bad int
+}
 
 // ErrTooManyEntries: the list holds more entries than the limit allows.
 var ErrTooManyEntries = errors.New("too many entries")
@@ -55,6 +65,8 @@ type Parsed struct {
 	BadCount int
 	// Lines is how many lines were read.
 	Lines int
+
+	keepBad int
 }
 
 // Targets returns the entries' targets.
@@ -83,11 +95,12 @@ func (p Parsed) BadReport(name string) string {
 // ';' (Spamhaus: "192.0.2.0/24 ; SBL123") start a comment; blank lines,
 // CRLF endings and a leading UTF-8 byte order mark are fine. Bad lines are
 // collected, not fatal: the caller decides whether to refuse the list.
-// maxEntries > 0 bounds the distinct-or-not entries read (memory); beyond
-// it Parse stops with ErrTooManyEntries. The error is otherwise a read
-// error, with the line it happened on.
-func Parse(r io.Reader, maxEntries int) (Parsed, error) {
-	var p Parsed
+// The error is ErrTooManyEntries or a read error, with the line.
+func Parse(r io.Reader, lim Limits) (Parsed, error) {
+	p := Parsed{keepBad: lim.Bad}
+	if p.keepBad <= 0 {
+		p.keepBad = defaultBadKept
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		raw, read, long, err := readLine(br)
@@ -98,8 +111,8 @@ func Parse(r io.Reader, maxEntries int) (Parsed, error) {
 			} else if t, perr := parseLine(raw, p.Lines == 1); perr != nil {
 				p.bad(raw, perr)
 			} else if t.IsValid() {
-				if maxEntries > 0 && len(p.Entries) >= maxEntries {
-					return p, fmt.Errorf("line %d: %w: more than %d", p.Lines, ErrTooManyEntries, maxEntries)
+				if lim.Entries > 0 && len(p.Entries) >= lim.Entries {
+					return p, fmt.Errorf("line %d: %w: more than %d", p.Lines, ErrTooManyEntries, lim.Entries)
 				}
 				p.Entries = append(p.Entries, Entry{Target: t, Line: p.Lines})
 			}
@@ -117,7 +130,7 @@ func Parse(r io.Reader, maxEntries int) (Parsed, error) {
 
 func (p *Parsed) bad(raw []byte, err error) {
 	p.BadCount++
-	if len(p.Bad) < maxBadKept {
+	if len(p.Bad) < p.keepBad {
 		p.Bad = append(p.Bad, LineError{Line: p.Lines, Text: printable(raw), Err: err})
 	}
 }

@@ -73,7 +73,7 @@ func TestParse(t *testing.T) {
 		{name: "not utf-8", in: "\xff\xfe\n", bad: []int{1}, badText: []string{"not text"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := Parse(strings.NewReader(c.in), 0)
+			p, err := Parse(strings.NewReader(c.in), Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,18 +108,21 @@ func TestParse(t *testing.T) {
 
 func TestParseBounds(t *testing.T) {
 	t.Run("entries cap", func(t *testing.T) {
-		_, err := Parse(strings.NewReader(strings.Repeat("203.0.113.1\n", 11)), 10)
+		_, err := Parse(strings.NewReader(strings.Repeat("203.0.113.1\n", 11)), Limits{Entries: 10})
 		if !errors.Is(err, ErrTooManyEntries) || !strings.Contains(err.Error(), "line 11") {
 			t.Fatalf("err = %v, want ErrTooManyEntries at line 11", err)
 		}
 	})
 	t.Run("bad lines kept bounded, all counted", func(t *testing.T) {
-		p, err := Parse(strings.NewReader(strings.Repeat("garbage\n", 5000)), 0)
+		p, err := Parse(strings.NewReader(strings.Repeat("garbage\n", 5000)), Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.BadCount != 5000 || len(p.Bad) != maxBadKept {
-			t.Fatalf("BadCount %d, kept %d; want 5000, %d", p.BadCount, len(p.Bad), maxBadKept)
+		if p.BadCount != 5000 || len(p.Bad) != defaultBadKept {
+			t.Fatalf("BadCount %d, kept %d; want 5000, %d", p.BadCount, len(p.Bad), defaultBadKept)
+		}
+		if p, _ := Parse(strings.NewReader(strings.Repeat("garbage\n", 5000)), Limits{Bad: 1000}); len(p.Bad) != 1000 {
+			t.Errorf("kept %d bad lines with Limits.Bad 1000", len(p.Bad))
 		}
 		if rep := p.BadReport("x"); !strings.Contains(rep, "and 4900 more") {
 			t.Errorf("report does not say how many more:\n%s", rep)
@@ -132,7 +135,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Parse(bytes.NewReader(data), 0)
+		p, err := Parse(bytes.NewReader(data), Limits{})
 		if err != nil {
 			t.Fatalf("Parse of an in-memory reader failed: %v", err)
 		}

@@ -49,11 +49,24 @@ type BanRequest struct {
 	// Jail files the bans under this name instead of "manual" (an
 	// import's: "fail2ban"); letters, digits, '-' and '_'.
 	Jail string `json:"jail,omitempty"`
+	// SkipProtected (a list file's import): targets a never-ban rule
+	// protects, or that can never be banned (too wide, loopback), are
+	// skipped and listed in the answer instead of refusing the request.
+	// It cannot be combined with Force.
+	SkipProtected bool `json:"skip_protected,omitempty"`
 }
 
 // BanResult is the answer to POST /v1/bans.
 type BanResult struct {
 	Banned int `json:"banned"`
+	// Skipped are the targets SkipProtected left out, and why.
+	Skipped []Skipped `json:"skipped,omitempty"`
+}
+
+// Skipped is a target a ban request left out.
+type Skipped struct {
+	Target netip.Prefix `json:"target"`
+	Why    string       `json:"why"`
 }
 
 // UnbanRequest is the body of DELETE /v1/bans: exactly one of Targets,

@@ -116,6 +116,7 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 
 	printCrowdSec(w, st.CrowdSec)
+	printBlocklists(w, st.Blocklists)
 	if err := printNotify(w, st.Notify); err != nil {
 		return err
 	}

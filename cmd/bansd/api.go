@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/bansd/bansd/prefix"
@@ -66,9 +67,15 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	if reason == "" {
 		reason = "manual ban"
 	}
+	if req.SkipProtected && req.Force {
+		return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: "skip_protected and force exclude each other"}
+	}
 	now := time.Now()
 	reqs := make([]ban.Request, 0, len(req.Targets))
-	var refused []string
+	var (
+		refused []string
+		skipped []control.Skipped
+	)
 	for _, t := range req.Targets {
 		if !t.IsValid() {
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: "invalid target"}
@@ -79,6 +86,10 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		}
 		if !req.Force {
 			if rule, ok := d.engine.NeverBan(t, false); ok {
+				if req.SkipProtected {
+					skipped = append(skipped, control.Skipped{Target: t, Why: "never banned (" + rule + ")"})
+					continue
+				}
 				if len(refused) < maxRefusalDetails {
 					refused = append(refused, fmt.Sprintf("%s: never banned (%s)", t, rule))
 				}
@@ -92,6 +103,9 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		return control.BanResult{}, &control.HTTPError{Code: http.StatusConflict,
 			Message: "refused: protected targets (nothing was banned; use --force to override)", Details: refused}
 	}
+	if req.SkipProtected {
+		return d.banSkipping(ctx, reqs, skipped, uid)
+	}
 	n, err := d.mgr.BanMany(ctx, reqs)
 	if err != nil {
 		if errors.Is(err, ban.ErrRefused) {
@@ -102,6 +116,29 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	d.shareManual(reqs)
 	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", dur, "reason", reason, "jail", jail, "uid", uid)
 	return control.BanResult{Banned: n}, nil
+}
+
+// banSkipping bans reqs one outcome each: what the ban manager refuses
+// (too wide, loopback, never-ban) joins skipped instead of failing the lot.
+func (d *daemon) banSkipping(ctx context.Context, reqs []ban.Request, skipped []control.Skipped, uid int) (control.BanResult, error) {
+	errs, err := d.mgr.BanEach(ctx, reqs)
+	if err != nil {
+		return control.BanResult{}, err
+	}
+	var done []ban.Request
+	for i, e := range errs {
+		switch {
+		case e == nil:
+			done = append(done, reqs[i])
+		case errors.Is(e, ban.ErrRefused):
+			skipped = append(skipped, control.Skipped{Target: reqs[i].Target, Why: strings.TrimPrefix(e.Error(), ban.ErrRefused.Error()+": ")})
+		default:
+			return control.BanResult{Banned: len(done), Skipped: skipped}, fmt.Errorf("%s: %w", reqs[i].Target, e)
+		}
+	}
+	d.shareManual(done)
+	d.log.Info("manual ban from a list", "targets", len(reqs), "banned", len(done), "skipped", len(skipped), "uid", uid)
+	return control.BanResult{Banned: len(done), Skipped: skipped}, nil
 }
 
 func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.UnbanResult, error) {
