@@ -16,7 +16,7 @@ import (
 
 func newBanCmd(g *globals) *cobra.Command {
 	var (
-		dur, reason, file   string
+		dur, reason, file  string
 		force, skipInvalid bool
 	)
 	c := &cobra.Command{
