@@ -59,6 +59,14 @@ func (m *Manager) doReplace(j *job) {
 	for _, b := range j.bans {
 		named[b.Target] = true
 	}
+	// An entry that stays in the list has its ban extended without an
+	// event: the history (and the notifications) hear of changes only.
+	var news []store.Ban
+	for _, b := range write {
+		if !refresh[b.Target] || m.index[b.Target].Jail != j.replace {
+			news = append(news, b)
+		}
+	}
 	var del []netip.Prefix
 	var unbanEvs []store.Event
 	for _, t := range j.unban {
@@ -72,7 +80,7 @@ func (m *Manager) doReplace(j *job) {
 		j.done <- result{}
 		return
 	}
-	evs := append(banEvents(write, refresh, uid, now), unbanEvs...)
+	evs := append(banEvents(news, refresh, uid, now), unbanEvs...)
 	if err := m.db.ReplaceBans(write, del, evs...); err != nil {
 		j.done <- result{err: fmt.Errorf("ban: replace %s in store: %w", j.replace, err)}
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bansd/bansd/internal/netnstest"
+	"github.com/bansd/bansd/store"
 )
 
 func listRequests(jail string, d time.Duration, ts ...string) []Request {
@@ -93,6 +94,27 @@ func TestReplaceJail(t *testing.T) {
 			}
 			if h, _ := db.History(pfx("198.51.100.5/32")); h.Offences != 0 {
 				t.Errorf("a list entry counted as an offence: %+v", h)
+			}
+			// The same version again extends the bans without an event.
+			count := func() int {
+				evs, err := db.Events(store.EventFilter{Jail: jail})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(evs)
+			}
+			n := count()
+			before, _ := m.Lookup(pfx("198.51.100.5/32"))
+			time.Sleep(10 * time.Millisecond)
+			if _, _, err := m.ReplaceJail(ctx, jail, listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.5"), nil); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := m.Lookup(pfx("198.51.100.5/32"))
+			if !after.Until.After(before.Until) {
+				t.Errorf("the ban was not extended: %s then %s", before.Until, after.Until)
+			}
+			if got := count(); got != n {
+				t.Errorf("extending the same version wrote %d events", got-n)
 			}
 		})
 	}
