@@ -211,7 +211,7 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 			t.Errorf("plain status %+v", l)
 		}
 		out := in.mustCtl(t, 0, "list", "--jail", "blocklist:drop")
-		if !strings.Contains(out, "198.51.100.0/25") || !strings.Contains(out, "198.51.100.128/26") || strings.Contains(out, "203.0.113.0/28") {
+		if !strings.Contains(out, "198.51.100.0/25") || !strings.Contains(out, "198.51.100.128/26") || strings.Contains(out, "203.0.113.0/28") || !strings.Contains(out, "blocklist drop (http://") {
 			t.Errorf("list --jail blocklist:drop:\n%s", out)
 		}
 		out = in.mustCtl(t, 0, "status")
