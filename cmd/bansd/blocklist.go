@@ -25,17 +25,19 @@ import (
 const blocklistRetry = 5 * time.Minute
 
 // blocklists enforces the configured [blocklists.NAME], each as the bans
-// of jail blocklist:NAME, refreshed in the background. One mutex orders
+// of jail blocklist:NAME, refreshed in the background. applyMu orders
 // the lists' replacements, so that a target two lists hold is never
-// lifted by the one that dropped it.
+// lifted by the one that dropped it; mu guards the lists' state, and is
+// never held while the ban manager works (status stays quick).
 type blocklists struct {
 	mgr *ban.Manager
 	db  *store.DB
 	log *slog.Logger
 	hc  *http.Client
 
-	mu    sync.Mutex
-	lists map[string]*listState
+	applyMu sync.Mutex
+	mu      sync.Mutex
+	lists   map[string]*listState
 }
 
 // listState is one list: the version enforced now and how its fetches went.
@@ -101,10 +103,12 @@ func (b *blocklists) restore(ctx context.Context, stored []store.Blocklist) {
 			b.forget(ctx, s.Name)
 			continue
 		}
+		b.mu.Lock()
 		if s.Source == l.cfg.Source() {
 			l.val = blocklist.Validators{ETag: s.ETag, LastModified: s.LastModified}
 		}
 		l.version = s.Fetched
+		b.mu.Unlock()
 		b.log.Info("enforcing the stored version before the first fetch", "list", s.Name, "entries", len(s.Targets), "fetched", s.Fetched)
 		if err := b.replace(ctx, l, s.Targets); err != nil {
 			b.log.Error("stored version not enforced", "list", s.Name, "err", err)
@@ -233,16 +237,21 @@ func (b *blocklists) refresh(ctx context.Context, l *listState) time.Duration {
 	if err := b.db.PutBlocklist(rec); err != nil {
 		b.log.Error("keeping the list in the store", "list", c.Name, "err", err)
 	}
-	b.log.Info("list refreshed", "list", c.Name, "source", blocklist.Describe(c.Source()), "entries", len(next), "added", added, "removed", removed, "skipped", skipped, "bytes", res.Bytes)
+	level := slog.LevelDebug
+	if added > 0 || removed > 0 {
+		level = slog.LevelInfo
+	}
+	b.log.Log(ctx, level, "list refreshed", "list", c.Name, "source", blocklist.Describe(c.Source()), "entries", len(next), "added", added, "removed", removed, "skipped", skipped, "bytes", res.Bytes)
 	return c.Refresh
 }
 
 // replace makes targets the bans of l's jail, lifting those of the
 // previous version that no other list holds.
 func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.Prefix) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.applyMu.Lock()
+	defer b.applyMu.Unlock()
 	c := l.cfg
+	b.mu.Lock()
 	others := map[netip.Prefix]bool{}
 	for _, o := range b.lists {
 		if o != l {
@@ -250,12 +259,6 @@ func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.
 				others[t] = true
 			}
 		}
-	}
-	now := time.Now()
-	reason := "blocklist " + c.Name + " (" + blocklist.Describe(c.Source()) + ")"
-	reqs := make([]ban.Request, len(targets))
-	for i, t := range targets {
-		reqs[i] = ban.Request{Target: t, Jail: c.Jail(), Reason: reason, Duration: c.BanTime, Time: now, Manual: true}
 	}
 	// Every previous target not held by another list: ReplaceJail keeps
 	// the ones the new version names and lifts only this list's bans.
@@ -265,10 +268,20 @@ func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.
 			lift = append(lift, t)
 		}
 	}
+	old := l.targets
+	b.mu.Unlock()
+	now := time.Now()
+	reason := "blocklist " + c.Name + " (" + blocklist.Describe(c.Source()) + ")"
+	reqs := make([]ban.Request, len(targets))
+	for i, t := range targets {
+		reqs[i] = ban.Request{Target: t, Jail: c.Jail(), Reason: reason, Duration: c.BanTime, Time: now, Manual: true}
+	}
 	errs, lifted, err := b.mgr.ReplaceJail(ctx, c.Jail(), reqs, lift)
 	if err != nil {
+		b.mu.Lock()
 		// The store may hold either version: lift both next time.
-		l.targets = union(l.targets, targets)
+		l.targets = union(old, targets)
+		b.mu.Unlock()
 		return err
 	}
 	skipped := 0
@@ -278,15 +291,19 @@ func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.
 		case errors.Is(e, ban.ErrRefused):
 			skipped++
 			if skipped <= 5 {
-				b.log.Info("entry skipped", "list", c.Name, "target", targets[i], "why", e)
+				b.log.Debug("entry skipped", "list", c.Name, "target", targets[i], "why", e)
 			}
 		default:
 			b.log.Warn("entry not banned", "list", c.Name, "target", targets[i], "err", e)
 		}
 	}
-	old := l.targets
+	b.mu.Lock()
+	if skipped != l.skipped {
+		b.log.Info("entries skipped: a never-ban rule protects them, or they are too wide", "list", c.Name, "skipped", skipped)
+	}
 	l.targets, l.skipped, l.removed = targets, skipped, lifted
 	l.added = countNew(old, targets)
+	b.mu.Unlock()
 	return nil
 }
 

@@ -336,7 +336,9 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("restart enforces the stored version before the first fetch", func(t *testing.T) {
+	// Restarts are not subtests: the process outlives each of them.
+	// A restart enforces the stored version before the first fetch.
+	{
 		before := blocklistStatus(t, in, "changing")
 		in.stop(t)
 		// The source fails from now on, and the kernel loses the table:
@@ -357,7 +359,35 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 		if !strings.Contains(in.log.String(), "enforcing the stored version before the first fetch") {
 			t.Error("the log does not say the stored version was enforced")
 		}
-	})
+	}
+
+	// A list gone from the config has its bans lifted.
+	{
+		in.stop(t)
+		var kept strings.Builder
+		kept.WriteString("[engine]\nignoreip = [\"203.0.113.250\"]\n")
+		fmt.Fprintf(&kept, "[blocklists.drop]\nurl = %q\nrefresh = \"1s\"\nbantime = \"10m\"\ntimeout = \"1s\"\n", host.base+"/drop.txt")
+		in.writeConfig(t, kept.String())
+		in.run(t)
+		waitList(t, in, "drop", "a refresh", func(l control.BlocklistStatus) bool { return !l.LastRefresh.IsZero() })
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			k := kernelTargets(t, nft)
+			if !k[netip.MustParsePrefix("203.0.113.150/32")] && !k[netip.MustParsePrefix("192.0.2.3/32")] {
+				if !k[netip.MustParsePrefix("198.51.100.0/25")] {
+					t.Error("the list still configured was lifted too")
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the bans of lists no longer configured are still in the kernel\n%s", in.log.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if st := in.status(t); len(st.Blocklists) != 1 {
+			t.Errorf("status shows %d lists, want 1", len(st.Blocklists))
+		}
+	}
 }
 
 // TestBanFromFileFormats: bansctl ban --from-file with the lists admins
