@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 )
 
@@ -177,7 +178,9 @@ func printWhy(w io.Writer, why control.Why) {
 	}
 	for _, b := range why.Bans {
 		how := "by jail " + b.Jail
-		if b.Manual {
+		if strings.HasPrefix(b.Jail, configs.BlocklistJailPrefix) {
+			how = "by " + strings.Replace(b.Jail, ":", " ", 1)
+		} else if b.Manual {
 			how = "manually"
 		}
 		fmt.Fprintf(w, "  BANNED %s %s (origin %s), level %d, since %s, %s left\n", b.Target, how, clean(originOf(b)), b.Level, stamp(b.Since), human(b.Until.Sub(now)))

@@ -214,6 +214,10 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 		if !strings.Contains(out, "198.51.100.0/25") || !strings.Contains(out, "198.51.100.128/26") || strings.Contains(out, "203.0.113.0/28") || !strings.Contains(out, "blocklist drop (http://") {
 			t.Errorf("list --jail blocklist:drop:\n%s", out)
 		}
+		out = in.mustCtl(t, 0, "why", "198.51.100.7")
+		if !strings.Contains(out, "BANNED 198.51.100.0/25 by blocklist drop (origin blocklist drop (http://") {
+			t.Errorf("why of a listed address:\n%s", out)
+		}
 		out = in.mustCtl(t, 0, "status")
 		if !strings.Contains(out, "Blocklists:") || !strings.Contains(out, "drop: "+host.base+"/drop.txt") || !strings.Contains(out, "entries 3 (skipped 1)") {
 			t.Errorf("status does not show the lists:\n%s", out)
