@@ -14,7 +14,8 @@ import (
 // ReplaceJail makes rs the bans of jail (a blocklist's new version): each
 // request is banned as BanEach does (errs[i] says why rs[i] was not), and
 // the bans of jail on the targets of lift that no request names are
-// lifted. A target another jail holds now is not lifted. Everything goes
+// lifted. A target another jail holds now keeps that jail's ban, made at
+// least as long as the list's, and is not lifted with the list. Everything goes
 // in one store transaction and, when it fits one batch, one kernel
 // transaction; a bigger change is applied additions first, so a target in
 // both versions is never out of the kernel. lifted counts the bans lifted.
@@ -55,6 +56,18 @@ func (m *Manager) doReplace(j *job) {
 	now := m.now()
 	m.mu.Lock()
 	_, write, refresh, uid := m.pick([]*job{j}, now)
+	// A live ban of another jail (a jail's, an operator's, another
+	// list's) stays that jail's: the list only makes it last as long as
+	// its own would, so that the list dropping the entry later never lifts
+	// it early. A pulled ban is taken over: CrowdSec may lift its own.
+	extended := map[netip.Prefix]bool{}
+	for i, b := range write {
+		if old, ok := m.index[b.Target]; ok && old.Until.After(now) && old.Jail != j.replace && !old.Pulled {
+			old.Until = b.Until
+			write[i] = old
+			extended[b.Target] = true
+		}
+	}
 	named := make(map[netip.Prefix]bool, len(j.bans))
 	for _, b := range j.bans {
 		named[b.Target] = true
@@ -63,7 +76,7 @@ func (m *Manager) doReplace(j *job) {
 	// event: the history (and the notifications) hear of changes only.
 	var news []store.Ban
 	for _, b := range write {
-		if !refresh[b.Target] || m.index[b.Target].Jail != j.replace {
+		if !refresh[b.Target] || (m.index[b.Target].Jail != j.replace && !extended[b.Target]) {
 			news = append(news, b)
 		}
 	}

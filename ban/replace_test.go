@@ -38,10 +38,12 @@ func TestReplaceJail(t *testing.T) {
 			m := startManager(t, withConfig(t, Options{Firewall: fw, Store: db}, cfg))
 			ctx := t.Context()
 			const jail = "blocklist:drop"
-			// A local ban on D (longer than the list's) and a manual one on F.
+			// A local ban on D (longer than the list's), a manual one on F and
+			// a jail's on G, shorter than the list's.
 			if _, err := m.BanMany(ctx, []Request{
 				{Target: pfx("198.51.100.4/32"), Jail: "dovecot", Duration: 48 * time.Hour},
 				{Target: pfx("198.51.100.6/32"), Jail: "manual", Duration: time.Hour, Manual: true},
+				{Target: pfx("198.51.100.8/32"), Jail: "auth", Duration: time.Hour},
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +52,7 @@ func TestReplaceJail(t *testing.T) {
 			if err != nil || lifted != 0 || errors.Join(errs...) != nil {
 				t.Fatalf("v1: %v, %d, %v", errs, lifted, err)
 			}
-			v2 := listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.4", "198.51.100.5", "127.0.0.1", "0.0.0.0/4")
+			v2 := listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.4", "198.51.100.5", "198.51.100.8", "127.0.0.1", "0.0.0.0/4")
 			old := []netip.Prefix{pfx("198.51.100.1/32"), pfx("198.51.100.2/32"), pfx("203.0.113.0/24"), pfx("2001:db8:1::/48"), pfx("198.51.100.6/32")}
 			errs, lifted, err = m.ReplaceJail(ctx, jail, v2, old)
 			if err != nil {
@@ -60,7 +62,7 @@ func TestReplaceJail(t *testing.T) {
 				t.Errorf("lifted %d, want 2 (198.51.100.1 and 2001:db8:1::/48; 198.51.100.6 is manual's)", lifted)
 			}
 			for i, e := range errs {
-				refused := i >= 4
+				refused := i >= 5
 				if refused != errors.Is(e, ErrRefused) {
 					t.Errorf("%s: %v, want refused %v", v2[i].Target, e, refused)
 				}
@@ -77,6 +79,7 @@ func TestReplaceJail(t *testing.T) {
 				{"198.51.100.5/32", jail},
 				{"198.51.100.4/32", "dovecot"}, // its own ban is longer
 				{"198.51.100.6/32", "manual"},
+				{"198.51.100.8/32", "auth"}, // its own, made as long as the list's
 				{"127.0.0.1/32", ""},
 			} {
 				p := pfx(c.target)
@@ -92,6 +95,9 @@ func TestReplaceJail(t *testing.T) {
 					t.Errorf("%s: jail %q (store) %q (index), want %q", p, b.Jail, cur.Jail, c.jail)
 				}
 			}
+			if g, _ := m.Lookup(pfx("198.51.100.8/32")); g.Until.Sub(g.Since) < 23*time.Hour || g.Reason != "" {
+				t.Errorf("the auth ban on a listed target: %+v, want its own, lasting the list's 24h", g)
+			}
 			if h, _ := db.History(pfx("198.51.100.5/32")); h.Offences != 0 {
 				t.Errorf("a list entry counted as an offence: %+v", h)
 			}
@@ -106,12 +112,21 @@ func TestReplaceJail(t *testing.T) {
 			n := count()
 			before, _ := m.Lookup(pfx("198.51.100.5/32"))
 			time.Sleep(10 * time.Millisecond)
-			if _, _, err := m.ReplaceJail(ctx, jail, listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.5"), nil); err != nil {
-				t.Fatal(err)
+			var prev []netip.Prefix
+			for _, r := range v2 {
+				prev = append(prev, r.Target)
+			}
+			if _, lifted, err := m.ReplaceJail(ctx, jail, listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.5"), prev); err != nil || lifted != 0 {
+				t.Fatalf("third version: lifted %d, %v; want 0 (198.51.100.4 and .8 are other jails')", lifted, err)
 			}
 			after, _ := m.Lookup(pfx("198.51.100.5/32"))
 			if !after.Until.After(before.Until) {
 				t.Errorf("the ban was not extended: %s then %s", before.Until, after.Until)
+			}
+			// 198.51.100.8 left the list with that version: the auth ban
+			// stays until its (extended) end.
+			if g, ok := m.Lookup(pfx("198.51.100.8/32")); !ok || g.Jail != "auth" || kernel(t, fw)[pfx("198.51.100.8/32")] < 23*time.Hour {
+				t.Errorf("dropping a listed target lifted another jail's ban: %+v, %v", g, ok)
 			}
 			if got := count(); got != n {
 				t.Errorf("extending the same version wrote %d events", got-n)
