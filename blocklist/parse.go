@@ -216,11 +216,17 @@ func dedup(es []Entry) []Entry {
 	return slices.CompactFunc(es, func(a, b Entry) bool { return a.Target == b.Target })
 }
 
-// printable cuts a bad line for a report and quotes nothing the terminal
-// would act on (the caller prints it with %q).
+// printable cuts a bad line for a report to at most 80 bytes of valid
+// UTF-8 (the caller prints it with %q, so nothing reaches a terminal raw).
 func printable(raw []byte) string {
-	if len(raw) > 80 {
-		raw = raw[:80]
+	const limit = 80
+	s := strings.ToValidUTF8(string(raw[:min(len(raw), 4*limit)]), "\uFFFD")
+	if len(s) <= limit {
+		return s
 	}
-	return strings.ToValidUTF8(string(raw), "\uFFFD")
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
