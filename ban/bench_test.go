@@ -256,7 +256,7 @@ func BenchmarkReplaceJail100k(b *testing.B) {
 				return rs
 			}
 			cur := mixed(n, 0)
-			if _, _, err := m.ReplaceJail(ctx, jail, reqs(cur), nil); err != nil {
+			if _, _, err := m.ReplaceJail(ctx, jail, reqs(cur), nil, nil); err != nil {
 				b.Fatal(err)
 			}
 			var total time.Duration
@@ -266,7 +266,7 @@ func BenchmarkReplaceJail100k(b *testing.B) {
 				next := slices.Concat(cur[churn:], mixed(churn, n*round))
 				start := time.Now()
 				if mode == "ReplaceJail" {
-					if _, _, err := m.ReplaceJail(ctx, jail, reqs(next), cur); err != nil {
+					if _, _, err := m.ReplaceJail(ctx, jail, reqs(next), cur, nil); err != nil {
 						b.Fatal(err)
 					}
 				} else {

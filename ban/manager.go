@@ -124,10 +124,12 @@ type stats struct {
 type job struct {
 	bans  []store.Ban
 	unban []netip.Prefix
-	// replace names the jail whose bans on unban a ReplaceJail lifts.
-	replace string
-	uid     int // the caller's, for the history
-	done    chan result
+	// replace names the jail whose bans on unban a ReplaceJail lifts;
+	// takeOver says which other jails' bans it may take over.
+	replace  string
+	takeOver func(string) bool
+	uid      int // the caller's, for the history
+	done     chan result
 }
 
 type result struct {

@@ -15,11 +15,13 @@ import (
 // request is banned as BanEach does (errs[i] says why rs[i] was not), and
 // the bans of jail on the targets of lift that no request names are
 // lifted. A target another jail holds now keeps that jail's ban, made at
-// least as long as the list's, and is not lifted with the list. Everything goes
+// least as long as the list's, and is not lifted with the list; unless
+// takeOver (may be nil) says that jail is another list's, whose ban may be
+// taken over like a pulled one. Everything goes
 // in one store transaction and, when it fits one batch, one kernel
 // transaction; a bigger change is applied additions first, so a target in
 // both versions is never out of the kernel. lifted counts the bans lifted.
-func (m *Manager) ReplaceJail(ctx context.Context, jail string, rs []Request, lift []netip.Prefix) (errs []error, lifted int, err error) {
+func (m *Manager) ReplaceJail(ctx context.Context, jail string, rs []Request, lift []netip.Prefix, takeOver func(jail string) bool) (errs []error, lifted int, err error) {
 	if jail == "" {
 		return nil, 0, errors.New("ban: ReplaceJail needs a jail")
 	}
@@ -45,7 +47,7 @@ func (m *Manager) ReplaceJail(ctx context.Context, jail string, rs []Request, li
 	if len(bans) == 0 && len(ts) == 0 {
 		return errs, 0, nil
 	}
-	res, err := m.submit(ctx, &job{bans: bans, unban: ts, replace: jail, uid: callerFrom(ctx)})
+	res, err := m.submit(ctx, &job{bans: bans, unban: ts, replace: jail, takeOver: takeOver, uid: callerFrom(ctx)})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -59,10 +61,12 @@ func (m *Manager) doReplace(j *job) {
 	// A live ban of another jail (a jail's, an operator's, another
 	// list's) stays that jail's: the list only makes it last as long as
 	// its own would, so that the list dropping the entry later never lifts
-	// it early. A pulled ban is taken over: CrowdSec may lift its own.
+	// it early. A pulled ban is taken over (CrowdSec may lift its own), and
+	// so is another list's when takeOver says so.
 	extended := map[netip.Prefix]bool{}
 	for i, b := range write {
-		if old, ok := m.index[b.Target]; ok && old.Until.After(now) && old.Jail != j.replace && !old.Pulled {
+		old, ok := m.index[b.Target]
+		if ok && old.Until.After(now) && old.Jail != j.replace && !old.Pulled && (j.takeOver == nil || !j.takeOver(old.Jail)) {
 			old.Until = b.Until
 			write[i] = old
 			extended[b.Target] = true

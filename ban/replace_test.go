@@ -48,13 +48,13 @@ func TestReplaceJail(t *testing.T) {
 				t.Fatal(err)
 			}
 			v1 := listRequests(jail, 24*time.Hour, "198.51.100.1", "198.51.100.2", "203.0.113.0/24", "2001:db8:1::/48")
-			errs, lifted, err := m.ReplaceJail(ctx, jail, v1, nil)
+			errs, lifted, err := m.ReplaceJail(ctx, jail, v1, nil, nil)
 			if err != nil || lifted != 0 || errors.Join(errs...) != nil {
 				t.Fatalf("v1: %v, %d, %v", errs, lifted, err)
 			}
 			v2 := listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.4", "198.51.100.5", "198.51.100.8", "127.0.0.1", "0.0.0.0/4")
 			old := []netip.Prefix{pfx("198.51.100.1/32"), pfx("198.51.100.2/32"), pfx("203.0.113.0/24"), pfx("2001:db8:1::/48"), pfx("198.51.100.6/32")}
-			errs, lifted, err = m.ReplaceJail(ctx, jail, v2, old)
+			errs, lifted, err = m.ReplaceJail(ctx, jail, v2, old, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +116,7 @@ func TestReplaceJail(t *testing.T) {
 			for _, r := range v2 {
 				prev = append(prev, r.Target)
 			}
-			if _, lifted, err := m.ReplaceJail(ctx, jail, listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.5"), prev); err != nil || lifted != 0 {
+			if _, lifted, err := m.ReplaceJail(ctx, jail, listRequests(jail, 24*time.Hour, "198.51.100.2", "203.0.113.0/24", "198.51.100.5"), prev, nil); err != nil || lifted != 0 {
 				t.Fatalf("third version: lifted %d, %v; want 0 (198.51.100.4 and .8 are other jails')", lifted, err)
 			}
 			after, _ := m.Lookup(pfx("198.51.100.5/32"))
@@ -127,6 +127,19 @@ func TestReplaceJail(t *testing.T) {
 			// stays until its (extended) end.
 			if g, ok := m.Lookup(pfx("198.51.100.8/32")); !ok || g.Jail != "auth" || kernel(t, fw)[pfx("198.51.100.8/32")] < 23*time.Hour {
 				t.Errorf("dropping a listed target lifted another jail's ban: %+v, %v", g, ok)
+			}
+			// Another list takes over this list's ban when takeOver says so,
+			// never a jail's.
+			const other = "blocklist:other"
+			isList := func(j string) bool { return j == jail || j == other }
+			if _, _, err := m.ReplaceJail(ctx, other, listRequests(other, 48*time.Hour, "198.51.100.2", "198.51.100.8"), nil, isList); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := m.Lookup(pfx("198.51.100.2/32")); b.Jail != other {
+				t.Errorf("198.51.100.2 held by %q, want taken over by %s", b.Jail, other)
+			}
+			if b, _ := m.Lookup(pfx("198.51.100.8/32")); b.Jail != "auth" || time.Until(b.Until) < 47*time.Hour {
+				t.Errorf("198.51.100.8: %+v, want auth's, lasting 48h", b)
 			}
 			if got := count(); got != n {
 				t.Errorf("extending the same version wrote %d events", got-n)
@@ -149,7 +162,7 @@ func TestReplaceJailNeverUnenforced(t *testing.T) {
 		shared := pfx("203.0.113.50/32")
 		a := listRequests(jail, time.Hour, "203.0.113.50", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4")
 		b := listRequests(jail, time.Hour, "203.0.113.50", "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4")
-		if _, _, err := m.ReplaceJail(t.Context(), jail, a, nil); err != nil {
+		if _, _, err := m.ReplaceJail(t.Context(), jail, a, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		var (
@@ -186,7 +199,7 @@ func TestReplaceJailNeverUnenforced(t *testing.T) {
 		}
 		cur, next := a, b
 		for range 40 {
-			if _, _, err := m.ReplaceJail(t.Context(), jail, next, targets(cur)); err != nil {
+			if _, _, err := m.ReplaceJail(t.Context(), jail, next, targets(cur), nil); err != nil {
 				t.Fatal(err)
 			}
 			cur, next = next, cur

@@ -126,6 +126,13 @@ func (b *blocklists) restore(ctx context.Context, stored []store.Blocklist) {
 	}
 }
 
+// isListJail: the bans of another list may be taken over by a list that
+// holds the same target (a jail's stay that jail's).
+func isListJail(jail string) bool {
+	_, ok := listOfJail(jail)
+	return ok
+}
+
 // listOfJail is the list name of a blocklist jail.
 func listOfJail(jail string) (string, bool) {
 	name, ok := strings.CutPrefix(jail, configs.BlocklistJailPrefix)
@@ -141,7 +148,7 @@ func (b *blocklists) forget(ctx context.Context, name string) {
 			lift = append(lift, bn.Target)
 		}
 	}
-	_, n, err := b.mgr.ReplaceJail(ctx, jail, nil, lift)
+	_, n, err := b.mgr.ReplaceJail(ctx, jail, nil, lift, isListJail)
 	if err != nil {
 		b.log.Error("lifting the bans of a list no longer configured", "list", name, "err", err)
 		return
@@ -276,7 +283,7 @@ func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.
 	for i, t := range targets {
 		reqs[i] = ban.Request{Target: t, Jail: c.Jail(), Reason: reason, Duration: c.BanTime, Time: now, Manual: true}
 	}
-	errs, lifted, err := b.mgr.ReplaceJail(ctx, c.Jail(), reqs, lift)
+	errs, lifted, err := b.mgr.ReplaceJail(ctx, c.Jail(), reqs, lift, isListJail)
 	if err != nil {
 		b.mu.Lock()
 		// The store may hold either version: lift both next time.

@@ -148,7 +148,8 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 	host.base = "http://" + ln.Addr().String()
 
 	const (
-		versionA = "# v1\n192.0.2.1\n192.0.2.3\n2001:db8:a::/48\n"
+		// 192.0.2.9 leaves this list with version B, but list dup holds it.
+		versionA = "# v1\n192.0.2.1\n192.0.2.3\n192.0.2.9\n2001:db8:a::/48\n"
 		versionB = "# v2\n192.0.2.3\n192.0.2.4\n2001:db8:b::/48\n"
 	)
 	host.set("/drop.txt", "; Spamhaus DROP List\n; Last-Modified: Tue, 01 Dec 2026 10:05:11 GMT\n198.51.100.0/25 ; SBL1\n198.51.100.128/26 ; SBL2\n")
@@ -156,6 +157,7 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 	host.set("/level1.netset", "#\n# firehol_level1\n#\n203.0.113.0/28\n203.0.113.17\n192.168.203.0/24\n")
 	host.set("/changing.txt", versionA)
 	host.set("/flaky.txt", "203.0.113.100\n")
+	host.set("/dup.txt", "192.0.2.9\n")
 	host.set("/big.txt", "203.0.113.200\n")
 	plain := filepath.Join(in.dir, "plain.txt")
 	if err := os.WriteFile(plain, []byte("# mine\n203.0.113.150  # a scanner\n203.0.113.250\n"), 0o644); err != nil {
@@ -168,6 +170,7 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 		{"level1", `url = "` + host.base + `/level1.netset"`},
 		{"changing", `url = "` + host.base + `/changing.txt"`},
 		{"flaky", `url = "` + host.base + `/flaky.txt"`},
+		{"dup", `url = "` + host.base + `/dup.txt"`},
 		{"big", `url = "` + host.base + `/big.txt"`},
 		{"plain", fmt.Sprintf("file = %q", plain)},
 	} {
@@ -185,7 +188,7 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"drop", "level1", "changing", "flaky", "big", "plain"} {
+	for _, name := range []string{"drop", "level1", "changing", "flaky", "dup", "big", "plain"} {
 		waitList(t, in, name, "a first refresh", func(l control.BlocklistStatus) bool { return !l.LastRefresh.IsZero() })
 	}
 
@@ -263,6 +266,7 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 			if v == versionA {
 				now, gone = gone, now
 			}
+			now = append(now, "192.0.2.9/32") // list dup holds it throughout
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				k := kernelTargets(t, nft)
@@ -291,8 +295,22 @@ func TestBlocklistsEndToEnd(t *testing.T) {
 		if l := blocklistStatus(t, in, "changing"); l.Entries != 3 || l.Added != 2 || l.Removed != 2 {
 			t.Errorf("changing status %+v: want 3 entries, +2 -2", l)
 		}
-		if b, err := control.NewClient(in.socket).Bans(t.Context(), "blocklist:changing"); err != nil || len(b.Bans) != 3 {
-			t.Errorf("bans of blocklist:changing: %+v, %v", b.Bans, err)
+		// 192.0.2.9, which only dup holds now, passes to dup at its next
+		// refresh; it was never out of the kernel (checked above).
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ch, err1 := control.NewClient(in.socket).Bans(t.Context(), "blocklist:changing")
+			dup, err2 := control.NewClient(in.socket).Bans(t.Context(), "blocklist:dup")
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if len(ch.Bans) == 3 && len(dup.Bans) == 1 && dup.Bans[0].Target.String() == "192.0.2.9/32" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("bans of blocklist:changing %v, of blocklist:dup %v", ch.Bans, dup.Bans)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 
