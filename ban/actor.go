@@ -30,6 +30,11 @@ func (m *Manager) gather(first *job) []*job {
 // process applies jobs in order, runs of ban jobs together.
 func (m *Manager) process(jobs []*job) {
 	for i := 0; i < len(jobs); {
+		if jobs[i].replace != "" {
+			m.doReplace(jobs[i])
+			i++
+			continue
+		}
 		if jobs[i].allow != nil {
 			m.doAllow(jobs[i])
 			i++
@@ -41,7 +46,7 @@ func (m *Manager) process(jobs []*job) {
 			continue
 		}
 		k := i
-		for k < len(jobs) && jobs[k].unban == nil && jobs[k].allow == nil {
+		for k < len(jobs) && jobs[k].unban == nil && jobs[k].allow == nil && jobs[k].replace == "" {
 			k++
 		}
 		m.doBans(jobs[i:k])
@@ -49,17 +54,19 @@ func (m *Manager) process(jobs []*job) {
 	}
 }
 
-func (m *Manager) doBans(jobs []*job) {
-	m.recheck(jobs)
-	now := m.now()
-	// Keep the longest ban per target, against the index and within the batch.
-	best := map[netip.Prefix]store.Ban{}
-	uid := map[netip.Prefix]int{}
-	covered := map[netip.Prefix]store.Ban{}
-	m.mu.Lock()
+// pick keeps the longest ban per target, against the index and within
+// jobs: write are the bans that change the index (new, longer, or in place
+// of an expired one), refresh those that replace a live ban, uid the
+// caller of each. With episodes, a jail's ban of a target already banned
+// is the same offence (episodeLocked): covered holds the bans that
+// already enforce such a request. m.mu is held.
+func (m *Manager) pick(jobs []*job, now time.Time, episodes bool) (best map[netip.Prefix]store.Ban, write []store.Ban, refresh map[netip.Prefix]bool, uid map[netip.Prefix]int, covered map[netip.Prefix]store.Ban) {
+	best = map[netip.Prefix]store.Ban{}
+	uid = map[netip.Prefix]int{}
+	covered = map[netip.Prefix]store.Ban{}
 	for _, j := range jobs {
 		for k, b := range j.bans {
-			if !b.Manual && !b.Pulled {
+			if episodes && !b.Manual && !b.Pulled {
 				var cover store.Ban
 				var ok bool
 				if b, cover, ok = m.episodeLocked(b, j.base[k], now); ok {
@@ -80,8 +87,7 @@ func (m *Manager) doBans(jobs []*job) {
 			best[b.Target] = cur
 		}
 	}
-	var write []store.Ban
-	refresh := map[netip.Prefix]bool{}
+	refresh = map[netip.Prefix]bool{}
 	for _, b := range best {
 		old, ok := m.index[b.Target]
 		if !ok || old.Until.Before(b.Until) || !old.Until.After(now) {
@@ -91,6 +97,14 @@ func (m *Manager) doBans(jobs []*job) {
 			}
 		}
 	}
+	return best, write, refresh, uid, covered
+}
+
+func (m *Manager) doBans(jobs []*job) {
+	m.recheck(jobs)
+	now := m.now()
+	m.mu.Lock()
+	best, write, refresh, uid, covered := m.pick(jobs, now, true)
 	m.mu.Unlock()
 
 	answer := func(err error) {
@@ -144,30 +158,43 @@ func (m *Manager) doBans(jobs []*job) {
 // gets one repair (the table may have been flushed under us) and a retry.
 func (m *Manager) apply(bans []store.Ban) error {
 	for part := range slices.Chunk(bans, m.batch) {
-		// Remaining time as of this flush, so that the kernel expires the
-		// ban at its Until however long the store write took.
-		now := m.now()
-		chunk := make([]Element, len(part))
-		for i, b := range part {
-			chunk[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now), Permanent: b.Permanent()}
-		}
-		err := m.flush(chunk)
-		if err != nil {
-			m.log.Warn("adding bans failed; repairing the table", "err", err)
-			if rerr := m.repair(); rerr != nil {
-				return errors.Join(err, rerr)
-			}
-			if err = m.flush(chunk); err != nil {
-				return err
-			}
+		if err := m.flushRepaired(part, nil); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (m *Manager) flush(els []Element) error {
+// flushRepaired is one kernel transaction of bans and removals; a failure
+// gets one repair (the table may have been flushed under us) and a retry.
+func (m *Manager) flushRepaired(bans []store.Ban, remove []netip.Prefix) error {
+	err := m.flush(bans, remove)
+	if err != nil {
+		m.log.Warn("kernel transaction failed; repairing the table", "err", err)
+		if rerr := m.repair(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		err = m.flush(bans, remove)
+	}
+	return err
+}
+
+// flush is one kernel transaction; the timeouts are the time left as of
+// now, so that the kernel expires each ban at its Until however long the
+// store write took.
+func (m *Manager) flush(bans []store.Ban, remove []netip.Prefix) error {
+	now := m.now()
+	els := make([]Element, len(bans))
+	for i, b := range bans {
+		els[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now), Permanent: b.Permanent()}
+	}
 	start := time.Now()
-	err := m.fw.Add(els)
+	var err error
+	if remove == nil {
+		err = m.fw.Add(els)
+	} else {
+		err = m.fw.Swap(remove, els)
+	}
 	d := time.Since(start)
 	m.mu.Lock()
 	s := &m.stats
@@ -176,7 +203,7 @@ func (m *Manager) flush(els []Element) error {
 	s.maxFlush = max(s.maxFlush, d)
 	s.totalFlush += d
 	if err == nil {
-		s.flushedElements += uint64(len(els))
+		s.flushedElements += uint64(len(els) + len(remove))
 	}
 	m.mu.Unlock()
 	return err

@@ -127,10 +127,10 @@ func (m *Manager) doAllow(j *job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, t := range remove {
-		delete(m.index, t)
+		m.deleteLocked(t)
 	}
 	for _, b := range split {
-		m.index[b.Target] = b
+		m.putLocked(b)
 	}
 	m.mu.Unlock()
 	// In the store: if the kernel part fails, the next reconcile makes
@@ -149,25 +149,10 @@ func (m *Manager) swap(remove []netip.Prefix, add []store.Ban) error {
 		// transaction bounded and let the parts follow each other.
 		return errors.Join(m.apply(add), m.fw.Remove(remove))
 	}
-	try := func() error {
-		now := m.now()
-		els := make([]Element, len(add))
-		for i, b := range add {
-			els[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now)}
-		}
-		return m.fw.Swap(remove, els)
+	if remove == nil {
+		remove = []netip.Prefix{}
 	}
-	err := try()
-	if err != nil {
-		m.log.Warn("lifting bans for an allow entry failed; repairing the table", "err", err)
-		if rerr := m.repair(); rerr != nil {
-			return fmt.Errorf("ban: allow in kernel: %w", errors.Join(err, rerr))
-		}
-		if err = try(); err != nil {
-			return fmt.Errorf("ban: allow in kernel: %w", err)
-		}
-	}
-	return nil
+	return m.flushRepaired(add, remove)
 }
 
 // allowEvents is the history of one lifting: the allow entry, if any, then

@@ -233,3 +233,57 @@ func BenchmarkReconcile100k(b *testing.B) {
 		b.Fatalf("an intact table needed repairs: %s", st.reconcileRepair)
 	}
 }
+
+// BenchmarkReplaceJail100k: a blocklist of 100,000 entries replaced by a
+// version with 10% of it changed (10,000 out, 10,000 in, every other entry
+// extended), with ReplaceJail; the baseline does the same change as Unban
+// then BanMany (two steps, with the entries in both versions re-banned).
+func BenchmarkReplaceJail100k(b *testing.B) {
+	const n, churn = 100_000, 10_000
+	for _, mode := range []string{"ReplaceJail", "baseline-Unban+BanMany"} {
+		b.Run(mode, func(b *testing.B) {
+			ns := netnstest.New(b)
+			cfg := testConfig(b)
+			fw := newNFT(b, ns, cfg)
+			m := startManager(b, withConfig(b, Options{Firewall: fw, Store: openStore(b, "")}, cfg))
+			ctx := b.Context()
+			const jail = "blocklist:bench"
+			reqs := func(ts []netip.Prefix) []Request {
+				rs := make([]Request, len(ts))
+				for i, t := range ts {
+					rs[i] = Request{Target: t, Jail: jail, Reason: "list", Duration: time.Hour, Manual: true}
+				}
+				return rs
+			}
+			cur := mixed(n, 0)
+			if _, _, err := m.ReplaceJail(ctx, jail, reqs(cur), nil, nil); err != nil {
+				b.Fatal(err)
+			}
+			var total time.Duration
+			round := 0
+			for b.Loop() {
+				round++
+				next := slices.Concat(cur[churn:], mixed(churn, n*round))
+				start := time.Now()
+				if mode == "ReplaceJail" {
+					if _, _, err := m.ReplaceJail(ctx, jail, reqs(next), cur, nil); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					if _, err := m.Unban(ctx, cur[:churn]); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := m.BanMany(ctx, reqs(next)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				total += time.Since(start)
+				cur = next
+			}
+			if got := len(kernel(b, fw)); got != n {
+				b.Fatalf("%d elements in the kernel, want %d", got, n)
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/swap")
+		})
+	}
+}

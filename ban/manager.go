@@ -149,8 +149,12 @@ type job struct {
 	forced map[netip.Prefix]bool
 	// dropped is how many of the bans recheck refused.
 	dropped int
-	uid     int // the caller's, for the history
-	done    chan result
+	// replace names the jail whose bans on unban a ReplaceJail lifts;
+	// takeOver says which other jails' bans it may take over.
+	replace  string
+	takeOver func(string) bool
+	uid      int // the caller's, for the history
+	done     chan result
 }
 
 type result struct {

@@ -16,7 +16,7 @@ gobench -bench '^Benchmark(EngineProcess|EngineProcessAllowed|ParserOnly|Million
 section "bansctl replay vs fail2ban-regex; peak RSS with 1M distinct attackers"
 bash bench/replay.sh
 
-section "ban manager: restore 100k, apply 100k, decision-to-kernel latency"
+section "ban manager: restore 100k, apply 100k, decision-to-kernel latency, a 100k blocklist swapped (vs Unban+BanMany)"
 gobench -bench . -benchtime 3x ./ban
 
 section "control API: bansctl list with 100k bans, ban --from-file 100k"

@@ -42,6 +42,8 @@ type Config struct {
 	CrowdSec CrowdSec
 	// History (the audit history of actions) is in history.go.
 	History History
+	// Blocklists by name (blocklist.go), sorted by BlocklistNames.
+	Blocklists map[string]Blocklist
 }
 
 type Daemon struct {
@@ -206,6 +208,8 @@ type rawFile struct {
 	Notify   rawNotify          `toml:"notify"`
 	CrowdSec rawCrowdSec        `toml:"crowdsec"`
 	History  rawHistory         `toml:"history"`
+	// Blocklists is in blocklist.go.
+	Blocklists map[string]rawBlocklist `toml:"blocklists"`
 }
 
 type rawDaemon struct {
@@ -358,7 +362,7 @@ func parse(name string, data []byte) (*Config, error) {
 		}
 		layers = append(layers, user)
 	}
-	c := &Config{Jails: map[string]Jail{}}
+	c := &Config{Jails: map[string]Jail{}, Blocklists: map[string]Blocklist{}}
 	if data != nil {
 		c.File = name
 	}
@@ -404,6 +408,9 @@ func (c *Config) apply(l *layer) error {
 		return err
 	}
 	if err := c.applyHistory(r.History, fail); err != nil {
+		return err
+	}
+	if err := c.applyBlocklists(r.Blocklists, fail); err != nil {
 		return err
 	}
 	return c.applyNotify(l)
@@ -660,6 +667,9 @@ func (c *Config) check(l *layer) error {
 		}
 	}
 	if err := c.checkCrowdSec(l); err != nil {
+		return err
+	}
+	if err := c.checkBlocklists(l); err != nil {
 		return err
 	}
 	return c.checkNotify(l)

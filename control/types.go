@@ -56,11 +56,24 @@ type BanRequest struct {
 	// Jail files the bans under this name instead of "manual" (an
 	// import's: "fail2ban"); letters, digits, '-' and '_'.
 	Jail string `json:"jail,omitempty"`
+	// SkipProtected (a list file's import): targets a never-ban rule
+	// protects, or that can never be banned (too wide, loopback), are
+	// skipped and listed in the answer instead of refusing the request.
+	// It cannot be combined with Force.
+	SkipProtected bool `json:"skip_protected,omitempty"`
 }
 
 // BanResult is the answer to POST /v1/bans.
 type BanResult struct {
 	Banned int `json:"banned"`
+	// Skipped are the targets SkipProtected left out, and why.
+	Skipped []Skipped `json:"skipped,omitempty"`
+}
+
+// Skipped is a target a ban request left out.
+type Skipped struct {
+	Target netip.Prefix `json:"target"`
+	Why    string       `json:"why"`
 }
 
 // UnbanRequest is the body of DELETE /v1/bans: exactly one of Targets,
@@ -105,6 +118,8 @@ type Status struct {
 	Notify *NotifyStatus `json:"notify,omitempty"`
 	// Shield is the relay shield (package shield).
 	Shield ShieldStatus `json:"shield"`
+	// Blocklists are the configured [blocklists.NAME], by name.
+	Blocklists []BlocklistStatus `json:"blocklists,omitempty"`
 }
 
 // ShieldStatus is the relay shield: IPv6 connections to Mailu's published
@@ -322,3 +337,28 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string { return e.Message }
+
+// BlocklistStatus is one [blocklists.NAME]: its bans are those of jail
+// blocklist:NAME.
+type BlocklistStatus struct {
+	Name string `json:"name"`
+	// Source is the URL (without its query) or the file.
+	Source string `json:"source"`
+	// Entries is the size of the version enforced now; Skipped how many of
+	// them a never-ban rule protects (or are too wide to ban).
+	Entries int `json:"entries"`
+	Skipped int `json:"skipped"`
+	// Version is when the version enforced now was fetched; LastRefresh
+	// the last fetch that succeeded (a 304 included).
+	Version     time.Time `json:"version"`
+	LastRefresh time.Time `json:"last_refresh"`
+	NextRefresh time.Time `json:"next_refresh"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at"`
+	Fetches     uint64    `json:"fetches"`
+	NotModified uint64    `json:"not_modified"`
+	Failures    uint64    `json:"failures"`
+	// Added and Removed are the last change's.
+	Added   int `json:"added"`
+	Removed int `json:"removed"`
+}

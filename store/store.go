@@ -30,6 +30,7 @@ var (
 	bucketCursors  = []byte("cursors")
 	bucketCrowdSec = []byte("crowdsec")
 	keyVersion     = []byte("version")
+	// bucketBlocklists is in blocklist.go.
 )
 
 // ErrLocked means another process holds the store open.
@@ -189,7 +190,7 @@ func (db *DB) init() error {
 		if v[0] > SchemaVersion {
 			return fmt.Errorf("%w: schema version %d, this bansd reads up to %d", ErrNewerSchema, v[0], SchemaVersion)
 		}
-		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox, bucketEvents, bucketAttempts} {
+		for _, name := range [][]byte{bucketBans, bucketHistory, bucketCursors, bucketCrowdSec, bucketOutbox, bucketEvents, bucketAttempts, bucketBlocklists} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -237,23 +238,44 @@ func (db *DB) recoverCorrupt(err *error) {
 // Since: one ban episode is one offence, however often it is decided again
 // (SameEpisode). evs (the history of the action) are written in the same
 // transaction.
-func (db *DB) PutBans(bans []Ban, evs ...Event) error {
+func (db *DB) PutBans(bans []Ban, evs ...Event) error { return db.ReplaceBans(bans, nil, evs...) }
+
+// DeleteBans removes the bans of targets in one transaction; targets that
+// are not banned are ignored. The history is kept; evs are written in the
+// same transaction.
+func (db *DB) DeleteBans(targets []netip.Prefix, evs ...Event) error {
+	return db.ReplaceBans(nil, targets, evs...)
+}
+
+// ReplaceBans writes put and removes the bans of del in one transaction,
+// as PutBans and DeleteBans do: a blocklist's new version replaces the old
+// one whole or not at all.
+func (db *DB) ReplaceBans(put []Ban, del []netip.Prefix, evs ...Event) error {
 	type rec struct {
 		key []byte
 		ban *Ban
 	}
 	// bbolt inserts into a node's sorted slice: keys in random order make a
 	// big transaction quadratic (100k bans: 40 s), sorted ones are appends.
-	recs := make([]rec, len(bans))
-	for i := range bans {
-		if !bans[i].Target.IsValid() {
+	recs := make([]rec, len(put))
+	for i := range put {
+		if !put[i].Target.IsValid() {
 			return fmt.Errorf("store %s: put ban: invalid target", db.path)
 		}
-		recs[i] = rec{prefixKey(nil, bans[i].Target), &bans[i]}
+		recs[i] = rec{prefixKey(nil, put[i].Target), &put[i]}
 	}
 	slices.SortStableFunc(recs, func(a, b rec) int { return bytes.Compare(a.key, b.key) })
 	return db.updateEvents(evs, func(tx *bolt.Tx) error {
 		bb, hb := tx.Bucket(bucketBans), tx.Bucket(bucketHistory)
+		var kbuf [17]byte
+		for _, t := range del {
+			if !t.IsValid() {
+				continue
+			}
+			if err := bb.Delete(prefixKey(kbuf[:0], t)); err != nil {
+				return fmt.Errorf("delete ban %s: %w", t, err)
+			}
+		}
 		for _, r := range recs {
 			b := r.ban
 			offence := !b.Manual && !b.Pulled
@@ -281,25 +303,6 @@ func (db *DB) PutBans(bans []Ban, evs ...Event) error {
 			}
 			if err := hb.Put(r.key, encodeHistory(nil, h)); err != nil {
 				return fmt.Errorf("put history %s: %w", b.Target, err)
-			}
-		}
-		return db.appendEvents(tx, evs)
-	})
-}
-
-// DeleteBans removes the bans of targets in one transaction; targets that
-// are not banned are ignored. The history is kept; evs are written in the
-// same transaction.
-func (db *DB) DeleteBans(targets []netip.Prefix, evs ...Event) error {
-	return db.updateEvents(evs, func(tx *bolt.Tx) error {
-		bb := tx.Bucket(bucketBans)
-		var kbuf [17]byte
-		for _, t := range targets {
-			if !t.IsValid() {
-				continue
-			}
-			if err := bb.Delete(prefixKey(kbuf[:0], t)); err != nil {
-				return fmt.Errorf("delete ban %s: %w", t, err)
 			}
 		}
 		return db.appendEvents(tx, evs)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,68 +14,32 @@ import (
 	"github.com/bansd/bansd/control"
 )
 
-func TestParseTargets(t *testing.T) {
-	cases := []struct {
-		name, in string
-		want     []string
-		errs     []string
-	}{
-		{"addresses, CIDRs, comments, blanks", "# header\n203.0.113.7\n\n  198.51.100.0/24  # net\n2001:db8::1\n::ffff:192.0.2.9\n203.0.113.77/24\n",
-			[]string{"203.0.113.7/32", "198.51.100.0/24", "2001:db8::1/128", "192.0.2.9/32", "203.0.113.0/24"}, nil},
-		{"CRLF", "203.0.113.7\r\n203.0.113.8\r\n", []string{"203.0.113.7/32", "203.0.113.8/32"}, nil},
-		{"bad lines named", "203.0.113.7\nfoo\n\n203.0.113.0/33\n", nil, []string{"list.txt:2:", "list.txt:4:"}},
-		{"zone refused", "fe80::1%eth0\n", nil, []string{"list.txt:1:"}},
-		{"empty", "# nothing\n\n", nil, nil},
+// TestReadTargetFile: a file or '-' (stdin) goes through the list parser,
+// with every bad line kept for the report up to maxFileErrors.
+func TestReadTargetFile(t *testing.T) {
+	list := "; Spamhaus DROP\n192.0.2.0/24 ; SBL1\n# FireHOL\n198.51.100.7\nbad\n"
+	path := filepath.Join(t.TempDir(), "drop.txt")
+	if err := os.WriteFile(path, []byte(list), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseTargets("list.txt", strings.NewReader(tc.in))
-			if len(tc.errs) > 0 {
-				if err == nil || got != nil {
-					t.Fatalf("got %v, %v; want an error and nothing", got, err)
-				}
-				for _, e := range tc.errs {
-					if !strings.Contains(err.Error(), e) {
-						t.Errorf("error %q lacks %q", err, e)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var s []string
-			for _, p := range got {
-				s = append(s, p.String())
-			}
-			if strings.Join(s, " ") != strings.Join(tc.want, " ") {
-				t.Errorf("got %v, want %v", s, tc.want)
-			}
-		})
-	}
-}
-
-func TestParseTargetsManyBadLines(t *testing.T) {
-	_, err := parseTargets("f", strings.NewReader(strings.Repeat("bad\n", 1000)))
-	if err == nil || strings.Count(err.Error(), "\n") > maxFileErrors+2 || !strings.Contains(err.Error(), "more bad lines") {
-		t.Errorf("error not bounded: %d lines", strings.Count(err.Error(), "\n"))
-	}
-}
-
-func FuzzParseTargets(f *testing.F) {
-	f.Add("203.0.113.7\n# c\n198.51.100.0/24 # x\n")
-	f.Add("2001:db8::/32\n\x00\xff\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		got, err := parseTargets("f", strings.NewReader(in))
-		if err != nil && got != nil {
-			t.Fatal("targets returned with an error")
+	for _, c := range []struct {
+		name  string
+		in    io.Reader
+		file  string
+		entry int
+	}{{"file", nil, path, 2}, {"stdin", strings.NewReader(list), "-", 2}} {
+		p, err := readTargetFile(c.in, c.file)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
 		}
-		for _, p := range got {
-			if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() {
-				t.Fatalf("bad target %v from %q", p, in)
-			}
+		if len(p.Entries) != c.entry || p.BadCount != 1 || p.Bad[0].Line != 5 {
+			t.Errorf("%s: %d entries, bad %+v; want 2 and line 5", c.name, len(p.Entries), p.Bad)
 		}
-	})
+	}
+	p, err := readTargetFile(strings.NewReader(strings.Repeat("bad\n", 3000)), "-")
+	if err != nil || p.BadCount != 3000 || len(p.Bad) != maxFileErrors {
+		t.Errorf("3000 bad lines: count %d, named %d, %v; want 3000, %d", p.BadCount, len(p.Bad), err, maxFileErrors)
+	}
 }
 
 func TestClean(t *testing.T) {
@@ -123,6 +88,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"status"}, 1},
 		{[]string{"list", "--json"}, 1},
 		{[]string{"ban", "--from-file", filepath.Join(t.TempDir(), "missing.txt")}, 1},
+		{[]string{"ban", "--force", "--from-file", "-"}, 2},
+		{[]string{"ban", "--skip-invalid", "203.0.113.1"}, 2},
 	}
 	for _, tc := range cases {
 		var out, errb bytes.Buffer

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bansd/bansd/configs"
 	"github.com/bansd/bansd/control"
 )
 
@@ -133,6 +134,7 @@ func printStatus(w io.Writer, st control.Status) error {
 	}
 
 	printCrowdSec(w, st.CrowdSec)
+	printBlocklists(w, st.Blocklists)
 	if err := printNotify(w, st.Notify); err != nil {
 		return err
 	}
@@ -193,7 +195,9 @@ func printWhy(w io.Writer, why control.Why) {
 	}
 	for _, b := range why.Bans {
 		how := "by jail " + b.Jail
-		if b.Manual {
+		if strings.HasPrefix(b.Jail, configs.BlocklistJailPrefix) {
+			how = "by " + strings.Replace(b.Jail, ":", " ", 1)
+		} else if b.Manual {
 			how = "manually"
 		}
 		left := remaining(b, now)

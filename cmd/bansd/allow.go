@@ -279,11 +279,3 @@ func (d *daemon) liftIgnored(old, cur []netip.Prefix, uid int) {
 		d.lifted(lifts, "ignoreip "+p.String(), uid)
 	}
 }
-
-// Swap times the allow-list's kernel transaction like Add and Remove.
-func (t *timedFirewall) Swap(remove []netip.Prefix, add []ban.Element) error {
-	start := time.Now()
-	err := t.Firewall.Swap(remove, add)
-	t.hist.Observe(time.Since(start).Seconds())
-	return err
-}

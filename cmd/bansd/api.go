@@ -87,7 +87,13 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	}
 	now := time.Now()
 	reqs := make([]ban.Request, 0, len(req.Targets))
-	var refused, wide []string
+	if req.SkipProtected && req.Force {
+		return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: "skip_protected and force exclude each other"}
+	}
+	var (
+		refused, wide []string
+		skipped       []control.Skipped
+	)
 	for _, t := range req.Targets {
 		if !t.IsValid() {
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: "invalid target"}
@@ -99,13 +105,23 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 		// The manager's own verdict, asked for every target first: an
 		// import with one protected line bans nothing.
 		if _, err := d.mgr.Check(t, req.Force); err != nil {
+			if req.SkipProtected {
+				skipped = append(skipped, control.Skipped{Target: t, Why: strings.TrimPrefix(err.Error(), ban.ErrRefused.Error()+": ")})
+				continue
+			}
 			if len(refused) < maxRefusalDetails {
 				refused = append(refused, strings.TrimPrefix(err.Error(), ban.ErrRefused.Error()+": "))
 			}
 			continue
 		}
-		if needsYes(t) && !req.Yes && len(wide) < maxRefusalDetails {
-			wide = append(wide, t.String())
+		if needsYes(t) && !req.Yes {
+			if req.SkipProtected {
+				skipped = append(skipped, control.Skipped{Target: t, Why: "wider than /16 (IPv4) or /32 (IPv6): confirm with --yes"})
+				continue
+			}
+			if len(wide) < maxRefusalDetails {
+				wide = append(wide, t.String())
+			}
 		}
 		reqs = append(reqs, ban.Request{Target: t, Jail: jail, Reason: reason, Duration: dur, Permanent: forever, Time: now, Manual: true, Force: req.Force})
 	}
@@ -116,6 +132,9 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	if len(wide) > 0 {
 		return control.BanResult{}, &control.HTTPError{Code: http.StatusConflict,
 			Message: "refused: wider than /16 (IPv4) or /32 (IPv6); confirm with --yes (API: \"yes\": true); nothing was banned", Details: wide}
+	}
+	if req.SkipProtected {
+		return d.banSkipping(ctx, reqs, skipped, uid)
 	}
 	n, err := d.mgr.BanMany(ctx, reqs)
 	if err != nil {
@@ -131,6 +150,29 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	}
 	d.log.Info("manual ban", "targets", len(reqs), "banned", n, "duration", how, "reason", reason, "jail", jail, "uid", uid)
 	return control.BanResult{Banned: n}, nil
+}
+
+// banSkipping bans reqs one outcome each: what the ban manager refuses
+// (too wide, loopback, never-ban) joins skipped instead of failing the lot.
+func (d *daemon) banSkipping(ctx context.Context, reqs []ban.Request, skipped []control.Skipped, uid int) (control.BanResult, error) {
+	errs, err := d.mgr.BanEach(ctx, reqs)
+	if err != nil {
+		return control.BanResult{}, err
+	}
+	var done []ban.Request
+	for i, e := range errs {
+		switch {
+		case e == nil:
+			done = append(done, reqs[i])
+		case errors.Is(e, ban.ErrRefused):
+			skipped = append(skipped, control.Skipped{Target: reqs[i].Target, Why: strings.TrimPrefix(e.Error(), ban.ErrRefused.Error()+": ")})
+		default:
+			return control.BanResult{Banned: len(done), Skipped: skipped}, fmt.Errorf("%s: %w", reqs[i].Target, e)
+		}
+	}
+	d.shareManual(done)
+	d.log.Info("manual ban from a list", "targets", len(reqs), "banned", len(done), "skipped", len(skipped), "uid", uid)
+	return control.BanResult{Banned: len(done), Skipped: skipped}, nil
 }
 
 func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.UnbanResult, error) {
@@ -254,6 +296,7 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	st.Attribution = d.attr.status(d.engine.Stats().Parser, d.engine.WarmStats().Parser)
 	st.Alarms = d.alarms.list()
 	st.CrowdSec = d.crowdsecStatus()
+	st.Blocklists = d.blocklistStatus()
 	st.Notify = d.notify.status()
 	if d.shield != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-// blocklist writes n distinct IPv6 addresses (2001:db8::/32, documentation
+// writeBlocklist writes n distinct IPv6 addresses (2001:db8::/32, documentation
 // space) with a comment line every 1000 entries.
-func blocklist(tb testing.TB, dir string, n int) string {
+func writeBlocklist(tb testing.TB, dir string, n int) string {
 	tb.Helper()
 	var b strings.Builder
 	for i := range n {
@@ -58,7 +58,7 @@ func (in *instance) kernelElements(tb testing.TB, set string) int {
 func BenchmarkBanFromFile100k(b *testing.B) {
 	const n = 100_000
 	in := start(b)
-	file := blocklist(b, in.dir, n)
+	file := writeBlocklist(b, in.dir, n)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		in.mustCtl(b, 0, "unban", "--all", "--yes")
@@ -79,7 +79,7 @@ func BenchmarkBanFromFile100k(b *testing.B) {
 func BenchmarkList100k(b *testing.B) {
 	const n = 100_000
 	in := start(b)
-	in.mustCtl(b, 0, "ban", "--for", "1h", "--from-file", blocklist(b, in.dir, n))
+	in.mustCtl(b, 0, "ban", "--for", "1h", "--from-file", writeBlocklist(b, in.dir, n))
 	for _, mode := range [][]string{{"list"}, {"list", "--json"}} {
 		b.Run(strings.Join(mode, "_"), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {

@@ -31,6 +31,7 @@ func TestCLIRules(t *testing.T) {
 		{"arguments", []string{"extra"}, 2, "takes no arguments"},
 		{"unknown socket group", []string{"--check", "--config", write("g.toml", "[daemon]\nsocket_group = \"no-such-group-bansd\"\n")}, 2, `group "no-such-group-bansd" does not exist`},
 		{"jail by case", []string{"--check", "--config", write("j.toml", "[jails.AUTH]\nenabled = false\n")}, 2, `differs from the default jail "auth" only by case`},
+		{"blocklist over plain http", []string{"--check", "--config", write("b.toml", "[blocklists.drop]\nurl = \"http://www.spamhaus.org/drop/drop.txt\"\n")}, 2, "b.toml:2: blocklists.drop.url:"},
 		{"type error", []string{"--check", "--config", write("t.toml", "[engine]\nignoreip = \"203.0.113.1\"\n")}, 2, "expected a list of strings, got a string"},
 	}
 	for _, tc := range cases {

@@ -170,9 +170,10 @@ func (l *crowdsecLink) share(mgr *ban.Manager, target netip.Prefix, jailName str
 	}
 }
 
-// origin is where a ban came from, as list and why show it.
+// origin is where a ban came from, as list and why show it: a pulled
+// decision's label, a blocklist's name and source, or local.
 func origin(b store.Ban) string {
-	if b.Pulled {
+	if _, ok := listOfJail(b.Jail); b.Pulled || ok {
 		return b.Reason
 	}
 	return originLocal

@@ -67,6 +67,9 @@ type daemon struct {
 	attempts attemptBook
 	// crowdsec is the LAPI link (crowdsec.go); nil when off.
 	crowdsec *crowdsecLink
+	// blocklists are the [blocklists.NAME] (blocklist.go); nil until run
+	// starts them.
+	blocklists *blocklists
 	// notify tells a person (notify.go); raised holds the alarms that
 	// clear themselves, dockerDownSince (under mu) when dockerd stopped
 	// answering.
@@ -99,6 +102,7 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 	d.notify = newNotifyLink(log.With("part", "notify"), nil, host)
 	d.metrics = newMetrics(d)
 	d.metrics.reg.MustRegister(notifyCollector{d.notify})
+	d.metrics.reg.MustRegister(blocklistCollector{d})
 	// Series exist from the start (at 0), so dashboards and alerts see them.
 	for _, svc := range cfg.Docker.Services {
 		d.metrics.lines.WithLabelValues(svc)
@@ -193,6 +197,11 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return fmt.Errorf("crowdsec: %w", err)
 	}
 	defer stopCrowdSec()
+	stopBlocklists, err := d.startBlocklists(mgrCtx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer stopBlocklists()
 
 	go func() {
 		if err := srv.Serve(ln); err != nil {
@@ -476,7 +485,7 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 		d.level.Set(parseLevel(cfg.Daemon.LogLevel))
 		d.log.Info("config reloaded", "config", cfgName(d.path))
 		if restartNeeded(old, cfg) {
-			d.log.Warn("daemon, docker, firewall, ban or crowdsec settings changed: they take effect at the next restart")
+			d.log.Warn("daemon, docker, firewall, ban, crowdsec or blocklists settings changed: they take effect at the next restart")
 		}
 	}
 	d.lastReload = &res
@@ -534,7 +543,7 @@ func restartNeeded(a, b *configs.Config) bool {
 		a.Daemon.State != b.Daemon.State || a.Daemon.MetricsListen != b.Daemon.MetricsListen ||
 		a.Docker.Host != b.Docker.Host || a.Docker.Project != b.Docker.Project ||
 		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || !a.Firewall.Equal(b.Firewall) || a.Ban != b.Ban ||
-		!reflect.DeepEqual(a.CrowdSec, b.CrowdSec)
+		!reflect.DeepEqual(a.CrowdSec, b.CrowdSec) || !reflect.DeepEqual(a.Blocklists, b.Blocklists)
 }
 
 // onMailu receives what the Docker source learnt about the Mailu stack.
@@ -597,6 +606,13 @@ func (t *timedFirewall) Add(elems []ban.Element) error {
 func (t *timedFirewall) Remove(targets []netip.Prefix) error {
 	start := time.Now()
 	err := t.Firewall.Remove(targets)
+	t.hist.Observe(time.Since(start).Seconds())
+	return err
+}
+
+func (t *timedFirewall) Swap(remove []netip.Prefix, add []ban.Element) error {
+	start := time.Now()
+	err := t.Firewall.Swap(remove, add)
 	t.hist.Observe(time.Since(start).Seconds())
 	return err
 }

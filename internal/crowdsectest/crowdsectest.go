@@ -4,7 +4,6 @@
 package crowdsectest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -205,15 +204,7 @@ func (l *LAPI) ImportIPs(t testing.TB, duration string, addrs []netip.Addr) {
 // HTTPClient dials inside LAPI's namespace, so the host's needs no route.
 func (l *LAPI) HTTPClient() *http.Client {
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := l.NS.Do(func() (err error) {
-				var d net.Dialer
-				c, err = d.DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
+		DialContext:         l.NS.Dial,
 		MaxIdleConnsPerHost: 4,
 	}
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}

@@ -39,6 +39,8 @@ func TestImportArrows(t *testing.T) {
 		{"sources/docker", []string{mod + "store", "go.etcd.io/bbolt", mod + "jail"}},
 		{"sources/journal", []string{mod + "store", "go.etcd.io/bbolt", "github.com/docker/docker", mod + "jail", mod + "sources/docker"}},
 		{"prefix", []string{mod}},
+		// Lists are parsed and fetched, nothing more: bansctl links it too.
+		{"blocklist", []string{mod + "store", mod + "ban", mod + "jail", mod + "configs", mod + "control", "go.etcd.io/bbolt", "github.com/docker/docker"}},
 		// Sums over the history, a wire type of the control API: bansctl
 		// links it, so it links neither the store nor bbolt.
 		{"stats", []string{mod, "go.etcd.io/bbolt"}},

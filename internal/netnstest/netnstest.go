@@ -4,6 +4,7 @@
 package netnstest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -79,15 +80,34 @@ func (ns *NS) Do(fn func() error) error {
 	return <-errc
 }
 
-// Serve listens on TCP addr inside the namespace and hands each connection
-// to handle in its own goroutine, closing it after, until the test ends.
-func (ns *NS) Serve(t testing.TB, addr string, handle func(net.Conn)) {
+// Listen listens on TCP addr inside the namespace until the test ends.
+func (ns *NS) Listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Dial connects from inside the namespace (where its addresses exist); it
+// fits http.Transport.DialContext and notify.Options.Dial.
+func (ns *NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// Serve listens on TCP addr inside the namespace and hands each connection
+// to handle in its own goroutine, closing it after, until the test ends.
+func (ns *NS) Serve(t testing.TB, addr string, handle func(net.Conn)) {
+	t.Helper()
+	ln := ns.Listen(t, addr)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -229,14 +229,7 @@ func (s *Server) running() bool {
 // Dial connects from inside the server's namespace (the only place its
 // address exists); it fits notify.Options.Dial.
 func (s *Server) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := s.NS.Do(func() error {
-		var d net.Dialer
-		var err error
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	return s.NS.Dial(ctx, network, addr)
 }
 
 // Log is Postfix's log so far.
