@@ -166,6 +166,8 @@ type TimestampParser struct {
 	valid    bool
 }
 
+var pow10 = [10]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
+
 // Split returns the prefix's time and the rest of the line, or the zero
 // time and the whole line when it has no Docker prefix.
 func (p *TimestampParser) Split(b string) (time.Time, string) {
@@ -174,20 +176,23 @@ func (p *TimestampParser) Split(b string) (time.Time, string) {
 		return time.Time{}, b
 	}
 	i := 19
-	var nsec, scale int64 = 0, 1e9
+	var nsec int64
 	if b[i] == '.' {
 		i++
-		start := i
+		start, n := i, 0
+		// Digits past nanoseconds are dropped; no division per digit
+		// (this runs for every line replay reads).
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			if i-start < 9 {
-				scale /= 10
-				nsec += int64(b[i]-'0') * scale
+			if n < 9 {
+				nsec = nsec*10 + int64(b[i]-'0')
+				n++
 			}
 			i++
 		}
 		if i == start {
 			return time.Time{}, b
 		}
+		nsec *= pow10[9-n]
 	}
 	offset := 0
 	switch {
