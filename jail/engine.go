@@ -225,8 +225,16 @@ const (
 // counts as done).
 func (e *Engine) Process(l sources.Line) Output {
 	var out pending
+	_, ok, v := e.process(l, &out)
+	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, NotCounted: out.skip}
+}
+
+// Inspect is Process for one line an operator asks about (bansctl test):
+// it also returns the line's event.
+func (e *Engine) Inspect(l sources.Line) (parse.Event, Output) {
+	var out pending
 	ev, ok, v := e.process(l, &out)
-	return Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, Event: ev, NotCounted: out.skip}
+	return ev, Output{Matched: ok, Decisions: out.decs, Alarms: out.alarms, Verdict: v, NotCounted: out.skip}
 }
 
 // Warm replays a line that was processed before a restart, so that the
@@ -242,13 +250,14 @@ func (e *Engine) Warm(l sources.Line) bool {
 
 func (e *Engine) process(l sources.Line, out *pending) (parse.Event, bool, parse.Verdict) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.parser.SetWarm(out.warm)
 	ev, ok := e.parser.Parse(l)
 	if ok {
-		e.processEvent(ev, out)
+		e.processEvent(&ev, out)
 	}
-	return ev, ok, e.parser.Last()
+	v := e.parser.Last()
+	e.mu.Unlock()
+	return ev, ok, v
 }
 
 // ProcessEvent counts an event parsed outside the engine, as Process does
@@ -260,12 +269,12 @@ func (e *Engine) process(l sources.Line, out *pending) (parse.Event, bool, parse
 func (e *Engine) ProcessEvent(ev parse.Event) Output {
 	var out pending
 	e.mu.Lock()
-	e.processEvent(ev, &out)
+	e.processEvent(&ev, &out)
 	e.mu.Unlock()
-	return Output{Matched: true, Decisions: out.decs, Alarms: out.alarms, Event: ev, NotCounted: out.skip}
+	return Output{Matched: true, Decisions: out.decs, Alarms: out.alarms, NotCounted: out.skip}
 }
 
-func (e *Engine) processEvent(ev parse.Event, out *pending) {
+func (e *Engine) processEvent(ev *parse.Event, out *pending) {
 	if ev.Kind == parse.KindNone || ev.Kind >= parse.KindCount || !ev.Addr.IsValid() {
 		return
 	}
@@ -286,7 +295,7 @@ func (e *Engine) processEvent(ev parse.Event, out *pending) {
 	if r, ok := e.prot.match(a); ok {
 		st.protected++
 		out.skip = SkipProtected
-		if lim := e.alarmFor(r, ev); lim != nil && !out.warm {
+		if lim := e.alarmFor(r, *ev); lim != nil && !out.warm {
 			st.alarmEvents++
 			if al, ok := lim.hit(a, tn, t, ev.Line); ok {
 				st.alarms++
@@ -422,7 +431,7 @@ func (e *Engine) latchLogins() {
 // fingerprint identifies retries of the same credentials from the same
 // address (Mailu's dedup): a stale password on several devices counts once.
 // ah is the address's addrBits.hash.
-func (e *Engine) fingerprint(ev parse.Event, ah uint64) uint64 {
+func (e *Engine) fingerprint(ev *parse.Event, ah uint64) uint64 {
 	var h maphash.Hash
 	switch {
 	case ev.Kind == parse.KindAuthFailure && ev.PassHash != "":

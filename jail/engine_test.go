@@ -699,8 +699,8 @@ func TestProcessNotCounted(t *testing.T) {
 		{"admin", admin(4*time.Second, "192.168.203.1", "failed: badauth: 222222"), SkipProtected},
 		{"smtp", "Oct 25 03:33:07 mail postfix/smtpd[59863]: A303311BB3A: client=unknown[192.0.2.77]", SkipAlarmOnly},
 	} {
-		out := e.Engine.Process(sources.Line{Service: tc.service, Time: t0.Add(time.Duration(i) * time.Second), Text: tc.text})
-		if !out.Matched || out.Verdict.Class != parse.ClassMatched || out.NotCounted != tc.notCounted || out.Event.Line != tc.text {
+		ev, out := e.Engine.Inspect(sources.Line{Service: tc.service, Time: t0.Add(time.Duration(i) * time.Second), Text: tc.text})
+		if !out.Matched || out.Verdict.Class != parse.ClassMatched || out.NotCounted != tc.notCounted || ev.Line != tc.text {
 			t.Errorf("%q: matched %v, verdict %v, not counted %q; want %q", tc.text, out.Matched, out.Verdict.Class, out.NotCounted, tc.notCounted)
 		}
 	}

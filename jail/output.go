@@ -53,8 +53,6 @@ type Output struct {
 	Alarms []Alarm
 	// Verdict is the parser's: the line's class and reason.
 	Verdict parse.Verdict
-	// Event is the line's event when it matched.
-	Event parse.Event
 	// NotCounted says why a matched event was counted by no jail (a Skip*
 	// constant); empty when a jail counted it or the line did not match.
 	NotCounted string

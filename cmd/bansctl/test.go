@@ -162,14 +162,14 @@ func testRun(cfg *configs.Config, lines []sources.Line, service string) (*testRe
 			continue
 		}
 		l.Service = tl.Service
-		out := eng.Process(l)
+		ev, out := eng.Inspect(l)
 		tl.Class, tl.Reason = out.Verdict.Class.String(), out.Verdict.Reason()
 		if out.Verdict.Class == parse.ClassForged && tl.Reason == parse.ForgeUnopened {
 			tl.Hint = `an nginx failure counts only on a connection its "connected" line opened (same *CONNID and worker): give that line before it`
 		}
 		if out.Matched {
 			res.AnyEvent = true
-			tl.Event = eventOf(out.Event)
+			tl.Event = eventOf(ev)
 			tl.NotCounted = out.NotCounted
 			tl.Counted = out.NotCounted == ""
 		}
