@@ -142,7 +142,7 @@ func (m *Manager) apply(bans []store.Ban) error {
 
 func (m *Manager) flush(els []Element) error {
 	start := time.Now()
-	err := m.fw.Add(els)
+	err := m.own(func() error { return m.fw.Add(els) })
 	d := time.Since(start)
 	m.mu.Lock()
 	s := &m.stats
@@ -167,7 +167,7 @@ func (m *Manager) repair() error {
 		return nil
 	}
 	m.log.Warn("nftables table damaged; re-creating it", "problem", h.Problem)
-	return m.fw.Ensure(m.classes())
+	return m.own(func() error { return m.fw.Ensure(m.classes()) })
 }
 
 func (m *Manager) classes() []SetClass {
@@ -212,7 +212,7 @@ func (m *Manager) doUnban(j *job) {
 	// Unbanned in the store: if the kernel part fails, the next reconcile
 	// removes what the store no longer holds.
 	for chunk := range slices.Chunk(j.unban, m.batch) {
-		if err := m.fw.Remove(chunk); err != nil {
+		if err := m.own(func() error { return m.fw.Remove(chunk) }); err != nil {
 			j.done <- result{n: n, err: fmt.Errorf("ban: unban in kernel: %w", err)}
 			return
 		}

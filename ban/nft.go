@@ -120,6 +120,10 @@ type Firewall interface {
 	List() ([]Element, error)
 	// Status reads the table's shape and the counters.
 	Status() (TableStatus, error)
+	// Generation is the namespace's ruleset generation: every committed
+	// transaction bumps it by one (anyone's, on any table, an element
+	// deleted as much as a table flushed); elements timing out do not.
+	Generation() (uint32, error)
 }
 
 // TableShape is the table and its chain as the kernel holds them.
@@ -574,6 +578,15 @@ func (n *NFT) List() ([]Element, error) {
 		}
 	}
 	return out, nil
+}
+
+// Generation implements Firewall with one NFT_MSG_GETGEN round trip.
+func (n *NFT) Generation() (uint32, error) {
+	g, err := n.conn.GetGen()
+	if err != nil {
+		return 0, fmt.Errorf("nftables: get ruleset generation: %w", err)
+	}
+	return g.ID, nil
 }
 
 // Status implements Firewall.
