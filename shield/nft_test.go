@@ -14,6 +14,7 @@ import (
 	"github.com/bansd/bansd/internal/roottest"
 
 	"github.com/bansd/bansd/internal/netnstest"
+	"github.com/google/nftables"
 )
 
 // pair is a server namespace (the shield's, as the Docker host) and a
@@ -130,11 +131,39 @@ func TestShieldKernel(t *testing.T) {
 	if st, _ = s.Status(ctx); st.Up || !st.Intact || st.Refused != 2 {
 		t.Fatalf("status lowered = %+v, want down, intact, refused 2", st)
 	}
-	// Ensure keeps it lowered.
+	// Ensure keeps it lowered, and commits nothing when all is as asked
+	// (lowered or raised): the ban manager's cheap reconcile check is the
+	// ruleset generation.
+	gen := func() uint32 {
+		t.Helper()
+		c, err := nftables.New(nftables.WithNetNSFd(srv.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := c.GetGen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.ID
+	}
+	g0 := gen()
 	if err := s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	wantConnect(t, cli, "[2001:db8::1]:25")
+	if err := s.Raise(ctx, []uint16{465}); err != nil {
+		t.Fatal(err)
+	}
+	g1 := gen()
+	if err := s.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g := gen(); g0 != g1-1 || g != g1 {
+		t.Fatalf("generations %d, (raise) %d, (ensure) %d: Ensure of an intact shield committed", g0, g1, g)
+	}
+	if err := s.Lower(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Raised, then the ruleset is wiped: Status says so, Ensure restores.
 	if err := s.Raise(ctx, []uint16{25}); err != nil {
