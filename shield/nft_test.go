@@ -14,7 +14,6 @@ import (
 	"github.com/bansd/bansd/internal/roottest"
 
 	"github.com/bansd/bansd/internal/netnstest"
-	"github.com/google/nftables"
 )
 
 // pair is a server namespace (the shield's, as the Docker host) and a
@@ -134,19 +133,7 @@ func TestShieldKernel(t *testing.T) {
 	// Ensure keeps it lowered, and commits nothing when all is as asked
 	// (lowered or raised): the ban manager's cheap reconcile check is the
 	// ruleset generation.
-	gen := func() uint32 {
-		t.Helper()
-		c, err := nftables.New(nftables.WithNetNSFd(srv.Fd()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := c.GetGen()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g.ID
-	}
-	g0 := gen()
+	g0 := srv.Generation(t)
 	if err := s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +141,11 @@ func TestShieldKernel(t *testing.T) {
 	if err := s.Raise(ctx, []uint16{465}); err != nil {
 		t.Fatal(err)
 	}
-	g1 := gen()
+	g1 := srv.Generation(t)
 	if err := s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if g := gen(); g0 != g1-1 || g != g1 {
+	if g := srv.Generation(t); g0 != g1-1 || g != g1 {
 		t.Fatalf("generations %d, (raise) %d, (ensure) %d: Ensure of an intact shield committed", g0, g1, g)
 	}
 	if err := s.Lower(ctx); err != nil {
