@@ -84,3 +84,24 @@ func ResetPeak(tb testing.TB, pid int) {
 
 // MiB converts KiB for ReportMetric.
 func MiB(kib int64) float64 { return float64(kib) / 1024 }
+
+// Reads is how many read system calls pid has made so far (syscr of
+// /proc/PID/io): how finely a process takes its input.
+func Reads(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				tb.Fatalf("/proc/%d/io syscr %q: %v", pid, v, err)
+			}
+			return n
+		}
+	}
+	tb.Fatalf("no syscr in /proc/%d/io", pid)
+	return 0
+}
