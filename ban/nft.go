@@ -151,7 +151,10 @@ type Counter struct {
 // NFT is the nftables Firewall: table inet <table>, one base chain at
 // prerouting, one timeout hash set per class.
 type NFT struct {
-	conn     *nftables.Conn
+	conn *nftables.Conn
+	// gen is a lasting connection for Generation, which the manager calls
+	// around every flush: a socket per call cost more than the flush.
+	gen      *nftables.Conn
 	table    *nftables.Table
 	chain    *nftables.Chain
 	priority int
@@ -221,6 +224,10 @@ func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
+	gen, err := nftables.New(append(slices.Clone(o.conn), nftables.AsLasting())...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
 	readd := kernelAtLeast(6, 12)
 	if o.portable != nil {
 		readd = !*o.portable
@@ -242,6 +249,7 @@ func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 	return &NFT{
 		scope: sc,
 		conn:  conn,
+		gen:   gen,
 		table: t,
 		chain: &nftables.Chain{
 			Name: chainName, Table: t, Type: nftables.ChainTypeFilter,
@@ -580,14 +588,18 @@ func (n *NFT) List() ([]Element, error) {
 	return out, nil
 }
 
-// Generation implements Firewall with one NFT_MSG_GETGEN round trip.
+// Generation implements Firewall with one NFT_MSG_GETGEN round trip on
+// the lasting connection; it is called from one goroutine (the actor).
 func (n *NFT) Generation() (uint32, error) {
-	g, err := n.conn.GetGen()
+	g, err := n.gen.GetGen()
 	if err != nil {
 		return 0, fmt.Errorf("nftables: get ruleset generation: %w", err)
 	}
 	return g.ID, nil
 }
+
+// Close releases the lasting connection. The kernel's table stays.
+func (n *NFT) Close() error { return n.gen.CloseLasting() }
 
 // Status implements Firewall.
 func (n *NFT) Status() (TableStatus, error) {

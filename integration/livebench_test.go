@@ -115,7 +115,9 @@ func settled(tb testing.TB, pid int, quiet, within time.Duration) time.Duration 
 //     container's output, the json-file log, bansd's follow stream);
 //   - f2b/bansd and dockerd/bansd: the goals are >= 20 and >= 5;
 //   - lines/s: the stream's rate (lines over the time bansd took);
-//   - bansd-lag-max-s: the largest lag bansd reported while following;
+//   - bansd-lag-max-s: the largest lag bansd reported while following
+//     (how far behind dockerd's timestamp a line was when delivered);
+//   - bansd-reads/line: bansd's read syscalls per line;
 //   - bansd-peak-MiB: bansd's VmHWM over the stream, f2b-idle-MiB
 //     fail2ban's resident set before the stream (no bans).
 //
@@ -168,10 +170,12 @@ func BenchmarkLiveDaemon(b *testing.B) {
 		f2bIdle := proctest.KiB(b, fPid, "VmRSS")
 		proctest.ResetPeak(b, bPid)
 		b0, f0, d0 := proctest.CPU(b, bPid), proctest.CPU(b, fPid), proctest.CPU(b, dPid)
+		r0 := proctest.Reads(b, bPid)
 		t0 := time.Now()
 		e.Docker(b, "exec", "mailu_front_1", "touch", "/go")
 		lag, done := waitLines(b, bd, "front", want, 10*time.Minute)
 		bCPU, dCPU := proctest.CPU(b, bPid)-b0, proctest.CPU(b, dPid)-d0
+		reads := proctest.Reads(b, bPid) - r0
 		took := done.Sub(t0)
 		peak := proctest.KiB(b, bPid, "VmHWM")
 		fCPU := settled(b, fPid, 2*time.Second, 30*time.Minute) - f0
@@ -183,6 +187,7 @@ func BenchmarkLiveDaemon(b *testing.B) {
 		b.ReportMetric(fCPU.Seconds()/bCPU.Seconds(), "f2b/bansd")
 		b.ReportMetric(dCPU.Seconds()/bCPU.Seconds(), "dockerd/bansd")
 		b.ReportMetric(lag.Seconds(), "bansd-lag-max-s")
+		b.ReportMetric(float64(reads)/float64(want), "bansd-reads/line")
 		b.ReportMetric(proctest.MiB(peak), "bansd-peak-MiB")
 		b.ReportMetric(proctest.MiB(f2bIdle), "f2b-idle-MiB")
 		b.Logf("%d lines in %s; CPU: bansd %s, dockerd %s, fail2ban %s", want, took.Round(time.Millisecond), bCPU, dCPU, fCPU)
