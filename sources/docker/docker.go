@@ -7,7 +7,6 @@ import (
 	"github.com/bansd/bansd/prefix"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -129,16 +128,7 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 	if opt.Host != "" {
 		host = client.WithHost(opt.Host)
 	}
-	// The client's own transport, with a read buffer of 64 KiB instead of
-	// 4: a followed log arrives as many small chunks, and after the
-	// source's read pause (stream.go) one read takes what came meanwhile.
-	// The other settings are the client's defaults (defaultHTTPClient);
-	// the host options below set its dialer.
-	hc := &http.Client{
-		Transport:     &http.Transport{MaxIdleConns: 6, IdleConnTimeout: 30 * time.Second, ReadBufferSize: 64 << 10},
-		CheckRedirect: client.CheckRedirect,
-	}
-	cli, err := client.NewClientWithOpts(client.WithHTTPClient(hc), client.WithHost(client.DefaultDockerHost), host, client.WithAPIVersionNegotiation())
+	cli, err := client.NewClientWithOpts(host, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("docker source: %w", err)
 	}

@@ -108,7 +108,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	f.d.log.Debug("attached", "service", s.name, "container", short(id), "since", since, "skip", skip, "tty", tty)
 	s.set(func(s *service) { s.state, s.container = StateAttached, id })
 
-	dm := newDemux(&pacedReader{r: rc, pause: readPause}, tty, f.d.opt.MaxLine+64)
+	dm := newDemux(rc, tty, f.d.opt.MaxLine+64)
 	asm := assembler{max: f.d.opt.MaxLine}
 	tracking := f.d.opt.Cursors != nil
 	var sendErr error

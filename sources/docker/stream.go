@@ -37,42 +37,6 @@ type message struct {
 	cut      bool   // text was longer than the limit; the rest was dropped
 }
 
-// A live log stream arrives one message per write: dockerd sends each line
-// on its own as the container prints it. Reading each as it comes costs a
-// read syscall and a goroutine wakeup per line, several times what bansd
-// spends on the line itself. So after a read that found less than
-// pacedMin bytes the next read waits until readPause has passed: under
-// load the lines of those milliseconds are then taken in a few large
-// reads. A line waits at most readPause; a busy stream (reads that come
-// back full) and a backlog are read without any pause.
-const (
-	readPause = 2 * time.Millisecond
-	pacedMin  = 1024
-)
-
-// pacedReader is r with readPause after each short read.
-type pacedReader struct {
-	r     io.Reader
-	pause time.Duration
-	// short is when the last read returned less than pacedMin bytes;
-	// zero when it did not.
-	short time.Time
-}
-
-func (p *pacedReader) Read(b []byte) (int, error) {
-	if !p.short.IsZero() {
-		if d := p.pause - time.Since(p.short); d > 0 {
-			time.Sleep(d)
-		}
-	}
-	n, err := p.r.Read(b)
-	p.short = time.Time{}
-	if n < pacedMin && err == nil {
-		p.short = time.Now()
-	}
-	return n, err
-}
-
 // demux reads messages from a log stream with bounded memory: at most limit
 // bytes of text per message are kept, whatever the frame size says.
 type demux struct {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -304,83 +303,4 @@ func BenchmarkDemux(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*lines)/b.Elapsed().Seconds(), "lines/s")
-}
-
-// countingReader counts the reads that reach the OS pipe.
-type countingReader struct {
-	r     io.Reader
-	reads int
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	c.reads++
-	return c.r.Read(b)
-}
-
-// TestPacedReader: lines written one by one into a real pipe, as dockerd
-// writes a live log, are taken in far fewer reads than lines, every byte
-// arrives in order, and a line written alone waits no more than the pause.
-func TestPacedReader(t *testing.T) {
-	const lines = 1000
-	for _, tc := range []struct {
-		name     string
-		pause    time.Duration
-		maxReads int
-	}{
-		// Unpaced, the reader keeps up and reads about one line at a time.
-		{"unpaced", 0, lines + 1},
-		{"paced", readPause, lines / 5},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			pr, pw, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pr.Close()
-			line := strings.Repeat("x", 199) + "\n"
-			go func() {
-				defer pw.Close()
-				for range lines {
-					pw.WriteString(line)
-					// About 20k lines/s.
-					for end := time.Now().Add(50 * time.Microsecond); time.Now().Before(end); {
-					}
-				}
-			}()
-			cr := &countingReader{r: pr}
-			got, err := io.ReadAll(&pacedReader{r: cr, pause: tc.pause})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := strings.Repeat(line, lines); string(got) != want {
-				t.Fatalf("read %d bytes, want %d in order", len(got), len(want))
-			}
-			if tc.pause > 0 && cr.reads > tc.maxReads {
-				t.Errorf("%d reads for %d lines, want at most %d", cr.reads, lines, tc.maxReads)
-			}
-			t.Logf("%d reads for %d lines", cr.reads, lines)
-		})
-	}
-	t.Run("latency", func(t *testing.T) {
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pr.Close()
-		defer pw.Close()
-		p := &pacedReader{r: pr, pause: readPause}
-		buf := make([]byte, 4096)
-		for i := range 5 {
-			pw.WriteString("a line\n")
-			start := time.Now()
-			if n, err := p.Read(buf); err != nil || string(buf[:n]) != "a line\n" {
-				t.Fatalf("read %d: %q, %v", i, buf[:n], err)
-			}
-			// The pause is after a short read, measured from it: the
-			// first read is immediate, later ones wait for the rest of it.
-			if d := time.Since(start); d > readPause+100*time.Millisecond {
-				t.Errorf("line %d waited %s, want about %s at most", i, d, readPause)
-			}
-		}
-	})
 }
