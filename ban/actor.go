@@ -189,12 +189,12 @@ func (m *Manager) flush(bans []store.Ban, remove []netip.Prefix) error {
 		els[i] = Element{Target: b.Target, Timeout: b.Until.Sub(now), Permanent: b.Permanent()}
 	}
 	start := time.Now()
-	var err error
-	if remove == nil {
-		err = m.fw.Add(els)
-	} else {
-		err = m.fw.Swap(remove, els)
-	}
+	err := m.own(func() error {
+		if remove == nil {
+			return m.fw.Add(els)
+		}
+		return m.fw.Swap(remove, els)
+	})
 	d := time.Since(start)
 	m.mu.Lock()
 	s := &m.stats
@@ -219,7 +219,7 @@ func (m *Manager) repair() error {
 		return nil
 	}
 	m.log.Warn("nftables table damaged; re-creating it", "problem", h.Problem)
-	return m.fw.Ensure(m.classes())
+	return m.own(func() error { return m.fw.Ensure(m.classes()) })
 }
 
 func (m *Manager) classes() []SetClass {
@@ -264,7 +264,7 @@ func (m *Manager) doUnban(j *job) {
 	// Unbanned in the store: if the kernel part fails, the next reconcile
 	// removes what the store no longer holds.
 	for chunk := range slices.Chunk(j.unban, m.batch) {
-		if err := m.fw.Remove(chunk); err != nil {
+		if err := m.own(func() error { return m.fw.Remove(chunk) }); err != nil {
 			j.done <- result{n: n, err: fmt.Errorf("ban: unban in kernel: %w", err)}
 			return
 		}

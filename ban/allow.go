@@ -147,7 +147,7 @@ func (m *Manager) swap(remove []netip.Prefix, add []store.Ban) error {
 	if len(remove)+len(add) > maxBatch {
 		// Far beyond one entry's pieces (at most 128 per ban); keep the
 		// transaction bounded and let the parts follow each other.
-		return errors.Join(m.apply(add), m.fw.Remove(remove))
+		return errors.Join(m.apply(add), m.own(func() error { return m.fw.Remove(remove) }))
 	}
 	if remove == nil {
 		remove = []netip.Prefix{}

@@ -36,6 +36,7 @@ func newNFT(t testing.TB, ns *netnstest.NS, cfg *configs.Config, opts ...NFTOpti
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { n.Close() })
 	return n
 }
 

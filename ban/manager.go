@@ -110,6 +110,8 @@ type Manager struct {
 	historyPurged time.Time
 	// eventsPruned is when the actor last pruned the audit history.
 	eventsPruned time.Time
+	// gen is the actor's knowledge of the kernel's generation (actor only).
+	gen genState
 
 	mu      sync.Mutex
 	running bool
@@ -230,10 +232,17 @@ func (m *Manager) Run(ctx context.Context) error {
 		case j := <-m.jobs:
 			m.process(m.gather(j))
 		case <-tick.C:
-			if listed == nil {
-				listed = make(chan listing, 1)
-				go func(ch chan<- listing) { ch <- m.list() }(listed)
+			if listed != nil {
+				continue
 			}
+			if m.kernelUnchanged() {
+				if err := m.reconcile(listing{unchanged: true, start: m.now()}); err != nil {
+					m.log.Error("reconcile failed", "err", err)
+				}
+				continue
+			}
+			listed = make(chan listing, 1)
+			go func(ch chan<- listing) { ch <- m.list() }(listed)
 		case l := <-listed:
 			listed = nil
 			if err := m.reconcile(l); err != nil {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -832,5 +833,100 @@ func TestPermanentBan(t *testing.T) {
 	}
 	if _, ok := permanentInKernel(fw); ok {
 		t.Error("unbanned permanent element still in the kernel")
+	}
+}
+
+// listCountFW counts the full listings of the real firewall.
+type listCountFW struct {
+	Firewall
+	lists atomic.Int32
+}
+
+func (f *listCountFW) List() ([]Element, error) {
+	f.lists.Add(1)
+	return f.Firewall.List()
+}
+
+// TestReconcileListsOnlyAfterChange: while nothing but the manager's own
+// bans and unbans touch the ruleset, the periodic reconcile reads the
+// generation and lists nothing; each change by someone else (one element
+// deleted, one added, a rule gone, a foreign table) is seen by that check
+// and repaired within the period.
+func TestReconcileListsOnlyAfterChange(t *testing.T) {
+	ns := netnstest.New(t)
+	cfg := testConfig(t)
+	cfg.Firewall.Reconcile = 100 * time.Millisecond
+	real := newNFT(t, ns, cfg)
+	fw := &listCountFW{Firewall: real}
+	m := startManager(t, withConfig(t, Options{Firewall: fw, Store: openStore(t, "")}, cfg))
+	ctx := t.Context()
+	keep := []Request{
+		{Target: pfx("192.0.2.60/32"), Duration: time.Hour},
+		{Target: pfx("192.0.2.61/32"), Duration: time.Hour},
+		{Target: pfx("198.51.100.0/24"), Duration: time.Hour},
+		{Target: pfx("2001:db8:60::/64"), Duration: time.Hour},
+	}
+	// Our own traffic: bans, an unban, a refresh with a longer ban.
+	if n, err := m.BanMany(ctx, keep); err != nil || n != len(keep) {
+		t.Fatal(n, err)
+	}
+	gone := pfx("192.0.2.62/32")
+	if _, err := m.Ban(ctx, Request{Target: gone, Duration: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Unban(ctx, []netip.Prefix{gone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Ban(ctx, Request{Target: keep[0].Target, Duration: 2 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	// The first tick after start may still list (the start's restore is
+	// the base); after that, a second of ticks must not.
+	time.Sleep(300 * time.Millisecond)
+	before := fw.lists.Load()
+	time.Sleep(time.Second)
+	if n := fw.lists.Load() - before; n != 0 {
+		t.Fatalf("%d full listings over ten periods with only our own changes, want 0", n)
+	}
+	allBack := func() bool {
+		k := kernel(t, real)
+		for _, r := range keep {
+			if _, ok := k[r.Target]; !ok {
+				return false
+			}
+		}
+		_, stray := k[pfx("192.0.2.99/32")]
+		_, ghost := k[gone]
+		return !stray && !ghost
+	}
+	if !allBack() {
+		t.Fatalf("kernel after our own changes: %v", kernel(t, real))
+	}
+	for _, tamper := range []struct {
+		name string
+		args []string
+	}{
+		{"nft delete element", []string{"delete", "element", "inet", "bansd", "v4_32", "{ 192.0.2.61 }"}},
+		{"nft delete element (v6)", []string{"delete", "element", "inet", "bansd", "v6_64", "{ 2001:db8:60:: }"}},
+		{"nft add element", []string{"add", "element", "inet", "bansd", "v4_32", "{ 192.0.2.99 timeout 1h }"}},
+		{"nft add element (an unbanned one)", []string{"add", "element", "inet", "bansd", "v4_32", "{ 192.0.2.62 timeout 1h }"}},
+		{"nft flush set", []string{"flush", "set", "inet", "bansd", "v4_24"}},
+		{"nft add table (someone else's)", []string{"add", "table", "ip", "foreign"}},
+	} {
+		before := fw.lists.Load()
+		ns.Run(t, "nft", tamper.args...)
+		// Within the period, with slack for a loaded machine.
+		waitFor(t, 2*time.Second, "the repair after "+tamper.name, func() bool { return fw.lists.Load() > before && allBack() })
+	}
+	st, err := m.Status(ctx)
+	if err != nil || st.LastReconcileError != "" {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	// Repaired, the quiet goes back to no listing at all.
+	time.Sleep(300 * time.Millisecond)
+	before = fw.lists.Load()
+	time.Sleep(time.Second)
+	if n := fw.lists.Load() - before; n != 0 {
+		t.Errorf("%d full listings after the repairs settled, want 0", n)
 	}
 }

@@ -127,6 +127,10 @@ type Firewall interface {
 	List() ([]Element, error)
 	// Status reads the table's shape and the counters.
 	Status() (TableStatus, error)
+	// Generation is the namespace's ruleset generation: every committed
+	// transaction bumps it by one (anyone's, on any table, an element
+	// deleted as much as a table flushed); elements timing out do not.
+	Generation() (uint32, error)
 }
 
 // TableShape is the table and its chain as the kernel holds them.
@@ -154,7 +158,10 @@ type Counter struct {
 // NFT is the nftables Firewall: table inet <table>, one base chain at
 // prerouting, one timeout hash set per class.
 type NFT struct {
-	conn     *nftables.Conn
+	conn *nftables.Conn
+	// gen is a lasting connection for Generation, which the manager calls
+	// around every flush: a socket per call cost more than the flush.
+	gen      *nftables.Conn
 	table    *nftables.Table
 	chain    *nftables.Chain
 	priority int
@@ -224,6 +231,10 @@ func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
+	gen, err := nftables.New(append(slices.Clone(o.conn), nftables.AsLasting())...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
 	readd := kernelAtLeast(6, 12)
 	if o.portable != nil {
 		readd = !*o.portable
@@ -245,6 +256,7 @@ func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 	return &NFT{
 		scope: sc,
 		conn:  conn,
+		gen:   gen,
 		table: t,
 		chain: &nftables.Chain{
 			Name: chainName, Table: t, Type: nftables.ChainTypeFilter,
@@ -630,6 +642,19 @@ func (n *NFT) List() ([]Element, error) {
 	}
 	return out, nil
 }
+
+// Generation implements Firewall with one NFT_MSG_GETGEN round trip on
+// the lasting connection; it is called from one goroutine (the actor).
+func (n *NFT) Generation() (uint32, error) {
+	g, err := n.gen.GetGen()
+	if err != nil {
+		return 0, fmt.Errorf("nftables: get ruleset generation: %w", err)
+	}
+	return g.ID, nil
+}
+
+// Close releases the lasting connection. The kernel's table stays.
+func (n *NFT) Close() error { return n.gen.CloseLasting() }
 
 // Status implements Firewall.
 func (n *NFT) Status() (TableStatus, error) {

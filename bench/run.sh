@@ -17,7 +17,12 @@ section "bansctl replay vs fail2ban-regex; peak RSS with 1M distinct attackers"
 bash bench/replay.sh
 
 section "ban manager: restore 100k, apply 100k, decision-to-kernel latency, a 100k blocklist swapped (vs Unban+BanMany)"
-gobench -bench . -benchtime 3x ./ban
+gobench -bench '^Benchmark(Restore100k|BanMany100k|LatencyIdle|LatencyAt1000PerSecond|Reconcile100k|ReplaceJail100k)$' -benchtime 3x ./ban
+section "ban manager: idle CPU with 100k bans over a minute (30 s reconcile: generation check, full listing only after a change)"
+gobench -bench '^BenchmarkIdle100k$' -benchtime 1x ./ban
+
+section "bansd daemon: idle RSS with 10k bans; with 100k bans: exec to all in the kernel, idle RSS, idle CPU over a minute"
+gobench -bench '^BenchmarkDaemon(Idle10k|100k)$' -benchtime 1x -timeout 10m ./cmd/bansd
 
 section "control API: bansctl list with 100k bans, ban --from-file 100k"
 gobench -bench '^Benchmark(BanFromFile100k|List100k)$' -benchtime 1x ./cmd/bansd
@@ -27,6 +32,9 @@ gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources/docker
 
 section "warm-up: bansd start-up to the first live line with an hour of a busy stack's logs (150k lines, 3 containers) behind its cursors, vs docker logs of the same"
 gobench -bench '^BenchmarkWarmupStartup$' -benchtime 3x -timeout 10m ./cmd/bansd
+
+section "live daemon: CPU per million lines of bansd, dockerd and fail2ban-server on the same container's Mailu mix; lag; RSS (peak, 200k tracked addresses)"
+gobench -bench '^BenchmarkLiveDaemon$' -benchtime 1x -timeout 30m ./integration
 
 section "end to end: failed attempt to first dropped packet, real Docker log path (20 runs)"
 gobench -bench '^BenchmarkBanLatency$' -benchtime 20x -timeout 20m ./integration

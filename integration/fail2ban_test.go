@@ -63,6 +63,8 @@ type fail2ban struct {
 	dir  string
 	sock string
 	log  string
+	// pid is fail2ban-server's (nsenter execs it).
+	pid int
 }
 
 // startFail2Ban runs fail2ban-server in the foreground inside e's network
@@ -113,6 +115,7 @@ func startFail2Ban(t testing.TB, e *dockertest.Engine, logPath string) *fail2ban
 		out.Close()
 		t.Fatalf("fail2ban-server: %v", err)
 	}
+	f.pid = cmd.Process.Pid
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); out.Close(); close(done) }()
 	t.Cleanup(func() {

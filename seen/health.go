@@ -147,26 +147,33 @@ func (r *Record) Health(ctx context.Context) (Health, error) {
 	return h, nil
 }
 
-// probeFull adds and removes probeKey in one transaction: ENFILE means the
-// set has no room. Nothing changes either way. Called with wmu held.
+// probeFull asks the kernel whether the set has room, and changes nothing,
+// not even the ruleset generation (the ban manager's periodic reconcile
+// reads it as "nobody else committed"): the batch adds probeKey, then
+// deletes it twice. The second delete always fails (ENOENT), so the batch
+// is aborted; ENFILE on the add, reported first, means the set is full.
+// Called with wmu held.
 func (r *Record) probeFull(s *nftables.Set, sp setSpec) (bool, error) {
-	k := probeKey(sp)
-	if err := r.wconn.SetAddElements(s, []nftables.SetElement{{Key: k}}); err != nil {
-		r.discard()
-		return false, fmt.Errorf("seen: probe %s: %w", sp.name, err)
-	}
-	if err := r.wconn.SetDestroyElements(s, []nftables.SetElement{{Key: k}}); err != nil {
-		r.discard()
-		return false, fmt.Errorf("seen: probe %s: %w", sp.name, err)
+	k := []nftables.SetElement{{Key: probeKey(sp)}}
+	for _, queue := range []func(*nftables.Set, []nftables.SetElement) error{
+		r.wconn.SetAddElements, r.wconn.SetDeleteElements, r.wconn.SetDeleteElements,
+	} {
+		if err := queue(s, k); err != nil {
+			r.discard()
+			return false, fmt.Errorf("seen: probe %s: %w", sp.name, err)
+		}
 	}
 	err := r.wconn.Flush()
-	if errors.Is(err, unix.ENFILE) {
+	switch {
+	case errors.Is(err, unix.ENFILE):
 		return true, nil
-	}
-	if err != nil {
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	case err == nil:
+		return false, fmt.Errorf("seen: probe %s: the batch meant to abort was committed", sp.name)
+	default:
 		return false, fmt.Errorf("seen: probe %s: %w", sp.name, err)
 	}
-	return false, nil
 }
 
 // checkRules wants exactly one rule per record set, each looking the

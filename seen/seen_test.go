@@ -243,7 +243,13 @@ func TestBounded(t *testing.T) {
 		c.Close()
 	}
 	time.Sleep(100 * time.Millisecond)
+	// The check only reads: the ruleset generation stays (the ban
+	// manager's cheap reconcile check relies on it).
+	g := tp.host.Generation(t)
 	h := mustHealth(t, r)
+	if now := tp.host.Generation(t); now != g {
+		t.Errorf("Health moved the ruleset generation from %d to %d", g, now)
+	}
 	t.Logf("health: %+v", h)
 	if !h.Intact || !h.Full {
 		t.Fatalf("Health = %+v, want intact and full", h)

@@ -134,13 +134,18 @@ func (s *Shield) Lower(ctx context.Context) error {
 }
 
 // Ensure repairs the kernel to the state asked last (after `nft flush
-// ruleset`, a deleted table, or someone editing the chain).
+// ruleset`, a deleted table, or someone editing the chain). It only reads
+// when all is intact: a commit would bump the ruleset generation that the
+// ban manager's periodic reconcile checks before listing its sets.
 func (s *Shield) Ensure(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if st, err := s.read(s.want); err == nil && st.Intact {
+		return nil
+	}
 	if s.want == nil {
 		return s.empty()
 	}
@@ -244,6 +249,11 @@ func (s *Shield) Status(ctx context.Context) (Status, error) {
 	s.mu.Lock()
 	want := s.want
 	s.mu.Unlock()
+	return s.read(want)
+}
+
+// read is Status against want, the ports asked last (nil: lowered).
+func (s *Shield) read(want []uint16) (Status, error) {
 	var st Status
 	bad := func(p string) (Status, error) {
 		st.Intact, st.Problem = false, p

@@ -130,11 +130,27 @@ func TestShieldKernel(t *testing.T) {
 	if st, _ = s.Status(ctx); st.Up || !st.Intact || st.Refused != 2 {
 		t.Fatalf("status lowered = %+v, want down, intact, refused 2", st)
 	}
-	// Ensure keeps it lowered.
+	// Ensure keeps it lowered, and commits nothing when all is as asked
+	// (lowered or raised): the ban manager's cheap reconcile check is the
+	// ruleset generation.
+	g0 := srv.Generation(t)
 	if err := s.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	wantConnect(t, cli, "[2001:db8::1]:25")
+	if err := s.Raise(ctx, []uint16{465}); err != nil {
+		t.Fatal(err)
+	}
+	g1 := srv.Generation(t)
+	if err := s.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g := srv.Generation(t); g0 != g1-1 || g != g1 {
+		t.Fatalf("generations %d, (raise) %d, (ensure) %d: Ensure of an intact shield committed", g0, g1, g)
+	}
+	if err := s.Lower(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Raised, then the ruleset is wiped: Status says so, Ensure restores.
 	if err := s.Raise(ctx, []uint16{25}); err != nil {

@@ -7,8 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bansd/bansd/internal/proctest"
 )
 
 // writeBlocklist writes n distinct IPv6 addresses (2001:db8::/32, documentation
@@ -92,4 +97,86 @@ func BenchmarkList100k(b *testing.B) {
 			}
 		})
 	}
+}
+
+// restartedWith bans n addresses through the control API, stops bansd,
+// deletes its table (a reboot) and starts it again. It returns the time
+// from exec to the daemon's own "restored" record (logged once the last
+// batch is in the kernel), checked against the kernel's set.
+func restartedWith(b *testing.B, n int) (*instance, time.Duration) {
+	b.Helper()
+	in := start(b)
+	in.mustCtl(b, 0, "ban", "--for", "2h", "--from-file", writeBlocklist(b, in.dir, n))
+	in.stop(b)
+	in.ns.Run(b, "nft", "delete", "table", "inet", "bansd")
+	execAt := time.Now()
+	in.run(b)
+	restored := regexp.MustCompile(`(?m)^time=(\S+) level=INFO msg="restored bans from the store" .*\bcount=(\d+)\b`)
+	var m []string
+	for deadline := time.Now().Add(60 * time.Second); m == nil; time.Sleep(10 * time.Millisecond) {
+		if m = restored.FindStringSubmatch(in.log.String()); m == nil && time.Now().After(deadline) {
+			b.Fatalf("no %q in bansd's log after 60 s:\n%s", restored, in.log.String())
+		}
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m[2] != strconv.Itoa(n) {
+		b.Fatalf("bansd restored %s bans, want %d", m[2], n)
+	}
+	if got := in.kernelElements(b, "v6_128"); got != n {
+		b.Fatalf("kernel holds %d elements after the restore, want %d", got, n)
+	}
+	return in, at.Sub(execAt)
+}
+
+// settle lets a started daemon's start-up garbage be collected before its
+// idle figures are read.
+const settle = 10 * time.Second
+
+// BenchmarkDaemonIdle10k: the resident set of a bansd started on a store
+// of 10,000 bans, idle (rss-MiB; peak-MiB is its high-water mark since
+// exec, the restore included).
+//
+//	go test -run '^$' -bench DaemonIdle10k -benchtime 1x ./cmd/bansd
+func BenchmarkDaemonIdle10k(b *testing.B) {
+	for b.Loop() {
+		in, _ := restartedWith(b, 10_000)
+		time.Sleep(settle)
+		pid := in.cmd.Process.Pid
+		reportRSS(b, pid)
+		b.ReportMetric(proctest.MiB(proctest.KiB(b, pid, "VmHWM")), "peak-MiB")
+	}
+}
+
+// BenchmarkDaemon100k: a bansd started on a store of 100,000 bans after a
+// reboot (no table): exec to every ban in the kernel (start-s), then its
+// idle resident set (rss-MiB) and its CPU over a minute of idling with the
+// default 30 s reconcile, in percent of one core (idle-%core).
+//
+//	go test -run '^$' -bench Daemon100k -benchtime 1x ./cmd/bansd
+func BenchmarkDaemon100k(b *testing.B) {
+	const window = time.Minute
+	for b.Loop() {
+		in, took := restartedWith(b, 100_000)
+		time.Sleep(settle)
+		pid := in.cmd.Process.Pid
+		reportRSS(b, pid)
+		c0 := proctest.CPU(b, pid)
+		time.Sleep(window)
+		cpu := proctest.CPU(b, pid) - c0
+		b.ReportMetric(took.Seconds(), "start-s")
+		b.ReportMetric(100*cpu.Seconds()/window.Seconds(), "idle-%core")
+	}
+}
+
+// reportRSS reports pid's resident set and its two parts: anonymous (the
+// Go heap and runtime) and file-backed (the binary, the store's mmap pages
+// that were touched).
+func reportRSS(b *testing.B, pid int) {
+	b.Helper()
+	b.ReportMetric(proctest.MiB(proctest.KiB(b, pid, "VmRSS")), "rss-MiB")
+	b.ReportMetric(proctest.MiB(proctest.KiB(b, pid, "RssAnon")), "anon-MiB")
+	b.ReportMetric(proctest.MiB(proctest.KiB(b, pid, "RssFile")), "file-MiB")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/bansd/bansd/internal/crowdsectest"
 	"github.com/bansd/bansd/internal/dockertest"
 	"github.com/bansd/bansd/internal/netnstest"
+	"github.com/bansd/bansd/internal/proctest"
 )
 
 // sharedIgnore is never banned by either host (ignoreip).
@@ -381,7 +382,7 @@ func BenchmarkCrowdSecStartup100k(b *testing.B) {
 		if got := kernelElements(b, in, "v6_128", "2001:db8:c500:"); got != n {
 			b.Fatalf("%d elements in v6_128, want %d", got, n)
 		}
-		peak = max(peak, vmHWM(b, in.cmd.Process.Pid))
+		peak = max(peak, proctest.KiB(b, in.cmd.Process.Pid, "VmHWM"))
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -406,24 +407,4 @@ func kernelElements(t testing.TB, in *instance, set, prefix string) int {
 		}
 	}
 	return n
-}
-
-// vmHWM is a process's peak resident set in KiB.
-func vmHWM(t testing.TB, pid int) int64 {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
-				t.Fatalf("VmHWM %q: %v", v, err)
-			}
-			return kb
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -192,6 +193,17 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	defer stopMgr()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- d.mgr.Run(mgrCtx) }()
+	go func() {
+		// The start's restore reads every ban and builds its kernel
+		// batches: garbage of a size the daemon never needs again, which
+		// the runtime would hand back to the OS only minutes later. Idle
+		// bansd is judged by its resident set, so it goes back at once.
+		select {
+		case <-d.mgr.Ready():
+			debug.FreeOSMemory()
+		case <-mgrCtx.Done():
+		}
+	}()
 	stopCrowdSec, err := d.startCrowdSec(mgrCtx, cfg, nil)
 	if err != nil {
 		return fmt.Errorf("crowdsec: %w", err)

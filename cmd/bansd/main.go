@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/bansd/bansd/configs"
@@ -80,6 +81,16 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	// A CPU profile of the whole run, for `go tool pprof`: the live path's
+	// cost (Docker stream, demux, cursors, metrics) is seen only here.
+	if path := os.Getenv("BANSD_CPUPROFILE"); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			logger.Error("start", "err", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	d, err := newDaemon(cfg, *cfgPath, logger, level)
 	if err != nil {
 		logger.Error("start", "err", err)
@@ -90,6 +101,19 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("BANSD_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("BANSD_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func parseLevel(s string) slog.Level {

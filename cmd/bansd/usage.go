@@ -24,7 +24,9 @@ start; the kernel expires each ban by itself.
 With no --config the embedded default configuration runs; a file given with
 --config overrides it key by key (bansd --print-default-config shows the
 base). SIGHUP reloads the file, SIGTERM stops bansd and leaves the kernel
-bans in place. bansctl(8) talks to the running daemon.
+bans in place. bansctl(8) talks to the running daemon. With
+BANSD_CPUPROFILE=FILE in the environment, bansd writes a CPU profile of the
+whole run to FILE (for go tool pprof) when it stops.
 
 Exit status: 0 ok, 1 the daemon failed, 2 a usage or configuration error.`
 

@@ -190,6 +190,14 @@ func (e *Engine) start(t testing.TB) {
 	}
 }
 
+// Pid is dockerd's process id (nsenter execs it), for benchmarks that
+// read its CPU time.
+func (e *Engine) Pid() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cmd.Process.Pid
+}
+
 func (e *Engine) ping() error {
 	hc := &http.Client{
 		Timeout: 2 * time.Second,

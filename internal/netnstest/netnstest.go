@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/bansd/bansd/internal/roottest"
+	"github.com/google/nftables"
 
 	"golang.org/x/sys/unix"
 )
@@ -141,4 +142,19 @@ func (ns *NS) Exec(name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("in netns %s: %s %s: %v: %s", ns.Name, name, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// Generation is the namespace's nftables ruleset generation, which every
+// committed transaction bumps: tests of "only reads" compare it.
+func (ns *NS) Generation(t testing.TB) uint32 {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.GetGen()
+	if err != nil {
+		t.Fatalf("nftables generation: %v", err)
+	}
+	return g.ID
 }

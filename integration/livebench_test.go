@@ -1,0 +1,200 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/internal/dockertest"
+	"github.com/bansd/bansd/internal/mailugen"
+	"github.com/bansd/bansd/internal/proctest"
+)
+
+// rawLog writes the lines of a mailugen log without the `docker logs -t`
+// prefix, as the container printed them, and returns their count.
+func rawLog(tb testing.TB, from, to string) int {
+	tb.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(out, 1<<20)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := 0
+	for sc.Scan() {
+		_, text, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			tb.Fatalf("%s:%d: no timestamp prefix", from, n+1)
+		}
+		w.WriteString(text)
+		w.WriteByte('\n')
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// waitLines polls bansd's status until service has delivered want lines
+// and returns the largest lag it reported on the way and when it got there.
+func waitLines(tb testing.TB, b *bansd, service string, want uint64, within time.Duration) (maxLag time.Duration, at time.Time) {
+	tb.Helper()
+	c := control.NewClient(b.socket)
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := c.Status(ctx)
+		cancel()
+		if err != nil {
+			tb.Fatalf("bansd status: %v", err)
+		}
+		for _, s := range st.Sources {
+			if s.Service != service {
+				continue
+			}
+			maxLag = max(maxLag, time.Duration(s.LagSeconds*float64(time.Second)))
+			if s.Lines >= want {
+				return maxLag, time.Now()
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("bansd delivered %d %s lines of %d after %s", s.Lines, service, want, within)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// settled waits until pid uses at most 2% of a core over quiet (it has read
+// all it was given; an idle fail2ban-server still wakes now and then) and
+// returns its CPU time then.
+func settled(tb testing.TB, pid int, quiet, within time.Duration) time.Duration {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	last := proctest.CPU(tb, pid)
+	for {
+		time.Sleep(quiet)
+		now := proctest.CPU(tb, pid)
+		if now-last <= quiet/50 {
+			return now
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("pid %d still busy after %s", pid, within)
+		}
+		last = now
+	}
+}
+
+// BenchmarkLiveDaemon: the live daemon where the user feels it. A front
+// container prints a Mailu 2024.06 mix (mailugen's front log, about 100k
+// lines, ten times over) as fast as Docker carries it; bansd follows it
+// through the Docker API and Debian's fail2ban-server 1.0.2 (Mailu FAQ
+// filter) follows the same container's json-file log, in the same run.
+// From /proc/PID/stat of the processes the benchmark started:
+//   - bansd-cpu-s/Mline, f2b-cpu-s/Mline: CPU per million lines of each
+//     (fail2ban's counted until it falls quiet, i.e. has read them all);
+//   - dockerd-cpu-s/Mline: dockerd's CPU over the stream (taking the
+//     container's output, the json-file log, bansd's follow stream);
+//   - f2b/bansd and dockerd/bansd: the goals are >= 20 and >= 5;
+//   - lines/s: the stream's rate (lines over the time bansd took);
+//   - bansd-lag-max-s: the largest lag bansd reported while following
+//     (how far behind dockerd's timestamp a line was when delivered);
+//   - bansd-reads/line: bansd's read syscalls per line;
+//   - bansd-peak-MiB: bansd's VmHWM over the stream, f2b-idle-MiB
+//     fail2ban's resident set before the stream (no bans).
+//
+// Then an admin container prints 200,000 bad API tokens from distinct
+// addresses (one each, no ban): tracked-200k-MiB is bansd's resident set
+// after it has them all in its windows.
+//
+//	go test -run '^$' -bench LiveDaemon -benchtime 1x -timeout 30m ./integration/
+func BenchmarkLiveDaemon(b *testing.B) {
+	const (
+		repeats  = 10
+		distinct = 200_000
+	)
+	e := dockertest.Start(b, dockertest.Options{})
+	dir := b.TempDir()
+	now := time.Now().UTC()
+	// Log times of the last two hours (mailugen needs a span of more than
+	// 30 min): fail2ban judges lines by their own date.
+	if _, err := mailugen.Generate(mailugen.Options{Dir: filepath.Join(dir, "mix"), Lines: 220_000, Seed: 1, Start: now.Add(-2 * time.Hour), Span: 2 * time.Hour}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := mailugen.Generate(mailugen.Options{Dir: filepath.Join(dir, "distinct"), Distinct: distinct, Seed: 2, Start: now.Add(-time.Minute), Span: time.Minute}); err != nil {
+		b.Fatal(err)
+	}
+	front := rawLog(b, filepath.Join(dir, "mix", "front.log"), filepath.Join(dir, "front.raw"))
+	if n := rawLog(b, filepath.Join(dir, "distinct", "admin.log"), filepath.Join(dir, "admin.raw")); n != distinct {
+		b.Fatalf("mailugen wrote %d distinct lines, want %d", n, distinct)
+	}
+	img := e.Import(b, "bansd-mailumix:latest", map[string]string{"front.log": filepath.Join(dir, "front.raw"), "admin.log": filepath.Join(dir, "admin.raw")})
+	// Each waits for /go, prints, and stays up (a stopped front would be
+	// re-attached, not followed).
+	script := func(times int, file string) string {
+		return fmt.Sprintf("while [ ! -e /go ]; do sleep 0.05; done; for i in $(seq %d); do cat %s; done; exec sleep 86400", times, file)
+	}
+	for _, c := range []struct{ service, script string }{
+		{"front", script(repeats, "/front.log")},
+		{"admin", script(1, "/admin.log")},
+	} {
+		e.Docker(b, "run", "-d", "--name", "mailu_"+c.service+"_1", "-l", "com.docker.compose.project=mailu",
+			"-l", "com.docker.compose.service="+c.service, img, "sh", "-c", c.script)
+	}
+	bd := startBansd(b, e, "\n[firewall]\nattribution = \"text\"\n")
+	logPath := strings.TrimSpace(e.Docker(b, "inspect", "-f", "{{.LogPath}}", "mailu_front_1"))
+	f2b := startFail2Ban(b, e, logPath)
+	bPid, fPid, dPid := bd.cmd.Process.Pid, f2b.pid, e.Pid()
+	want := uint64(front * repeats)
+
+	for b.Loop() {
+		settled(b, fPid, time.Second, time.Minute)
+		f2bIdle := proctest.KiB(b, fPid, "VmRSS")
+		proctest.ResetPeak(b, bPid)
+		b0, f0, d0 := proctest.CPU(b, bPid), proctest.CPU(b, fPid), proctest.CPU(b, dPid)
+		r0 := proctest.Reads(b, bPid)
+		t0 := time.Now()
+		e.Docker(b, "exec", "mailu_front_1", "touch", "/go")
+		lag, done := waitLines(b, bd, "front", want, 10*time.Minute)
+		bCPU, dCPU := proctest.CPU(b, bPid)-b0, proctest.CPU(b, dPid)-d0
+		reads := proctest.Reads(b, bPid) - r0
+		took := done.Sub(t0)
+		peak := proctest.KiB(b, bPid, "VmHWM")
+		fCPU := settled(b, fPid, 2*time.Second, 30*time.Minute) - f0
+		mega := float64(want) / 1e6
+		b.ReportMetric(float64(want)/took.Seconds(), "lines/s")
+		b.ReportMetric(bCPU.Seconds()/mega, "bansd-cpu-s/Mline")
+		b.ReportMetric(dCPU.Seconds()/mega, "dockerd-cpu-s/Mline")
+		b.ReportMetric(fCPU.Seconds()/mega, "f2b-cpu-s/Mline")
+		b.ReportMetric(fCPU.Seconds()/bCPU.Seconds(), "f2b/bansd")
+		b.ReportMetric(dCPU.Seconds()/bCPU.Seconds(), "dockerd/bansd")
+		b.ReportMetric(lag.Seconds(), "bansd-lag-max-s")
+		b.ReportMetric(float64(reads)/float64(want), "bansd-reads/line")
+		b.ReportMetric(proctest.MiB(peak), "bansd-peak-MiB")
+		b.ReportMetric(proctest.MiB(f2bIdle), "f2b-idle-MiB")
+		b.Logf("%d lines in %s; CPU: bansd %s, dockerd %s, fail2ban %s", want, took.Round(time.Millisecond), bCPU, dCPU, fCPU)
+
+		e.Docker(b, "exec", "mailu_admin_1", "touch", "/go")
+		waitLines(b, bd, "admin", distinct, 10*time.Minute)
+		time.Sleep(2 * time.Second)
+		b.ReportMetric(proctest.MiB(proctest.KiB(b, bPid, "VmRSS")), "tracked-200k-MiB")
+	}
+}
