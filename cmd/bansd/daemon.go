@@ -133,29 +133,11 @@ func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.L
 // logs, so that a ban decided from the first line has somewhere to go.
 func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	cfg := d.config()
-	if err := os.MkdirAll(filepath.Dir(cfg.Daemon.State), 0o700); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	db, err := store.Open(cfg.Daemon.State)
+	db, closeState, err := d.openState(cfg)
 	if err != nil {
-		return fmt.Errorf("open state: %w", err)
-	}
-	d.db = db
-	db.SetEventLimits(store.EventLimits{MaxEvents: cfg.History.MaxEvents, MaxAge: cfg.History.MaxAge})
-	defer func() {
-		if err := db.Close(); err != nil {
-			d.log.Error("close state", "err", err)
-		}
-	}()
-	// Every history event also reaches the notifier, which spools in the
-	// same store; it stops (deferred, so before the store closes) after
-	// the stop event is handed over.
-	d.notify.spool = db
-	db.SetEventHook(d.notify.events)
-	if _, err := d.notify.apply(cfg.Notify); err != nil {
 		return err
 	}
-	defer d.notify.close()
+	defer closeState()
 
 	if err := d.openParts(ctx, cfg, db); err != nil {
 		return err
@@ -167,26 +149,11 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	}
 	defer stopAllow()
 
-	metricsHandler := promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})
-	srv, err := control.NewServer(d, metricsHandler, cfg.Daemon.SocketGroup, d.log)
+	srv, ln, closeMetrics, err := d.listen(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := srv.Listen(cfg.Daemon.Socket)
-	if err != nil {
-		return err
-	}
-	// Every listener is taken before anything starts, so a failure here
-	// leaves no goroutine, manager or server behind.
-	if addr := cfg.Daemon.MetricsListen; addr != "" {
-		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		go msrv.Serve(ml)
-		defer msrv.Close()
-	}
+	defer closeMetrics()
 
 	// The manager outlives the pipeline so that pending bans are flushed.
 	mgrCtx, stopMgr := context.WithCancel(context.Background())
@@ -223,60 +190,15 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
-	lines := make(chan sources.Line, lineBuffer)
-	srcDone := make(chan struct{})
-	go func() {
-		defer close(srcDone)
-		if err := d.docker.Run(srcCtx, lines); err != nil && !errors.Is(err, context.Canceled) {
-			d.log.Error("docker source stopped", "err", err)
-		}
-	}()
-	done := make(chan processed, decisionBuffer)
-	banDone := make(chan struct{})
-	go func() {
-		defer close(banDone)
-		d.banLoop(mgrCtx, done)
-	}()
-	pipeDone := make(chan struct{})
-	go func() {
-		defer close(pipeDone)
-		d.pipeline(lines, srcDone, done)
-	}()
+	pipeDone, banDone := d.startPipeline(srcCtx, mgrCtx)
 
 	d.log.Info("bansd started", "version", version, "config", cfgName(d.path), "socket", cfg.Daemon.Socket, "state", cfg.Daemon.State)
 	d.event(store.Event{Kind: store.EventStart, Detail: "version " + version, UID: store.NoUID})
-	// Alarms the engine held back (once a minute per address) are
-	// delivered periodically, so status and the log catch up.
-	alarmTick := time.NewTicker(time.Minute)
-	defer alarmTick.Stop()
-	// The kernel record is checked and repaired as often as the ban table.
-	attrTick := time.NewTicker(cfg.Firewall.Reconcile)
-	defer attrTick.Stop()
-	for running := true; running; {
-		select {
-		case <-ctx.Done():
-			running = false
-		case <-hup:
-			d.reload(store.NoUID)
-		case now := <-alarmTick.C:
-			for _, a := range d.engine.FlushAlarms() {
-				d.onAlarm(a)
-			}
-			d.flushAttempts(now)
-			d.checkDocker(now)
-			d.clearQuietGateways(now)
-		case <-attrTick.C:
-			d.attr.check(ctx)
-			// Facts discovery does not hear of (the host's addresses)
-			// are read again, and `nft flush ruleset` repaired.
-			d.shield.update(ctx)
-		case err := <-mgrDone:
-			// The manager only stops on its own when the firewall is unusable.
-			stopSrc()
-			<-pipeDone
-			srv.Shutdown(context.Background())
-			return fmt.Errorf("ban manager: %w", err)
-		}
+	if err := d.serve(ctx, hup, cfg, mgrDone); err != nil {
+		stopSrc()
+		<-pipeDone
+		srv.Shutdown(context.Background())
+		return err
 	}
 
 	d.log.Info("stopping: flushing pending bans and cursors; kernel bans stay in place")
@@ -301,6 +223,119 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	d.event(store.Event{Kind: store.EventStop, UID: store.NoUID})
 	d.log.Info("stopped")
 	return nil
+}
+
+// openState opens the store and the notifier that spools in it; close
+// stops the notifier (after the stop event is handed over) and then the
+// store.
+func (d *daemon) openState(cfg *configs.Config) (db *store.DB, close func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(cfg.Daemon.State), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	if db, err = store.Open(cfg.Daemon.State); err != nil {
+		return nil, nil, fmt.Errorf("open state: %w", err)
+	}
+	d.db = db
+	db.SetEventLimits(store.EventLimits{MaxEvents: cfg.History.MaxEvents, MaxAge: cfg.History.MaxAge})
+	closeDB := func() {
+		if err := db.Close(); err != nil {
+			d.log.Error("close state", "err", err)
+		}
+	}
+	// Every history event also reaches the notifier.
+	d.notify.spool = db
+	db.SetEventHook(d.notify.events)
+	if _, err := d.notify.apply(cfg.Notify); err != nil {
+		closeDB()
+		return nil, nil, err
+	}
+	return db, func() { d.notify.close(); closeDB() }, nil
+}
+
+// listen takes the control socket and the metrics listener (serving
+// metrics at once) before anything starts, so a failure leaves no
+// goroutine, manager or server behind. closeMetrics stops the metrics.
+func (d *daemon) listen(ctx context.Context, cfg *configs.Config) (srv *control.Server, ln net.Listener, closeMetrics func(), err error) {
+	metricsHandler := promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{})
+	if srv, err = control.NewServer(d, metricsHandler, cfg.Daemon.SocketGroup, d.log); err != nil {
+		return nil, nil, nil, err
+	}
+	if ln, err = srv.Listen(cfg.Daemon.Socket); err != nil {
+		return nil, nil, nil, err
+	}
+	closeMetrics = func() {}
+	if addr := cfg.Daemon.MetricsListen; addr != "" {
+		msrv, ml, err := control.ServeMetrics(ctx, addr, metricsHandler)
+		if err != nil {
+			ln.Close()
+			return nil, nil, nil, err
+		}
+		go msrv.Serve(ml)
+		closeMetrics = func() { msrv.Close() }
+	}
+	return srv, ln, closeMetrics, nil
+}
+
+// startPipeline runs the Docker source (until srcCtx ends), the engine
+// and the ban loop (on mgrCtx, which outlives the source so that pending
+// bans are flushed). pipeDone closes when the engine has taken every
+// line, banDone when the last ban is through.
+func (d *daemon) startPipeline(srcCtx, mgrCtx context.Context) (pipeDone, banDone chan struct{}) {
+	lines := make(chan sources.Line, lineBuffer)
+	srcDone := make(chan struct{})
+	go func() {
+		defer close(srcDone)
+		if err := d.docker.Run(srcCtx, lines); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error("docker source stopped", "err", err)
+		}
+	}()
+	done := make(chan processed, decisionBuffer)
+	banDone = make(chan struct{})
+	go func() {
+		defer close(banDone)
+		d.banLoop(mgrCtx, done)
+	}()
+	pipeDone = make(chan struct{})
+	go func() {
+		defer close(pipeDone)
+		d.pipeline(lines, srcDone, done)
+	}()
+	return pipeDone, banDone
+}
+
+// serve handles signals and the periodic work until ctx ends (nil) or
+// the ban manager stops on its own, which it only does when the firewall
+// is unusable (its error).
+func (d *daemon) serve(ctx context.Context, hup <-chan os.Signal, cfg *configs.Config, mgrDone <-chan error) error {
+	// Alarms the engine held back (once a minute per address) are
+	// delivered periodically, so status and the log catch up.
+	alarmTick := time.NewTicker(time.Minute)
+	defer alarmTick.Stop()
+	// The kernel record is checked and repaired as often as the ban table.
+	attrTick := time.NewTicker(cfg.Firewall.Reconcile)
+	defer attrTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			d.reload(store.NoUID)
+		case now := <-alarmTick.C:
+			for _, a := range d.engine.FlushAlarms() {
+				d.onAlarm(a)
+			}
+			d.flushAttempts(now)
+			d.checkDocker(now)
+			d.clearQuietGateways(now)
+		case <-attrTick.C:
+			d.attr.check(ctx)
+			// Facts discovery does not hear of (the host's addresses)
+			// are read again, and `nft flush ruleset` repaired.
+			d.shield.update(ctx)
+		case err := <-mgrDone:
+			return fmt.Errorf("ban manager: %w", err)
+		}
+	}
 }
 
 // openParts makes the enforcement and the log source: the nftables

@@ -132,34 +132,8 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 
 	dm := newDemux(rc, tty, f.d.opt.MaxLine+64)
 	asm := assembler{max: f.d.opt.MaxLine}
-	tracking := f.d.opt.Cursors != nil
 	var sendErr error
-	emit := func(a assembled) {
-		if sendErr != nil {
-			return
-		}
-		l := sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}
-		if tracking {
-			if sendErr = send(ctx, s.room, struct{}{}); sendErr != nil {
-				return
-			}
-			s.mu.Lock()
-			s.pending = append(s.pending, pendingLine{container: id, floor: f.pos.floor, time: a.time, runs: a.runs})
-			s.mu.Unlock()
-		}
-		if sendErr = send(ctx, f.out, l); sendErr != nil {
-			return
-		}
-		f.pos.add(a.runs)
-		now := f.d.now()
-		s.mu.Lock()
-		s.lines++
-		if a.cut {
-			s.truncated++
-		}
-		s.lastLine, s.lag = a.time, now.Sub(a.time)
-		s.mu.Unlock()
-	}
+	emit := f.emitter(ctx, id, &sendErr)
 	for {
 		m, err := dm.next()
 		if err == io.EOF {
@@ -241,6 +215,41 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	// A stopped container never finishes its last, unterminated line.
 	asm.drain(emit)
 	return endStopped, sendErr
+}
+
+// emitter returns what sends each assembled line of container id on: a
+// place in the cursor's pending list first (when cursors are kept), then
+// the line, then the service's counters. The first failed send is kept in
+// sendErr and ends the sending.
+func (f *follower) emitter(ctx context.Context, id string, sendErr *error) func(assembled) {
+	s := f.svc
+	tracking := f.d.opt.Cursors != nil
+	return func(a assembled) {
+		if *sendErr != nil {
+			return
+		}
+		l := sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}
+		if tracking {
+			if *sendErr = send(ctx, s.room, struct{}{}); *sendErr != nil {
+				return
+			}
+			s.mu.Lock()
+			s.pending = append(s.pending, pendingLine{container: id, floor: f.pos.floor, time: a.time, runs: a.runs})
+			s.mu.Unlock()
+		}
+		if *sendErr = send(ctx, f.out, l); *sendErr != nil {
+			return
+		}
+		f.pos.add(a.runs)
+		now := f.d.now()
+		s.mu.Lock()
+		s.lines++
+		if a.cut {
+			s.truncated++
+		}
+		s.lastLine, s.lag = a.time, now.Sub(a.time)
+		s.mu.Unlock()
+	}
 }
 
 // resumePoint decides where to start reading container id: since (unix
