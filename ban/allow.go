@@ -125,14 +125,7 @@ func (m *Manager) doAllow(j *job) {
 		return
 	}
 	m.logEvents(evs)
-	m.mu.Lock()
-	for _, t := range remove {
-		m.deleteLocked(t)
-	}
-	for _, b := range split {
-		m.putLocked(b)
-	}
-	m.mu.Unlock()
+	m.replaceIndex(remove, split)
 	// In the store: if the kernel part fails, the next reconcile makes
 	// the kernel match it.
 	j.done <- result{lifts: lifts, n: len(lifts), err: m.swap(remove, split)}

@@ -459,6 +459,19 @@ func (m *Manager) putLocked(b store.Ban) {
 	m.index[b.Target] = b
 }
 
+// replaceIndex takes remove out of the index and puts put in, once the
+// store holds the change.
+func (m *Manager) replaceIndex(remove []netip.Prefix, put []store.Ban) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range remove {
+		m.deleteLocked(t)
+	}
+	for _, b := range put {
+		m.putLocked(b)
+	}
+}
+
 // deleteLocked takes t out of the index (m.mu held).
 func (m *Manager) deleteLocked(t netip.Prefix) {
 	if _, ok := m.index[t]; ok {

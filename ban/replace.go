@@ -103,14 +103,7 @@ func (m *Manager) doReplace(j *job) {
 		return
 	}
 	m.logEvents(evs)
-	m.mu.Lock()
-	for _, b := range write {
-		m.putLocked(b)
-	}
-	for _, t := range del {
-		m.deleteLocked(t)
-	}
-	m.mu.Unlock()
+	m.replaceIndex(del, write)
 	// In the store: if the kernel part fails, the next reconcile restores
 	// the additions and removes the removals.
 	var err error
