@@ -468,6 +468,10 @@ func TestBanFromFileFormats(t *testing.T) {
 			[]string{withBad + ":2:", withBad + ":3:", "banned 2 target(s)", "2 invalid line(s)"}, []string{"203.0.113.90/32", "203.0.113.93/32"}, []string{"203.0.113.91/32"}},
 		{"ignoreip from stdin skipped", "203.0.113.250\n203.0.113.251\n", []string{"ban", "--from-file", "-"}, 0,
 			[]string{"stdin:1: 203.0.113.250/32 skipped", "ignoreip"}, []string{"203.0.113.251/32"}, []string{"203.0.113.250/32"}},
+		{"wider than /16 skipped without --yes", "198.18.0.0/15\n203.0.113.120\n", []string{"ban", "--from-file", "-"}, 0,
+			[]string{"stdin:1: 198.18.0.0/15 skipped", "--yes"}, []string{"203.0.113.120/32"}, []string{"198.18.0.0/15"}},
+		{"wider than /16 banned with --yes", "198.18.0.0/15\n", []string{"ban", "--yes", "--from-file", "-"}, 0,
+			[]string{"banned 1 target(s) from stdin"}, []string{"198.18.0.0/15"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, errs, code := ctl(c.stdin, c.args...)
