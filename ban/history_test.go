@@ -26,11 +26,20 @@ func burstChild(spec string) error {
 		for k := range rs {
 			rs[k] = Request{Target: v4(i + k), Jail: "auth", Duration: time.Hour}
 		}
-		// Concurrent callers, so that batches coalesce as in the daemon.
-		go m.BanMany(context.Background(), rs)
+		if i < 200 {
+			// The first 200 are committed before the parent is told, so
+			// that the kill always finds at least those, however slow
+			// the machine.
+			if _, err := m.BanMany(context.Background(), rs); err != nil {
+				return err
+			}
+			continue
+		}
 		if i == 200 {
 			fmt.Println("bursting")
 		}
+		// Concurrent callers, so that batches coalesce as in the daemon.
+		go m.BanMany(context.Background(), rs)
 		time.Sleep(100 * time.Microsecond)
 	}
 }

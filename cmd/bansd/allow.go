@@ -78,11 +78,14 @@ func (d *daemon) expireAllows(ctx context.Context) {
 		case <-d.allow.wake:
 		case now := <-timer.C:
 			d.allow.mu.Lock()
-			gone, err := d.db.PurgeExpiredAllows(now, func(a store.Allow) store.Event {
-				return store.Event{Time: now, Kind: store.EventAllow, Target: a.Target, Reason: a.Reason, Detail: "expired", UID: store.NoUID}
-			})
+			// The engine first (loadAllowed keeps only live entries): once
+			// the store no longer lists an entry, nothing honours it.
+			err := d.loadAllowed()
+			var gone []store.Allow
 			if err == nil {
-				err = d.loadAllowed()
+				gone, err = d.db.PurgeExpiredAllows(now, func(a store.Allow) store.Event {
+					return store.Event{Time: now, Kind: store.EventAllow, Target: a.Target, Reason: a.Reason, Detail: "expired", UID: store.NoUID}
+				})
 			}
 			d.allow.mu.Unlock()
 			if err != nil {
