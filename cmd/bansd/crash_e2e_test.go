@@ -20,13 +20,15 @@ import (
 // the timing; the kill and the restart are real.
 func TestKillBetweenDecisionAndCommit(t *testing.T) {
 	e := dockertest.Start(t, dockertest.Options{})
-	// Ten lines that decide nothing, time for their cursor to be saved,
-	// then one invalid API token: a ban on its own (maxretry 1 below), so
-	// the line read again after the restart is all the ban needs.
+	// Ten lines that decide nothing, then, once the test has seen bansd
+	// read them and save their cursor (it touches /token), one invalid
+	// API token: a ban on its own (maxretry 1 below), so the line read
+	// again after the restart is all the ban needs. A fixed sleep here
+	// let a slow start read all eleven in one batch, held together.
 	const script = `for n in 1 2 3 4 5 6 7 8 9 10; do
   echo "[$(date -u '+%Y-%m-%d %H:%M:%S'),000] INFO in common: request $n served"
 done
-sleep 4
+while [ ! -e /token ]; do sleep 0.05; done
 echo "[$(date -u '+%Y-%m-%d %H:%M:%S'),000] WARNING in common: Invalid API token provided by 203.0.113.77."
 exec sleep 600`
 	runMailuLike(t, e, "192.0.2.176/28", "192.0.2.177", map[string]string{"admin": script})
@@ -36,6 +38,9 @@ exec sleep 600`
 	in.writeConfig(t, "[jails.api]\nmaxretry = 1\n")
 	in.run(t)
 	c := control.NewClient(in.socket)
+	waitMetric(t, c, `bansd_lines_total\{service="admin"\} 10\n`, 60*time.Second)
+	time.Sleep(2 * time.Second) // two cursor flushes of the ten
+	e.Docker(t, "exec", "mailu-admin-1", "touch", "/token")
 	waitMetric(t, c, `bansd_decisions_total\{jail="api"\} 1\n`, 60*time.Second)
 	// The decision is made and held; let the one-second cursor flusher run
 	// a few times inside the window.
