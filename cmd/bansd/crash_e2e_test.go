@@ -4,7 +4,6 @@ import (
 	"context"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,29 +50,11 @@ exec sleep 600`
 	if !strings.Contains(in.log.String(), "holding decisions before their commit") {
 		t.Fatalf("the fault hook did not hold the decision:\n%s", in.log.String())
 	}
-	in.cmd.Process.Signal(syscall.SIGKILL)
-	<-in.exited
-	in.exited <- nil // for the cleanup, as stop does
+	in.kill()
 
 	in.env = nil
 	in.run(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		l, err := c.Bans(context.Background(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(l.Bans) > 0 {
-			if len(l.Bans) != 1 || l.Bans[0].Target.String() != "203.0.113.77/32" {
-				t.Fatalf("bans after restart = %+v", l.Bans)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the held ban was lost: no ban 30 s after the restart\n%s", in.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitOneBan(t, in, c, "203.0.113.77/32", "api", "the held ban was lost")
 	if k := in.kernel(t, "v4_32"); !strings.Contains(k, "203.0.113.77") {
 		t.Errorf("kernel set after restart:\n%s", k)
 	}

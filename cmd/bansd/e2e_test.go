@@ -224,6 +224,36 @@ func (in *instance) stop(t testing.TB) {
 	in.exited <- nil // for the cleanup
 }
 
+// kill ends bansd with SIGKILL: no flush, no store close, as a crash.
+func (in *instance) kill() {
+	in.cmd.Process.Signal(syscall.SIGKILL)
+	<-in.exited
+	in.exited <- nil // for the cleanup, as stop does
+}
+
+// waitOneBan waits until bansd holds a ban, which must be the only one and
+// of target by jail; log is shown when none comes within 30 s.
+func waitOneBan(t *testing.T, in *instance, c *control.Client, target, jail, why string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := c.Bans(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Bans) > 0 {
+			if len(l.Bans) != 1 || l.Bans[0].Target.String() != target || l.Bans[0].Jail != jail {
+				t.Fatalf("bans = %+v, want only %s by %s", l.Bans, target, jail)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no ban 30 s after the restart\n%s", why, in.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (in *instance) writeConfig(t testing.TB, extra string) {
 	t.Helper()
 	cfg := fmt.Sprintf(baseConfig, in.daemonExtra, in.socket, filepath.Join(in.dir, "state", "bansd.db"), in.docker) + extra

@@ -123,9 +123,7 @@ func TestHistoryKilledDuringBurst(t *testing.T) {
 		}()
 	}
 	time.Sleep(700 * time.Millisecond)
-	in.cmd.Process.Signal(syscall.SIGKILL)
-	<-in.exited
-	in.exited <- nil // for the cleanup, as stop does
+	in.kill()
 	cancel()
 	wg.Wait()
 	in.run(t)

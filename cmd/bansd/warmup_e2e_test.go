@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,9 +46,7 @@ func TestWarmupAcrossRestarts(t *testing.T) {
 		bin                   string
 	}{
 		{"kill -9", "192.0.2.192/28", "192.0.2.193", func(in *instance, t *testing.T) {
-			in.cmd.Process.Signal(syscall.SIGKILL)
-			<-in.exited
-			in.exited <- nil // for the cleanup, as stop does
+			in.kill()
 		}, ""},
 		{"SIGTERM", "192.0.2.208/28", "192.0.2.209", (*instance).stopT, ""},
 		{"upgrade", "192.0.2.224/28", "192.0.2.225", (*instance).stopT, upgraded},
@@ -95,23 +92,7 @@ func TestWarmupAcrossRestarts(t *testing.T) {
 				t.Errorf("warm-up lines reached the metrics:\n%s", grepLines(m, "admin"))
 			}
 			fail()
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				l, err := c.Bans(context.Background(), "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(l.Bans) > 0 {
-					if len(l.Bans) != 1 || l.Bans[0].Target.String() != "203.0.113.45/32" || l.Bans[0].Jail != "auth" {
-						t.Fatalf("bans = %+v", l.Bans)
-					}
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the fifth failure did not ban after the restart\n%s", in.log.String())
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			waitOneBan(t, in, c, "203.0.113.45/32", "auth", "the fifth failure did not ban after the restart")
 			if k := in.kernel(t, "v4_32"); !strings.Contains(k, "203.0.113.45") {
 				t.Errorf("kernel set:\n%s", k)
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,9 +50,7 @@ func TestWarmupKillsEqualStraightRun(t *testing.T) {
 		// Each run lives past its first cursor flush (every second), so
 		// that each start has a cursor to warm up from.
 		case <-time.After(time.Duration(1100+rng.IntN(1200)) * time.Millisecond):
-			killed.cmd.Process.Signal(syscall.SIGKILL)
-			<-killed.exited
-			killed.exited <- nil
+			killed.kill()
 			kills++
 			killed.run(t)
 		}
