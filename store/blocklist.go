@@ -18,11 +18,15 @@ type Blocklist struct {
 	Name string `json:"name"`
 	// Source is the URL or file it was read from: a list whose source
 	// changed in the config is fetched afresh, not conditionally.
-	Source       string         `json:"source"`
-	ETag         string         `json:"etag,omitempty"`
-	LastModified string         `json:"last_modified,omitempty"`
-	Fetched      time.Time      `json:"fetched"`
-	Targets      []netip.Prefix `json:"targets"`
+	Source       string    `json:"source"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified string    `json:"last_modified,omitempty"`
+	Fetched      time.Time `json:"fetched"`
+	// Refreshed is the last good refresh (a fetch or a 304): the list's
+	// bans run bantime from it. Zero in records of an older bansd:
+	// Fetched stands in.
+	Refreshed time.Time      `json:"refreshed,omitzero"`
+	Targets   []netip.Prefix `json:"targets"`
 }
 
 // PutBlocklist stores l, replacing the list of that name.

@@ -71,7 +71,7 @@ func (d *daemon) startBlocklists(ctx context.Context, cfg *configs.Config, hc *h
 	for _, name := range cfg.BlocklistNames() {
 		b.lists[name] = &listState{cfg: cfg.Blocklists[name]}
 	}
-	d.blocklists = b
+	d.blocklists.Store(b)
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -108,9 +108,18 @@ func (b *blocklists) restore(ctx context.Context, stored []store.Blocklist) {
 			l.val = blocklist.Validators{ETag: s.ETag, LastModified: s.LastModified}
 		}
 		l.version = s.Fetched
+		l.lastRefresh = s.Refreshed
+		if l.lastRefresh.IsZero() {
+			l.lastRefresh = s.Fetched
+		}
+		since := l.lastRefresh
 		b.mu.Unlock()
+		if time.Since(since) >= l.cfg.BanTime {
+			b.log.Warn("the stored version's bantime ran out since its last good refresh: not enforced until a fetch succeeds", "list", s.Name, "refreshed", since)
+			continue
+		}
 		b.log.Info("enforcing the stored version before the first fetch", "list", s.Name, "entries", len(s.Targets), "fetched", s.Fetched)
-		if err := b.replace(ctx, l, s.Targets); err != nil {
+		if err := b.replace(ctx, l, s.Targets, since); err != nil {
 			b.log.Error("stored version not enforced", "list", s.Name, "err", err)
 		}
 	}
@@ -200,18 +209,22 @@ func (b *blocklists) refresh(ctx context.Context, l *listState) time.Duration {
 	now := time.Now()
 	b.mu.Lock()
 	l.fetches++
-	prev := l.targets
+	prev, lastGood := l.targets, l.lastRefresh
 	b.mu.Unlock()
 	if err != nil {
 		b.mu.Lock()
 		l.failures++
 		l.lastError, l.lastErrorAt = err.Error(), now
 		b.mu.Unlock()
-		b.log.Warn("fetch failed; the previous version stays enforced", "list", c.Name, "source", blocklist.Describe(c.Source()), "entries", len(prev), "err", err)
-		if len(prev) > 0 {
-			if err := b.replace(ctx, l, prev); err != nil {
+		// The previous version runs bantime from its last good refresh,
+		// not from each failure: a list whose source died ends.
+		if len(prev) > 0 && now.Sub(lastGood) < c.BanTime {
+			b.log.Warn("fetch failed; the previous version stays enforced", "list", c.Name, "source", blocklist.Describe(c.Source()), "entries", len(prev), "until", lastGood.Add(c.BanTime), "err", err)
+			if err := b.replace(ctx, l, prev, lastGood); err != nil {
 				b.log.Error("previous version not enforced", "list", c.Name, "err", err)
 			}
+		} else {
+			b.log.Warn("fetch failed", "list", c.Name, "source", blocklist.Describe(c.Source()), "err", err)
 		}
 		return min(c.Refresh, blocklistRetry)
 	}
@@ -219,7 +232,7 @@ func (b *blocklists) refresh(ctx context.Context, l *listState) time.Duration {
 	if !res.NotModified {
 		next = res.Parsed.Targets()
 	}
-	if err := b.replace(ctx, l, next); err != nil {
+	if err := b.replace(ctx, l, next, now); err != nil {
 		b.mu.Lock()
 		l.failures++
 		l.lastError, l.lastErrorAt = err.Error(), now
@@ -234,15 +247,17 @@ func (b *blocklists) refresh(ctx context.Context, l *listState) time.Duration {
 	} else {
 		l.val, l.version = res.Validators, now
 	}
-	rec := store.Blocklist{Name: c.Name, Source: c.Source(), ETag: l.val.ETag, LastModified: l.val.LastModified, Fetched: l.version, Targets: l.targets}
+	rec := store.Blocklist{Name: c.Name, Source: c.Source(), ETag: l.val.ETag, LastModified: l.val.LastModified, Fetched: l.version, Refreshed: now, Targets: l.targets}
 	added, removed, skipped := l.added, l.removed, l.skipped
 	b.mu.Unlock()
+	// A 304 is stored too: the bans' bantime runs from it, also after a
+	// restart.
+	if err := b.db.PutBlocklist(rec); err != nil {
+		b.log.Error("keeping the list in the store", "list", c.Name, "err", err)
+	}
 	if res.NotModified {
 		b.log.Debug("list not modified", "list", c.Name)
 		return c.Refresh
-	}
-	if err := b.db.PutBlocklist(rec); err != nil {
-		b.log.Error("keeping the list in the store", "list", c.Name, "err", err)
 	}
 	level := slog.LevelDebug
 	if added > 0 || removed > 0 {
@@ -252,9 +267,10 @@ func (b *blocklists) refresh(ctx context.Context, l *listState) time.Duration {
 	return c.Refresh
 }
 
-// replace makes targets the bans of l's jail, lifting those of the
-// previous version that no other list holds.
-func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.Prefix) error {
+// replace makes targets the bans of l's jail, each for bantime from since
+// (the version's last good refresh), lifting those of the previous
+// version that no other list holds.
+func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.Prefix, since time.Time) error {
 	b.applyMu.Lock()
 	defer b.applyMu.Unlock()
 	c := l.cfg
@@ -277,11 +293,10 @@ func (b *blocklists) replace(ctx context.Context, l *listState, targets []netip.
 	}
 	old := l.targets
 	b.mu.Unlock()
-	now := time.Now()
 	reason := "blocklist " + c.Name + " (" + blocklist.Describe(c.Source()) + ")"
 	reqs := make([]ban.Request, len(targets))
 	for i, t := range targets {
-		reqs[i] = ban.Request{Target: t, Jail: c.Jail(), Reason: reason, Duration: c.BanTime, Time: now, Manual: true}
+		reqs[i] = ban.Request{Target: t, Jail: c.Jail(), Reason: reason, Duration: c.BanTime, Time: since, Manual: true}
 	}
 	errs, lifted, err := b.mgr.ReplaceJail(ctx, c.Jail(), reqs, lift, isListJail)
 	if err != nil {
@@ -341,7 +356,7 @@ func union(a, b []netip.Prefix) []netip.Prefix {
 }
 
 func (d *daemon) blocklistStatus() []control.BlocklistStatus {
-	b := d.blocklists
+	b := d.blocklists.Load()
 	if b == nil {
 		return nil
 	}

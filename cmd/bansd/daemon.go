@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bansd/bansd/sources/docker"
@@ -69,8 +70,8 @@ type daemon struct {
 	// crowdsec is the LAPI link (crowdsec.go); nil when off.
 	crowdsec *crowdsecLink
 	// blocklists are the [blocklists.NAME] (blocklist.go); nil until run
-	// starts them.
-	blocklists *blocklists
+	// starts them, while the metrics listener already serves.
+	blocklists atomic.Pointer[blocklists]
 	// notify tells a person (notify.go); raised holds the alarms that
 	// clear themselves, dockerDownSince (under mu) when dockerd stopped
 	// answering.
