@@ -103,16 +103,15 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 			return control.BanResult{}, &control.HTTPError{Code: http.StatusBadRequest, Message: err.Error()}
 		}
 		// The manager's own verdict, asked for every target first: an
-		// import with one protected line bans nothing.
-		if _, err := d.mgr.Check(t, req.Force); err != nil {
-			if req.SkipProtected {
-				skipped = append(skipped, control.Skipped{Target: t, Why: strings.TrimPrefix(err.Error(), ban.ErrRefused.Error()+": ")})
+		// import with one protected line bans nothing. Skipping them, the
+		// ban itself refuses each (banSkipping), with no pass before.
+		if !req.SkipProtected {
+			if _, err := d.mgr.Check(t, req.Force); err != nil {
+				if len(refused) < maxRefusalDetails {
+					refused = append(refused, refusal(err))
+				}
 				continue
 			}
-			if len(refused) < maxRefusalDetails {
-				refused = append(refused, strings.TrimPrefix(err.Error(), ban.ErrRefused.Error()+": "))
-			}
-			continue
 		}
 		if needsYes(t) && !req.Yes {
 			if req.SkipProtected {
@@ -152,6 +151,9 @@ func (d *daemon) Ban(ctx context.Context, req control.BanRequest) (control.BanRe
 	return control.BanResult{Banned: n}, nil
 }
 
+// refusal is a refused ban's reason without the ErrRefused prefix.
+func refusal(err error) string { return strings.TrimPrefix(err.Error(), ban.ErrRefused.Error()+": ") }
+
 // banSkipping bans reqs one outcome each: what the ban manager refuses
 // (too wide, loopback, never-ban) joins skipped instead of failing the lot.
 func (d *daemon) banSkipping(ctx context.Context, reqs []ban.Request, skipped []control.Skipped, uid int) (control.BanResult, error) {
@@ -165,7 +167,7 @@ func (d *daemon) banSkipping(ctx context.Context, reqs []ban.Request, skipped []
 		case e == nil:
 			done = append(done, reqs[i])
 		case errors.Is(e, ban.ErrRefused):
-			skipped = append(skipped, control.Skipped{Target: reqs[i].Target, Why: strings.TrimPrefix(e.Error(), ban.ErrRefused.Error()+": ")})
+			skipped = append(skipped, control.Skipped{Target: reqs[i].Target, Why: refusal(e)})
 		default:
 			return control.BanResult{Banned: len(done), Skipped: skipped}, fmt.Errorf("%s: %w", reqs[i].Target, e)
 		}
@@ -271,13 +273,9 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 	d.mu.Unlock()
 	st.Docker, st.Sources = d.sourceStatus()
 
-	active := d.activeBans()
+	active, permanent := d.banCounts()
 	st.Jails = d.jailStatus(cfg, active)
-	for _, b := range d.mgr.Bans() {
-		if b.Permanent() {
-			st.PermanentBans++
-		}
-	}
+	st.PermanentBans = permanent
 
 	st.Firewall = control.FirewallStatus{Table: "inet " + cfg.Firewall.Table, Priority: cfg.Firewall.Priority}
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -308,14 +306,24 @@ func (d *daemon) Status(ctx context.Context) control.Status {
 
 // activeBans counts live bans per jail, with every configured jail.
 func (d *daemon) activeBans() map[string]int {
-	out := map[string]int{}
+	out, _ := d.banCounts()
+	return out
+}
+
+// banCounts counts the live bans per jail (every configured jail named)
+// and the permanent ones, in one pass over the bans.
+func (d *daemon) banCounts() (perJail map[string]int, permanent int) {
+	perJail = map[string]int{}
 	for _, name := range d.config().JailNames() {
-		out[name] = 0
+		perJail[name] = 0
 	}
 	for _, b := range d.mgr.Bans() {
-		out[b.Jail]++
+		perJail[b.Jail]++
+		if b.Permanent() {
+			permanent++
+		}
 	}
-	return out
+	return perJail, permanent
 }
 
 func (d *daemon) kernelCounters(ctx context.Context) []setCounter {

@@ -587,10 +587,13 @@ func prefixChange(old, cur []netip.Prefix) string {
 }
 
 func restartNeeded(a, b *configs.Config) bool {
+	// manual_bantime is read at each manual ban: a reload applies it.
+	ab, bb := a.Ban, b.Ban
+	ab.ManualBantime, bb.ManualBantime = 0, 0
 	return a.Daemon.Socket != b.Daemon.Socket || a.Daemon.SocketGroup != b.Daemon.SocketGroup ||
 		a.Daemon.State != b.Daemon.State || a.Daemon.MetricsListen != b.Daemon.MetricsListen ||
 		a.Docker.Host != b.Docker.Host || a.Docker.Project != b.Docker.Project ||
-		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || !a.Firewall.Equal(b.Firewall) || a.Ban != b.Ban ||
+		fmt.Sprint(a.Docker.Services) != fmt.Sprint(b.Docker.Services) || !a.Firewall.Equal(b.Firewall) || ab != bb ||
 		!reflect.DeepEqual(a.CrowdSec, b.CrowdSec) || !reflect.DeepEqual(a.Blocklists, b.Blocklists)
 }
 
