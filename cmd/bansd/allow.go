@@ -38,7 +38,7 @@ const liftTimeout = 30 * time.Second
 // entries on time, until ctx ends or stop is called.
 func (d *daemon) startAllow(ctx context.Context) (stop func(), err error) {
 	d.allow.wake = make(chan struct{}, 1)
-	if err := d.loadAllowed(); err != nil {
+	if _, err := d.loadAllowed(time.Now()); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -50,21 +50,30 @@ func (d *daemon) startAllow(ctx context.Context) (stop func(), err error) {
 	return func() { cancel(); <-done }, nil
 }
 
-// loadAllowed hands the engine the live entries of the store.
-func (d *daemon) loadAllowed() error {
+// loadAllowed hands the engine the entries of the store live at now, and
+// returns all it read.
+func (d *daemon) loadAllowed(now time.Time) ([]store.Allow, error) {
 	entries, err := d.db.Allows()
 	if err != nil {
-		return fmt.Errorf("allow-list: %w", err)
+		return nil, fmt.Errorf("allow-list: %w", err)
 	}
-	now := time.Now()
-	list := make([]jail.Allowed, 0, len(entries))
+	d.engine.SetAllowed(engineAllowed(entries, now))
+	return entries, nil
+}
+
+// engineAllowed is the engine's list: the entries live at now, extra first
+// (an entry being added, which replaces a stored one of its target).
+func engineAllowed(entries []store.Allow, now time.Time, extra ...store.Allow) []jail.Allowed {
+	list := make([]jail.Allowed, 0, len(entries)+len(extra))
+	for _, a := range extra {
+		list = append(list, jail.Allowed{Target: a.Target, Until: a.Until, Reason: a.Reason})
+	}
 	for _, a := range entries {
-		if a.Live(now) {
+		if a.Live(now) && !slices.ContainsFunc(extra, func(x store.Allow) bool { return x.Target == a.Target }) {
 			list = append(list, jail.Allowed{Target: a.Target, Until: a.Until, Reason: a.Reason})
 		}
 	}
-	d.engine.SetAllowed(list)
-	return nil
+	return list
 }
 
 // expireAllows removes each entry when it ends, with its history event.
@@ -72,15 +81,22 @@ func (d *daemon) expireAllows(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		// A minute at most, so that a failed purge is retried.
+		next := time.Minute
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.allow.wake:
-		case now := <-timer.C:
+			// An entry was added: its end may come first. Fire now, and
+			// the tick computes the next end from the store it reads.
+			next = 0
+		case <-timer.C:
+			// One now for the engine, the purge and the next end.
+			now := time.Now()
 			d.allow.mu.Lock()
 			// The engine first (loadAllowed keeps only live entries): once
 			// the store no longer lists an entry, nothing honours it.
-			err := d.loadAllowed()
+			entries, err := d.loadAllowed(now)
 			var gone []store.Allow
 			if err == nil {
 				gone, err = d.db.PurgeExpiredAllows(now, func(a store.Allow) store.Event {
@@ -88,6 +104,9 @@ func (d *daemon) expireAllows(ctx context.Context) {
 				})
 			}
 			d.allow.mu.Unlock()
+			if err == nil {
+				next = nextAllowEnd(entries, now)
+			}
 			if err != nil {
 				d.log.Error("allow-list: expire entries", "err", err)
 			}
@@ -95,22 +114,18 @@ func (d *daemon) expireAllows(ctx context.Context) {
 				d.log.Info("allow-list entry expired", "target", a.Target, "reason", a.Reason)
 			}
 		}
-		timer.Reset(d.nextAllowEnd())
+		timer.Reset(next)
 	}
 }
 
-// nextAllowEnd is the time until the earliest entry ends (a minute at
-// most, so a failed purge is retried).
-func (d *daemon) nextAllowEnd() time.Duration {
+// nextAllowEnd is the time until the earliest of entries ends after now
+// (a minute at most, so a failed purge is retried).
+func nextAllowEnd(entries []store.Allow, now time.Time) time.Duration {
 	wait := time.Minute
-	entries, err := d.db.Allows()
-	if err != nil {
-		return wait
-	}
-	now := time.Now()
 	for _, a := range entries {
-		if !a.Until.IsZero() {
-			wait = min(wait, max(a.Until.Sub(now), 0))
+		// Ended ones were purged just now (or the minute retries them).
+		if a.Until.After(now) {
+			wait = min(wait, a.Until.Sub(now))
 		}
 	}
 	return wait
@@ -176,13 +191,7 @@ func (d *daemon) Allow(ctx context.Context, req control.AllowRequest) (control.A
 	if err != nil {
 		return control.AllowResult{}, err
 	}
-	list := []jail.Allowed{{Target: t, Until: a.Until, Reason: a.Reason}}
-	for _, e := range entries {
-		if e.Target != t && e.Live(now) {
-			list = append(list, jail.Allowed{Target: e.Target, Until: e.Until, Reason: e.Reason})
-		}
-	}
-	d.engine.SetAllowed(list)
+	d.engine.SetAllowed(engineAllowed(entries, now, a))
 	d.engine.Forget(t)
 	lctx, cancel := context.WithTimeout(ctx, liftTimeout)
 	lifts, err := d.mgr.Allow(lctx, a)
@@ -196,7 +205,7 @@ func (d *daemon) Allow(ctx context.Context, req control.AllowRequest) (control.A
 			d.wakeAllow()
 			return control.AllowResult{}, fmt.Errorf("allow %s: the ban manager did not answer in time (%w); see \"bansctl allow list\"", t, err)
 		}
-		if lerr := d.loadAllowed(); lerr != nil {
+		if _, lerr := d.loadAllowed(time.Now()); lerr != nil {
 			d.log.Error("allow-list: restore the engine's list", "err", lerr)
 		}
 		if errors.Is(err, store.ErrAllowFull) {
@@ -257,7 +266,7 @@ func (d *daemon) AllowRemove(ctx context.Context, req control.AllowRemoveRequest
 	if len(gone) == 0 {
 		return control.AllowEntry{}, &control.HTTPError{Code: http.StatusNotFound, Message: "no allow-list entry for " + t.String() + ` (see "bansctl allow list")`}
 	}
-	if err := d.loadAllowed(); err != nil {
+	if _, err := d.loadAllowed(time.Now()); err != nil {
 		return control.AllowEntry{}, err
 	}
 	d.wakeAllow()
