@@ -1,7 +1,6 @@
 package ban
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,12 +83,7 @@ func (m *Manager) doAllow(j *job) {
 			lifts = append(lifts, Lift{Ban: b})
 		}
 	}
-	slices.SortFunc(lifts, func(x, y Lift) int {
-		if c := x.Ban.Target.Addr().Compare(y.Ban.Target.Addr()); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.Ban.Target.Bits(), y.Ban.Target.Bits())
-	})
+	slices.SortFunc(lifts, func(x, y Lift) int { return x.Ban.Target.Compare(y.Ban.Target) })
 	var remove []netip.Prefix
 	// Nested wide bans (a /16 and a /24 around one hole) give some pieces
 	// twice: the longer one is kept, as for any target.

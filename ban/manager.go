@@ -4,7 +4,6 @@
 package ban
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -517,11 +516,6 @@ func (m *Manager) Bans() []store.Ban {
 		}
 	}
 	m.mu.Unlock()
-	slices.SortFunc(out, func(a, b store.Ban) int {
-		if c := a.Target.Addr().Compare(b.Target.Addr()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Target.Bits(), b.Target.Bits())
-	})
+	slices.SortFunc(out, func(a, b store.Ban) int { return a.Target.Compare(b.Target) })
 	return out
 }

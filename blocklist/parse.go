@@ -7,6 +7,7 @@ package blocklist
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -205,13 +206,7 @@ func isAddr(s string) bool {
 // dedup sorts entries by target and keeps each target's first line.
 func dedup(es []Entry) []Entry {
 	slices.SortFunc(es, func(a, b Entry) int {
-		if c := a.Target.Addr().Compare(b.Target.Addr()); c != 0 {
-			return c
-		}
-		if c := a.Target.Bits() - b.Target.Bits(); c != 0 {
-			return c
-		}
-		return a.Line - b.Line
+		return cmp.Or(a.Target.Compare(b.Target), cmp.Compare(a.Line, b.Line))
 	})
 	return slices.CompactFunc(es, func(a, b Entry) bool { return a.Target == b.Target })
 }

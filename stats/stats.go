@@ -226,7 +226,7 @@ func (a *Aggregator) Summary(n int) Summary {
 	}
 	slices.SortFunc(s.Offenders, func(x, y Offender) int {
 		return cmp.Or(cmp.Compare(y.Bans, x.Bans), cmp.Compare(y.MaxLevel, x.MaxLevel), y.Last.Compare(x.Last),
-			x.Target.Addr().Compare(y.Target.Addr()), cmp.Compare(x.Target.Bits(), y.Target.Bits()))
+			x.Target.Compare(y.Target))
 	})
 	s.Offenders = s.Offenders[:min(n, len(s.Offenders))]
 	return s

@@ -346,12 +346,7 @@ func countNew(prev, next []netip.Prefix) int {
 
 func union(a, b []netip.Prefix) []netip.Prefix {
 	out := slices.Concat(a, b)
-	slices.SortFunc(out, func(x, y netip.Prefix) int {
-		if c := x.Addr().Compare(y.Addr()); c != 0 {
-			return c
-		}
-		return x.Bits() - y.Bits()
-	})
+	slices.SortFunc(out, netip.Prefix.Compare)
 	return slices.Compact(out)
 }
 
