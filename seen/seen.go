@@ -291,10 +291,11 @@ func (r *Record) Ensure(ctx context.Context) error {
 	for _, sp := range recordSets {
 		s := r.newSet(sp)
 		h := have[sp.name]
-		if h != nil && !setMatches(h, s) {
+		fresh := h == nil || !setMatches(h, s)
+		if h != nil && fresh {
 			c.DelSet(h)
 		}
-		created = created || h == nil || !setMatches(h, s)
+		created = created || fresh
 		if err := c.AddSet(s, nil); err != nil {
 			r.discard()
 			return fmt.Errorf("seen: set %s: %w", sp.name, err)
