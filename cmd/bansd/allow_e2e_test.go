@@ -179,7 +179,7 @@ for a in 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113.10 203.0.113.9 203.0.113
   sleep 0.6
 done
 exec sleep 600`
-	runMailuLike(t, e, "192.0.2.160/28", "192.0.2.161", map[string]string{"front": script})
+	e.MailuLike(t, "192.0.2.160/28", "192.0.2.161", map[string]string{"front": script})
 
 	c := control.NewClient(in.socket)
 	deadline := time.Now().Add(40 * time.Second)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/bansd/bansd/ban"
 	"github.com/bansd/bansd/control"
+	"github.com/bansd/bansd/internal/proctest"
 )
 
 // listHost serves the lists; each path's body can be swapped while bansd runs.
@@ -120,22 +120,7 @@ func waitList(t testing.TB, in *instance, name, what string, ok func(control.Blo
 // procMem reads VmRSS and VmHWM (bytes) of a process.
 func procMem(t testing.TB, pid int) (rss, hwm int64) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ln := range strings.Split(string(b), "\n") {
-		f := strings.Fields(ln)
-		if len(f) == 3 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			if f[0] == "VmRSS:" {
-				rss = kb << 10
-			} else {
-				hwm = kb << 10
-			}
-		}
-	}
-	return rss, hwm
+	return proctest.KiB(t, pid, "VmRSS") << 10, proctest.KiB(t, pid, "VmHWM") << 10
 }
 
 func TestBlocklistsEndToEnd(t *testing.T) {

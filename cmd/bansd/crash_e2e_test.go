@@ -30,7 +30,7 @@ done
 while [ ! -e /token ]; do sleep 0.05; done
 echo "[$(date -u '+%Y-%m-%d %H:%M:%S'),000] WARNING in common: Invalid API token provided by 203.0.113.77."
 exec sleep 600`
-	runMailuLike(t, e, "192.0.2.176/28", "192.0.2.177", map[string]string{"admin": script})
+	e.MailuLike(t, "192.0.2.176/28", "192.0.2.177", map[string]string{"admin": script})
 
 	in := newInstance(t, e.Host())
 	in.env = []string{"BANSD_FAULT_COMMIT_DELAY=1h"}

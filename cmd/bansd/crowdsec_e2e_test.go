@@ -259,7 +259,7 @@ func TestCrowdSecTwoHosts(t *testing.T) {
 		// is learnt from Docker, not configured.
 		const gateway = "203.0.113.193"
 		e := dockertest.Start(t, dockertest.Options{})
-		runMailuLike(t, e, "203.0.113.192/28", gateway, nil)
+		e.MailuLike(t, "203.0.113.192/28", gateway, nil)
 		c := startCSHost(t, h.lapi, "c", 2, e.Host())
 		deadline := time.Now().Add(30 * time.Second)
 		for st := c.status(t); st.Docker.Project != "mailu" || st.Docker.State != "following"; st = c.status(t) {

@@ -34,7 +34,7 @@ for a in 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 203.0.113.9 192.0.2.161
   sleep 1.1
 done
 exec sleep 600`
-	runMailuLike(t, e, "192.0.2.160/28", "192.0.2.161", map[string]string{"front": script})
+	e.MailuLike(t, "192.0.2.160/28", "192.0.2.161", map[string]string{"front": script})
 
 	in := startWith(t, e.Host())
 	c := control.NewClient(in.socket)
@@ -117,12 +117,6 @@ exec sleep 600`
 	if l, _ := c.Bans(context.Background(), ""); len(l.Bans) != 1 {
 		t.Errorf("bans after restart: %+v", l.Bans)
 	}
-}
-
-// runMailuLike is dockertest's Mailu-like stack (MailuLike).
-func runMailuLike(t testing.TB, e *dockertest.Engine, subnet, gateway string, scripts map[string]string) {
-	t.Helper()
-	e.MailuLike(t, subnet, gateway, scripts)
 }
 
 func mustStatus(t *testing.T, c *control.Client) control.Status {

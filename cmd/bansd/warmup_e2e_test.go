@@ -55,7 +55,7 @@ func TestWarmupAcrossRestarts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.Docker(t, "rm", "-f", "mailu-front-1", "mailu-admin-1")
 			e.Docker(t, "network", "rm", "-f", "mailu_default")
-			runMailuLike(t, e, tc.subnet, tc.gateway, map[string]string{"admin": warmAdminScript})
+			e.MailuLike(t, tc.subnet, tc.gateway, map[string]string{"admin": warmAdminScript})
 			fail := func() { e.Docker(t, "exec", "mailu-admin-1", "touch", "/fail") }
 
 			in := newInstance(t, e.Host())
@@ -130,7 +130,7 @@ func waitWarmup(t *testing.T, c *control.Client, service string) control.WarmupS
 // the windows were not rebuilt.
 func TestWarmupAfterReboot(t *testing.T) {
 	e := dockertest.Start(t, dockertest.Options{})
-	runMailuLike(t, e, "192.0.2.192/28", "192.0.2.193", map[string]string{"admin": warmAdminScript})
+	e.MailuLike(t, "192.0.2.192/28", "192.0.2.193", map[string]string{"admin": warmAdminScript})
 	in := newInstance(t, e.Host())
 	cfg, err := os.ReadFile(in.config)
 	if err != nil {
