@@ -97,10 +97,24 @@ func (d *daemon) startBlocklists(ctx context.Context, cfg *configs.Config, hc *h
 // restore enforces the stored version of each configured list and lifts
 // the bans of the lists no longer configured.
 func (b *blocklists) restore(ctx context.Context, stored []store.Blocklist) {
+	// The bans of each list no longer configured, in one pass.
+	gone := map[string][]netip.Prefix{}
+	for _, bn := range b.mgr.Bans() {
+		if name, ok := listOfJail(bn.Jail); ok && b.lists[name] == nil {
+			gone[name] = append(gone[name], bn.Target)
+		}
+	}
+	for _, s := range stored {
+		if _, ok := gone[s.Name]; !ok && b.lists[s.Name] == nil {
+			gone[s.Name] = nil // its stored version goes, with no bans left
+		}
+	}
+	for name, lift := range gone {
+		b.forget(ctx, name, lift)
+	}
 	for _, s := range stored {
 		l, ok := b.lists[s.Name]
 		if !ok {
-			b.forget(ctx, s.Name)
 			continue
 		}
 		b.mu.Lock()
@@ -123,16 +137,6 @@ func (b *blocklists) restore(ctx context.Context, stored []store.Blocklist) {
 			b.log.Error("stored version not enforced", "list", s.Name, "err", err)
 		}
 	}
-	// Bans of a list gone from the config and from the store go too.
-	gone := map[string]bool{}
-	for _, bn := range b.mgr.Bans() {
-		if name, ok := listOfJail(bn.Jail); ok && b.lists[name] == nil {
-			gone[name] = true
-		}
-	}
-	for name := range gone {
-		b.forget(ctx, name)
-	}
 }
 
 // isListJail: the bans of another list may be taken over by a list that
@@ -148,15 +152,10 @@ func listOfJail(jail string) (string, bool) {
 	return name, ok && name != ""
 }
 
-// forget lifts the bans of a list no longer configured.
-func (b *blocklists) forget(ctx context.Context, name string) {
+// forget lifts lift, the bans of a list no longer configured, and drops
+// its stored version.
+func (b *blocklists) forget(ctx context.Context, name string, lift []netip.Prefix) {
 	jail := configs.BlocklistJailPrefix + name
-	var lift []netip.Prefix
-	for _, bn := range b.mgr.Bans() {
-		if bn.Jail == jail {
-			lift = append(lift, bn.Target)
-		}
-	}
 	_, n, err := b.mgr.ReplaceJail(ctx, jail, nil, lift, isListJail)
 	if err != nil {
 		b.log.Error("lifting the bans of a list no longer configured", "list", name, "err", err)
