@@ -32,12 +32,13 @@ import (
 )
 
 const (
-	// lineBuffer is the channel between the Docker source and the engine.
-	lineBuffer = 4096
-	// decisionBuffer bounds processed lines (and their decisions) waiting
-	// for the ban manager; the pipeline blocks beyond it rather than grow
-	// memory.
-	decisionBuffer = 1024
+	// lineBuffer is the channel between the Docker source and the engine,
+	// in batches (of at most 256 lines).
+	lineBuffer = 64
+	// decisionBuffer bounds processed batches (and their decisions)
+	// waiting for the ban manager; the pipeline blocks beyond it rather
+	// than grow memory.
+	decisionBuffer = 64
 	// shutdownGrace bounds how long pending bans may take at SIGTERM.
 	shutdownGrace = 20 * time.Second
 )
@@ -282,7 +283,7 @@ func (d *daemon) listen(ctx context.Context, cfg *configs.Config) (srv *control.
 // bans are flushed). pipeDone closes when the engine has taken every
 // line, banDone when the last ban is through.
 func (d *daemon) startPipeline(srcCtx, mgrCtx context.Context) (pipeDone, banDone chan struct{}) {
-	lines := make(chan sources.Line, lineBuffer)
+	lines := make(chan []sources.Line, lineBuffer)
 	srcDone := make(chan struct{})
 	go func() {
 		defer close(srcDone)
@@ -382,44 +383,54 @@ func cfgName(p string) string {
 	return p
 }
 
-// processed is one line the engine has seen and the decisions it caused.
+// processed is one batch of lines the engine has seen and the decisions
+// they caused.
 type processed struct {
-	line sources.Line
-	decs []jail.Decision
+	lines []sources.Line
+	decs  []jail.Decision
 }
 
 // pipeline is the one goroutine that feeds the engine. Every line goes on
 // to banLoop, which marks it done only after the bans it caused are in the
 // store: the source's cursor, saved every second, never passes a line
 // whose ban is still queued.
-func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, out chan<- processed) {
+func (d *daemon) pipeline(lines <-chan []sources.Line, srcDone <-chan struct{}, out chan<- processed) {
 	defer close(out)
-	handle := func(l sources.Line) {
-		if l.Warm {
-			// Processed before the restart: it only rebuilds the windows.
-			d.engine.Warm(l)
-			return
+	handle := func(batch []sources.Line) {
+		var decs []jail.Decision
+		live := 0
+		for _, l := range batch {
+			if l.Warm {
+				// Processed before the restart: it only rebuilds the windows.
+				d.engine.Warm(l)
+				continue
+			}
+			live++
+			res := d.engine.Process(l)
+			for _, a := range res.Alarms {
+				d.onAlarm(a)
+			}
+			for _, dec := range res.Decisions {
+				d.metrics.decisions.WithLabelValues(dec.Jail).Inc()
+			}
+			decs = append(decs, res.Decisions...)
 		}
-		d.metrics.lines.WithLabelValues(l.Service).Inc()
-		res := d.engine.Process(l)
-		for _, a := range res.Alarms {
-			d.onAlarm(a)
+		if live > 0 {
+			// A batch is one service's.
+			d.metrics.lines.WithLabelValues(batch[0].Service).Add(float64(live))
 		}
-		for _, dec := range res.Decisions {
-			d.metrics.decisions.WithLabelValues(dec.Jail).Inc()
-		}
-		out <- processed{line: l, decs: res.Decisions}
+		out <- processed{lines: batch, decs: decs}
 	}
 	for {
 		select {
-		case l := <-lines:
-			handle(l)
+		case b := <-lines:
+			handle(b)
 		case <-srcDone:
 			// The source stopped: what it already delivered is still read.
 			for {
 				select {
-				case l := <-lines:
-					handle(l)
+				case b := <-lines:
+					handle(b)
 				default:
 					return
 				}
@@ -428,8 +439,8 @@ func (d *daemon) pipeline(lines <-chan sources.Line, srcDone <-chan struct{}, ou
 	}
 }
 
-// banLoop hands decisions to the ban manager, coalescing the lines that
-// arrive together into one BanMany, and then marks those lines done, in
+// banLoop hands decisions to the ban manager, coalescing the batches that
+// arrive together into one BanMany, and then marks those batches done, in
 // the order they came.
 func (d *daemon) banLoop(ctx context.Context, in <-chan processed) {
 	batch := make([]processed, 0, 64)
@@ -460,7 +471,7 @@ func (d *daemon) banLoop(ctx context.Context, in <-chan processed) {
 			d.ban(ctx, reqs, decs)
 		}
 		for _, p := range batch {
-			d.docker.Done(p.line)
+			d.docker.Done(p.lines)
 		}
 	}
 }

@@ -96,13 +96,15 @@ func benchSource(b *testing.B, e *dockertest.Engine, n int) benchResult {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := make(chan sources.Line, 1024)
+	out := make(chan []sources.Line, 64)
 	ran := make(chan error, 1)
 	start := time.Now()
 	go func() { ran <- d.Run(ctx, out) }()
 	var r benchResult
-	for i := 0; i < n; i++ {
-		d.Done(<-out)
+	for got := 0; got < n; {
+		lines := <-out
+		got += len(lines)
+		d.Done(lines)
 	}
 	r.last = time.Now()
 	r.elapsed = r.last.Sub(start)

@@ -176,7 +176,7 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 		if name == "" || d.svcs[name] != nil {
 			return nil, fmt.Errorf("docker source: service %q is empty or listed twice", name)
 		}
-		d.svcs[name] = &service{name: name, state: StateWaiting, room: make(chan struct{}, maxPending)}
+		d.svcs[name] = &service{name: name, state: StateWaiting, room: make(chan struct{}, maxPending/maxBatch)}
 		d.order = append(d.order, name)
 	}
 	d.info.Project = opt.Project
@@ -199,11 +199,13 @@ func newClient(host string) (*client.Client, error) {
 func (d *Docker) Host() string { return d.cli.DaemonHost() }
 
 // Run follows the services until ctx ends; call it once. Lines go to out
-// in order per service; a slow consumer slows the reading down, nothing is
-// dropped. With a CursorStore the consumer must call Done for each line
-// (at most 16384 per service may wait for it). Trouble with the engine is
+// in batches of one service each (the lines read before the stream ran
+// dry), in order per service; a slow consumer slows the reading down,
+// nothing is dropped. With a CursorStore the consumer must call Done for
+// each batch, in the order they came (at most maxPending lines per
+// service may wait for it). Trouble with the engine is
 // retried with backoff and jitter, never returned.
-func (d *Docker) Run(ctx context.Context, out chan<- sources.Line) error {
+func (d *Docker) Run(ctx context.Context, out chan<- []sources.Line) error {
 	defer d.cli.Close()
 	var wg sync.WaitGroup
 	for _, name := range d.order {
@@ -233,14 +235,15 @@ func (d *Docker) Run(ctx context.Context, out chan<- sources.Line) error {
 }
 
 // maxPending bounds the lines delivered but not yet Done per service when
-// cursors are kept: the reader waits beyond it.
+// cursors are kept: the reader waits beyond it (room counts batches of at
+// most maxBatch lines).
 const maxPending = 1 << 14
 
 // service is one followed compose service: its target container, what
 // was delivered and what the consumer has processed.
 type service struct {
 	name string
-	room chan struct{} // one token per pending line
+	room chan struct{} // one token per pending batch
 
 	mu         sync.Mutex
 	target     target
@@ -252,7 +255,7 @@ type service struct {
 	lag        time.Duration
 	reconnects int
 	lastErr    string
-	pending    []pendingLine // delivered, not yet Done; from head on
+	pending    []pendingBatch // delivered, not yet Done; from head on
 	head       int
 	done       position
 	dirty      bool
@@ -268,17 +271,32 @@ type target struct {
 	starts  int
 }
 
-type pendingLine struct {
+// pendingBatch is a delivered batch with live lines, not yet Done: where
+// its container's read began, its last live line's time and the messages
+// its live lines consumed.
+type pendingBatch struct {
 	container string
 	floor     int64
-	time      time.Time
+	last      time.Time
 	runs      []secRun
 }
 
-// Done tells the source that the consumer has processed l: its service's
-// cursor moves past it. Lines must be Done in the order they came.
-func (d *Docker) Done(l sources.Line) {
-	if d.opt.Cursors == nil || l.Warm {
+// Done tells the source that the consumer has processed a batch Run sent:
+// its service's cursor moves past it (and past any batch before it).
+// Batches must be Done in the order they came.
+func (d *Docker) Done(lines []sources.Line) {
+	if d.opt.Cursors == nil {
+		return
+	}
+	// The last live line names the batch (warm lines have no place).
+	var l *sources.Line
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !lines[i].Warm {
+			l = &lines[i]
+			break
+		}
+	}
+	if l == nil {
 		return
 	}
 	s := d.svcs[l.Service]
@@ -288,8 +306,8 @@ func (d *Docker) Done(l sources.Line) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.pending[s.head:]
-	i := slices.IndexFunc(q, func(p pendingLine) bool {
-		return p.container == l.Container && p.time.Equal(l.Time)
+	i := slices.IndexFunc(q, func(p pendingBatch) bool {
+		return p.container == l.Container && p.last.Equal(l.Time)
 	})
 	if i < 0 {
 		return
@@ -307,7 +325,7 @@ func (d *Docker) Done(l sources.Line) {
 	switch {
 	case s.head == len(s.pending):
 		s.pending, s.head = s.pending[:0], 0
-	case s.head > 1024 && s.head > len(s.pending)/2:
+	case s.head > 64 && s.head > len(s.pending)/2:
 		n := copy(s.pending, s.pending[s.head:])
 		clear(s.pending[n:])
 		s.pending, s.head = s.pending[:n], 0

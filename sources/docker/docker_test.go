@@ -63,18 +63,18 @@ func dkStart(t *testing.T, opt DockerOptions) *dkSource {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &dkSource{d: d, cancel: cancel, ran: make(chan error, 1), drain: make(chan struct{}), change: make(chan struct{}, 1)}
-	out := make(chan sources.Line, 64)
+	out := make(chan []sources.Line, 64)
 	go func() {
 		s.ran <- d.Run(ctx, out)
 		close(out)
 	}()
 	go func() {
 		defer close(s.drain)
-		for l := range out {
+		for lines := range out {
 			s.mu.Lock()
-			s.lines = append(s.lines, l)
+			s.lines = append(s.lines, lines...)
 			s.mu.Unlock()
-			d.Done(l)
+			d.Done(lines)
 			select {
 			case s.change <- struct{}{}:
 			default:

@@ -17,7 +17,11 @@ import (
 type follower struct {
 	d   *Docker
 	svc *service
-	out chan<- sources.Line
+	out chan<- []sources.Line
+
+	// batch holds the lines read since the last send: they go on together
+	// once the stream has nothing more buffered (batch.go).
+	batch batch
 
 	// pos is how far the delivered lines reach in the current container.
 	pos position
@@ -132,14 +136,25 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 
 	dm := newDemux(rc, tty, f.d.opt.MaxLine+64)
 	asm := assembler{max: f.d.opt.MaxLine}
-	var sendErr error
-	emit := f.emitter(ctx, id, &sendErr)
+	emit := func(a assembled) {
+		f.batch.add(sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}, a)
+	}
+	defer f.batch.reset()
 	for {
+		if f.batch.due(dm.buffered()) {
+			// The next read may wait for dockerd: what was read goes on first.
+			if err := f.send(ctx, id); err != nil {
+				return 0, err
+			}
+		}
 		m, err := dm.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
+			if serr := f.send(ctx, id); serr != nil {
+				return 0, serr
+			}
 			return 0, fmt.Errorf("read log of %s: %w", short(id), err)
 		}
 		if m.stream == streamSystem {
@@ -152,9 +167,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 			// Before the cursor's second: processed before the restart.
 			// (After the warm-up, as before a since of that second.)
 			if !warm.done {
-				if err := warm.add(ctx, m); err != nil {
-					return 0, err
-				}
+				warm.add(m)
 			}
 			continue
 		}
@@ -176,9 +189,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		if skip > 0 {
 			skip--
 			if warm != nil {
-				if err := warm.add(ctx, m); err != nil {
-					return 0, err
-				}
+				warm.add(m)
 			}
 			if rebuild != nil {
 				rebuild.add([]secRun{{m.time.Unix(), 1}})
@@ -192,9 +203,9 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 			continue
 		}
 		asm.add(m, emit)
-		if sendErr != nil {
-			return 0, sendErr
-		}
+	}
+	if err := f.send(ctx, id); err != nil {
+		return 0, err
 	}
 	// The stream ended cleanly: the container stopped, or the engine is
 	// going away.
@@ -214,42 +225,40 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	}
 	// A stopped container never finishes its last, unterminated line.
 	asm.drain(emit)
-	return endStopped, sendErr
+	return endStopped, f.send(ctx, id)
 }
 
-// emitter returns what sends each assembled line of container id on: a
-// place in the cursor's pending list first (when cursors are kept), then
-// the line, then the service's counters. The first failed send is kept in
-// sendErr and ends the sending.
-func (f *follower) emitter(ctx context.Context, id string, sendErr *error) func(assembled) {
+// send hands the batch read so far on: a place in the cursor's pending
+// list first (when cursors are kept and it holds live lines), then the
+// lines, then the service's counters.
+func (f *follower) send(ctx context.Context, id string) error {
+	b := &f.batch
+	if len(b.lines) == 0 {
+		return nil
+	}
 	s := f.svc
-	tracking := f.d.opt.Cursors != nil
-	return func(a assembled) {
-		if *sendErr != nil {
-			return
+	if b.live > 0 && f.d.opt.Cursors != nil {
+		if err := send(ctx, s.room, struct{}{}); err != nil {
+			return err
 		}
-		l := sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}
-		if tracking {
-			if *sendErr = send(ctx, s.room, struct{}{}); *sendErr != nil {
-				return
-			}
-			s.mu.Lock()
-			s.pending = append(s.pending, pendingLine{container: id, floor: f.pos.floor, time: a.time, runs: a.runs})
-			s.mu.Unlock()
-		}
-		if *sendErr = send(ctx, f.out, l); *sendErr != nil {
-			return
-		}
-		f.pos.add(a.runs)
-		now := f.d.now()
 		s.mu.Lock()
-		s.lines++
-		if a.cut {
-			s.truncated++
-		}
-		s.lastLine, s.lag = a.time, now.Sub(a.time)
+		s.pending = append(s.pending, pendingBatch{container: id, floor: f.pos.floor, last: b.last, runs: b.runs})
 		s.mu.Unlock()
 	}
+	if err := send(ctx, f.out, b.lines); err != nil {
+		return err
+	}
+	f.pos.add(b.runs)
+	if b.live > 0 {
+		now := f.d.now()
+		s.mu.Lock()
+		s.lines += uint64(b.live)
+		s.truncated += uint64(b.cut)
+		s.lastLine, s.lag = b.last, now.Sub(b.last)
+		s.mu.Unlock()
+	}
+	b.next()
+	return nil
 }
 
 // resumePoint decides where to start reading container id: since (unix

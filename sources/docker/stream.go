@@ -52,6 +52,10 @@ func newDemux(r io.Reader, tty bool, limit int) *demux {
 	return &demux{r: bufio.NewReaderSize(r, 64<<10), tty: tty, limit: limit, buf: make([]byte, 0, min(limit, 64<<10))}
 }
 
+// buffered is how many bytes of the stream are read but not yet taken:
+// with none, the next message may have to wait for dockerd.
+func (d *demux) buffered() int { return d.r.Buffered() }
+
 // next returns the next message. io.EOF means the stream ended cleanly
 // between messages; io.ErrUnexpectedEOF that it was cut inside one.
 func (d *demux) next() (message, error) {
@@ -273,7 +277,8 @@ func cutRune(b []byte) []byte {
 
 func (a *assembler) flush(as *assembly, emit func(assembled)) {
 	emit(assembled{time: as.time, text: string(as.text), cut: as.cut, runs: as.runs})
-	as.open, as.runs = false, nil
+	// emit copies the runs it keeps: the slice is reused.
+	as.open, as.runs = false, as.runs[:0]
 	if cap(as.text) > 64<<10 {
 		as.text = nil
 	}

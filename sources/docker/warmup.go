@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -50,17 +49,13 @@ func (w *warmer) checkStart(first time.Time) {
 }
 
 // add replays one message.
-func (w *warmer) add(ctx context.Context, m message) error {
+func (w *warmer) add(m message) {
 	if w.st.First.IsZero() {
 		w.st.First = m.time
 		w.checkStart(m.time)
 		w.publish()
 	}
-	var err error
 	w.asm.add(m, func(a assembled) {
-		if err != nil {
-			return
-		}
 		if max := w.f.d.opt.WarmupMaxLines; max > 0 && w.st.Lines >= max {
 			if w.st.Skipped == 0 {
 				w.partial(fmt.Sprintf("more than docker.warmup_max_lines (%d): the lines from %s to the cursor were not counted",
@@ -70,9 +65,8 @@ func (w *warmer) add(ctx context.Context, m message) error {
 			return
 		}
 		w.st.Lines++
-		err = send(ctx, w.f.out, sources.Line{Service: w.f.svc.name, Container: w.id, Time: a.time, Text: a.text, Warm: true})
+		w.f.batch.addWarm(sources.Line{Service: w.f.svc.name, Container: w.id, Time: a.time, Text: a.text, Warm: true})
 	})
-	return err
 }
 
 func (w *warmer) partial(why string) {
