@@ -637,3 +637,38 @@ func TestNginxRestartInPlace(t *testing.T) {
 	}
 	f.expect(a, a, a, b, b, b, b)
 }
+
+// TestTextRulesCampingIsForgery is why the text rules cannot count a bot
+// while another client camps on the guard (issue 10, item 8), and why
+// that stays so (README, Security: text mode). A camper's non-attempt
+// login line, then a bot's real "connected" and failure lines, read by
+// Docker in one read (dockerd behind under load: the attacker can load the
+// machine) are, byte for byte and in Docker time, the lines of one nginx
+// write whose username forges the bot's lines with the next CONNID, which
+// an attacker can guess (a wrong guess is only refused). Any rule over the
+// text, its order and Docker time judges both alike: counting the camped
+// bot would let the forger frame any address. The rules count neither.
+func TestTextRulesCampingIsForgery(t *testing.T) {
+	const camper, bot = "203.0.113.70", "203.0.113.80"
+	carrier := fmt.Sprintf(`%s[info] 23#23: *100 client sent invalid base64 encoding in AUTH LOGIN command while in auth state, client: %s, server: 0.0.0.0:25, login: "`, ts, camper)
+	botConn := connected("23#23", 101, bot)
+	botFail := failed("23#23", 101, bot, "camped0")
+	const step = 2 * time.Microsecond
+
+	// Camping: three writes, of the camper's line and the bot's two.
+	camping := []string{carrier + `camp0a"`, botConn, botFail}
+	// Forgery: one write, the username closing its own quote; nginx adds
+	// the last one.
+	write := carrier + `camp0a"` + "\n" + botConn + "\n" + strings.TrimSuffix(botFail, `"`) + `"`
+	forgery := strings.Split(write, "\n")
+	if strings.Join(camping, "\n") != strings.Join(forgery, "\n") {
+		t.Fatalf("the constructions differ:\n%q\n%q", camping, forgery)
+	}
+	// One input, so one verdict for both: the forged bot is not counted.
+	f := newFrontFeed(t)
+	f.at(0, connected("23#23", 100, camper))
+	for i, l := range forgery {
+		f.at(time.Second+time.Duration(i)*step, l)
+	}
+	f.expect()
+}
