@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -50,6 +51,9 @@ type daemon struct {
 	level   *slog.LevelVar
 	path    string // config file, "" for the embedded default
 	started time.Time
+	// procsAfterStart, when not 0, is GOMAXPROCS once the start's restore
+	// is in the kernel (main.go says why).
+	procsAfterStart int
 
 	mu         sync.Mutex // guards cfg, loadedAt, lastReload, live
 	cfg        *configs.Config
@@ -170,6 +174,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-d.mgr.Ready():
 			debug.FreeOSMemory()
+			if d.procsAfterStart > 0 {
+				runtime.GOMAXPROCS(d.procsAfterStart)
+			}
 		case <-mgrCtx.Done():
 		}
 	}()
