@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +126,13 @@ func settled(tb testing.TB, pid int, quiet, within time.Duration) time.Duration 
 // addresses (one each, no ban): tracked-200k-MiB is bansd's resident set
 // after it has them all in its windows.
 //
+// Last, the lag pass (lagPass): the front mix once more, bansd and
+// `docker logs -f -t` following it side by side. bansd-lag-max-s above
+// includes dockerd's own delay in delivering the lines; the lag pass
+// compares bansd with the baseline consumer under the same conditions,
+// and bansd-backlog-max-KiB says whether bansd ever left dockerd's bytes
+// waiting.
+//
 //	go test -run '^$' -bench LiveDaemon -benchtime 1x -timeout 30m ./integration/
 func BenchmarkLiveDaemon(b *testing.B) {
 	const (
@@ -150,7 +158,8 @@ func BenchmarkLiveDaemon(b *testing.B) {
 	// Each waits for /go, prints, and stays up (a stopped front would be
 	// re-attached, not followed).
 	script := func(times int, file string) string {
-		return fmt.Sprintf("while [ ! -e /go ]; do sleep 0.05; done; for i in $(seq %d); do cat %s; done; exec sleep 86400", times, file)
+		return fmt.Sprintf("while [ ! -e /go ]; do sleep 0.05; done; for i in $(seq %[1]d); do cat %[2]s; done; "+
+			"while [ ! -e /go2 ]; do sleep 0.05; done; for i in $(seq %[1]d); do cat %[2]s; done; exec sleep 86400", times, file)
 	}
 	for _, c := range []struct{ service, script string }{
 		{"front", script(repeats, "/front.log")},
@@ -196,5 +205,63 @@ func BenchmarkLiveDaemon(b *testing.B) {
 		waitLines(b, bd, "admin", distinct, 10*time.Minute)
 		time.Sleep(2 * time.Second)
 		b.ReportMetric(proctest.MiB(proctest.KiB(b, bPid, "VmRSS")), "tracked-200k-MiB")
+
+		lagPass(b, e, bd, fPid, want)
 	}
+}
+
+// lagPass: the container prints the mix once more, and bansd and the
+// docker CLI (`docker logs -f -t`, the baseline consumer) follow it at the
+// same time, with fail2ban-server paused so that it takes no CPU from
+// either. Every 250 ms it samples the lag of the last line each has
+// delivered (now minus dockerd's timestamp for it, bansd's from its
+// status) and the receive queue of bansd's sockets to dockerd. Reported:
+// lag-bansd-max-s and lag-docker-logs-max-s (the largest samples),
+// lag-bansd/docker-logs, and bansd-backlog-max-KiB: what dockerd had
+// written for bansd that it had not read yet, at most.
+func lagPass(b *testing.B, e *dockertest.Engine, bd *bansd, f2bPid int, want uint64) {
+	b.Helper()
+	if err := syscall.Kill(f2bPid, syscall.SIGSTOP); err != nil {
+		b.Fatal(err)
+	}
+	defer syscall.Kill(f2bPid, syscall.SIGCONT)
+	bPid := bd.cmd.Process.Pid
+	c := control.NewClient(bd.socket)
+	base := followDockerLogs(b, e, "mailu_front_1", time.Now())
+	e.Docker(b, "exec", "mailu_front_1", "touch", "/go2")
+	var bansdLag, baseLag time.Duration
+	backlog := 0
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		time.Sleep(250 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := c.Status(ctx)
+		cancel()
+		if err != nil {
+			b.Fatalf("bansd status: %v", err)
+		}
+		var lines uint64
+		for _, s := range st.Sources {
+			if s.Service == "front" {
+				lines = s.Lines
+				bansdLag = max(bansdLag, time.Duration(s.LagSeconds*float64(time.Second)))
+			}
+		}
+		n, lag, err := base.state()
+		if err != nil {
+			b.Fatalf("docker logs -t: %v", err)
+		}
+		baseLag = max(baseLag, lag)
+		backlog = max(backlog, socketBacklog(b, e, bPid))
+		if lines >= 2*want && n >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("lag pass: bansd at %d of %d front lines, docker logs at %d of %d", lines, 2*want, n, want)
+		}
+	}
+	b.ReportMetric(bansdLag.Seconds(), "lag-bansd-max-s")
+	b.ReportMetric(baseLag.Seconds(), "lag-docker-logs-max-s")
+	b.ReportMetric(bansdLag.Seconds()/baseLag.Seconds(), "lag-bansd/docker-logs")
+	b.ReportMetric(float64(backlog)/1024, "bansd-backlog-max-KiB")
 }
