@@ -96,6 +96,9 @@ type daemon struct {
 	// store commits it, widening the window in which a kill must not lose
 	// the ban. Zero in service.
 	commitDelay time.Duration
+	// memProfile, when set, is where the heap profile goes at SIGTERM
+	// (BANSD_MEMPROFILE, main.go).
+	memProfile string
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -210,6 +213,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return err
 	}
 
+	if d.memProfile != "" {
+		writeHeapProfile(d.memProfile, d.log)
+	}
 	d.log.Info("stopping: flushing pending bans and cursors; kernel bans stay in place")
 	stopSrc()
 	<-pipeDone
