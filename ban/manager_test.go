@@ -123,6 +123,19 @@ func TestBanIPv4IPv6AndNetworks(t *testing.T) {
 			t.Errorf("Bans() not sorted: %s before %s", bans[i-1].Target, bans[i].Target)
 		}
 	}
+	v6 := m.BansWhere(func(b store.Ban) bool { return b.Target.Addr().Is6() })
+	if len(v6) != 3 || v6[0].Target != pfx("2001:db8::1/128") || v6[2].Target != pfx("2001:db8:c::/48") {
+		t.Errorf("BansWhere(IPv6) = %v, want the three IPv6 bans in order", v6)
+	}
+	seen := 0
+	m.EachBan(func(b store.Ban) {
+		if b.Jail == "auth" {
+			seen++
+		}
+	})
+	if seen != len(want) {
+		t.Errorf("EachBan saw %d bans, want %d", seen, len(want))
+	}
 	st, err := m.Status(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -219,6 +219,11 @@ func (m *Manager) purgeHistory(now time.Time) error {
 			return err
 		}
 		m.historyPurged = now
+		// The purge read every history record: those pages would stay
+		// in bansd's resident set until the store closes.
+		if err := m.db.ReleasePages(); err != nil {
+			m.log.Warn("releasing the store's pages", "err", err)
+		}
 	}
 	return nil
 }

@@ -22,7 +22,5 @@ func BenchmarkNotifyBan(b *testing.B) {
 		n.Notify(Event{Kind: KindBan, Target: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 32), Jail: "auth", Duration: time.Hour})
 	}
 	// Drain what was handed off, as Run would.
-	for len(n.in) > 0 {
-		n.handle(<-n.in)
-	}
+	n.in.drain(n.handle)
 }

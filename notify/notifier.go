@@ -39,8 +39,9 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Transport for webhooks (default http.DefaultTransport's clone).
 	Transport http.RoundTripper
-	// Queue is the hand-off size (default 16384): events beyond it are
-	// counted as lost, never waited for.
+	// Queue bounds the hand-off (default 16384 events): events beyond it
+	// are counted as lost, never waited for. Its memory follows what is
+	// waiting, not the bound.
 	Queue int
 	// RetryMin and RetryMax bound the backoff (default 10s, 10m).
 	RetryMin, RetryMax time.Duration
@@ -106,7 +107,7 @@ type Notifier struct {
 	spool    Spool
 	opt      Options
 	log      *slog.Logger
-	in       chan Event
+	in       *queue
 	channels map[string]*channel
 	names    []string
 	digest   digestAcc
@@ -147,7 +148,7 @@ func New(cfg configs.Notify, spool Spool, opt Options) (*Notifier, error) {
 	if cfg.MaxSpoolAge <= 0 {
 		cfg.MaxSpoolAge = 48 * time.Hour
 	}
-	n := &Notifier{cfg: cfg, spool: spool, opt: opt, log: opt.Logger, in: make(chan Event, opt.Queue), channels: map[string]*channel{}}
+	n := &Notifier{cfg: cfg, spool: spool, opt: opt, log: opt.Logger, in: newQueue(opt.Queue), channels: map[string]*channel{}}
 	add := func(name, typ string, s sender, events []string) {
 		c := &channel{name: name, typ: typ, s: s, events: map[Kind]bool{}, wake: make(chan struct{}, 1)}
 		for _, e := range events {
@@ -178,9 +179,7 @@ func (n *Notifier) Notify(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	select {
-	case n.in <- e:
-	default:
+	if !n.in.put(e) {
 		n.lost.Add(1)
 	}
 }
@@ -224,15 +223,7 @@ func (n *Notifier) TakeOver(old *Notifier) {
 	n.digest = old.digest
 	n.lost.Add(old.lost.Load())
 	n.spoolErrors.Add(old.spoolErrors.Load())
-	for {
-		select {
-		case e := <-old.in:
-			n.Notify(e)
-			continue
-		default:
-		}
-		break
-	}
+	old.in.drain(n.Notify)
 	for name, c := range n.channels {
 		oc, ok := old.channels[name]
 		if !ok || oc.typ != c.typ {
@@ -274,16 +265,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			// What was handed over before the end is still spooled (a
 			// stop event, alarms of the last moment).
-			for {
-				select {
-				case e := <-n.in:
-					n.handle(e)
-				default:
-					return nil
-				}
-			}
-		case e := <-n.in:
-			n.handle(e)
+			n.in.drain(n.handle)
+			return nil
+		case <-n.in.wake:
+			n.in.drain(n.handle)
 		case now := <-digestT.C:
 			// Held-back messages are summed up once per digest too,
 			// so the summaries themselves cannot flood.

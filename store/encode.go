@@ -45,7 +45,7 @@ func encodeBan(dst []byte, b *Ban) []byte {
 	return dst
 }
 
-func decodeBan(v []byte) (Ban, error) {
+func decodeBan(v []byte, in interner) (Ban, error) {
 	var b Ban
 	d := decoder{buf: v}
 	if f := d.byte(); f != banFormat {
@@ -59,8 +59,8 @@ func decodeBan(v []byte) (Ban, error) {
 	b.Level = int(d.uvarint(1 << 16))
 	flags := d.byte()
 	b.Manual, b.Pulled = flags&1 != 0, flags&2 != 0
-	b.Jail = d.string()
-	b.Reason = d.string()
+	b.Jail = in.string(d.bytes())
+	b.Reason = in.string(d.bytes())
 	if n := int(d.uvarint(maxEvidence)); n > 0 && d.err == nil {
 		b.Evidence = make([]string, 0, n)
 		for range n {
@@ -246,17 +246,46 @@ func (d *decoder) time() time.Time {
 	return time.Unix(0, n)
 }
 
-func (d *decoder) string() string {
+func (d *decoder) string() string { return string(d.bytes()) }
+
+// bytes is a string field's bytes, in the buffer.
+func (d *decoder) bytes() []byte {
 	n := d.uvarint(maxString)
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if uint64(len(d.buf)) < n {
 		d.fail(errShort)
-		return ""
+		return nil
 	}
-	s := string(d.buf[:n])
+	b := d.buf[:n]
 	d.buf = d.buf[n:]
+	return b
+}
+
+// maxInterned bounds an interner's table: a store whose every ban has
+// its own reason keeps each one, as without it.
+const maxInterned = 4096
+
+// interner shares one string among the equal jail names and reasons of a
+// read of many bans (a blocklist's or an import's thousands carry the same
+// two): the ban manager keeps them all, and one small string per ban,
+// allocated among the read's garbage, pins a page of the heap each. The
+// zero interner (nil) copies every string.
+type interner map[string]string
+
+func (in interner) string(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	// The lookup by string(b) does not allocate.
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in) < maxInterned {
+		in[s] = s
+	}
 	return s
 }
 

@@ -280,7 +280,7 @@ func (db *DB) ReplaceBans(put []Ban, del []netip.Prefix, evs ...Event) error {
 			b := r.ban
 			offence := !b.Manual && !b.Pulled
 			if v := bb.Get(r.key); v != nil && offence {
-				old, err := decodeBanKV(r.key, v)
+				old, err := decodeBanKV(r.key, v, nil)
 				if err != nil {
 					return err
 				}
@@ -309,14 +309,16 @@ func (db *DB) ReplaceBans(put []Ban, del []netip.Prefix, evs ...Event) error {
 	})
 }
 
-// Bans returns every stored ban, expired ones included.
+// Bans returns every stored ban, expired ones included. Equal jail names
+// and reasons share one string.
 func (db *DB) Bans() ([]Ban, error) {
 	var out []Ban
 	err := db.view(func(tx *bolt.Tx) error {
 		bb := tx.Bucket(bucketBans)
 		out = make([]Ban, 0, bb.Stats().KeyN)
+		in := interner{}
 		return bb.ForEach(func(k, v []byte) error {
-			b, err := decodeBanKV(k, v)
+			b, err := decodeBanKV(k, v, in)
 			if err != nil {
 				return err
 			}
@@ -340,7 +342,7 @@ func (db *DB) GetBan(t netip.Prefix) (Ban, bool, error) {
 			return nil
 		}
 		var err error
-		b, err = decodeBanKV(k, v)
+		b, err = decodeBanKV(k, v, nil)
 		ok = err == nil
 		return err
 	})
@@ -444,12 +446,12 @@ func (db *DB) PutCursors(cs map[string]Cursor) error {
 	})
 }
 
-func decodeBanKV(k, v []byte) (Ban, error) {
+func decodeBanKV(k, v []byte, in interner) (Ban, error) {
 	t, err := parsePrefixKey(k)
 	if err != nil {
 		return Ban{}, fmt.Errorf("%w: ban key %x: %v", ErrCorrupt, k, err)
 	}
-	b, err := decodeBan(v)
+	b, err := decodeBan(v, in)
 	if err != nil {
 		return Ban{}, fmt.Errorf("%w: ban of %s: %v", ErrCorrupt, t, err)
 	}

@@ -422,11 +422,11 @@ func FuzzDecodeBan(f *testing.F) {
 	f.Add(encodeBan(nil, &Ban{Jail: "auth", Reason: "r", Since: time.Unix(1, 0), Until: time.Unix(2, 0), Level: 3, Evidence: []string{"a", "b"}}))
 	f.Add([]byte{banFormat})
 	f.Fuzz(func(t *testing.T, v []byte) {
-		b, err := decodeBan(v)
+		b, err := decodeBan(v, nil)
 		if err != nil {
 			return
 		}
-		again, err := decodeBan(encodeBan(nil, &b))
+		again, err := decodeBan(encodeBan(nil, &b), interner{})
 		if err != nil || !reflect.DeepEqual(again.Evidence, b.Evidence) || again.Jail != b.Jail || again.Level != b.Level {
 			t.Fatalf("re-encoding changed the ban: %+v vs %+v (%v)", b, again, err)
 		}

@@ -38,12 +38,14 @@ func toAPI(b store.Ban, evidence bool) control.Ban {
 }
 
 func (d *daemon) Bans(jail string) []control.Ban {
-	bans := d.mgr.Bans()
+	var keep func(store.Ban) bool
+	if jail != "" {
+		keep = func(b store.Ban) bool { return b.Jail == jail }
+	}
+	bans := d.mgr.BansWhere(keep)
 	out := make([]control.Ban, 0, len(bans))
 	for _, b := range bans {
-		if jail == "" || b.Jail == jail {
-			out = append(out, toAPI(b, false))
-		}
+		out = append(out, toAPI(b, false))
 	}
 	return out
 }
@@ -182,10 +184,8 @@ func (d *daemon) Unban(ctx context.Context, req control.UnbanRequest) (control.U
 	targets := req.Targets
 	if req.Jail != "" || req.All {
 		targets = nil
-		for _, b := range d.mgr.Bans() {
-			if req.All || b.Jail == req.Jail {
-				targets = append(targets, b.Target)
-			}
+		for _, b := range d.mgr.BansWhere(func(b store.Ban) bool { return req.All || b.Jail == req.Jail }) {
+			targets = append(targets, b.Target)
 		}
 	}
 	for i, t := range targets {
@@ -237,10 +237,8 @@ func (d *daemon) Why(ctx context.Context, a netip.Addr) (control.Why, error) {
 		w.Protected = rule
 	}
 	w.Windows = windowsToAPI(d.engine.Why(a))
-	for _, b := range d.mgr.Bans() {
-		if b.Target.Contains(a) {
-			w.Bans = append(w.Bans, toAPI(b, true))
-		}
+	for _, b := range d.mgr.BansWhere(func(b store.Ban) bool { return b.Target.Contains(a) }) {
+		w.Bans = append(w.Bans, toAPI(b, true))
 	}
 	h, err := d.db.History(netip.PrefixFrom(a, a.BitLen()))
 	if err != nil {
@@ -317,12 +315,12 @@ func (d *daemon) banCounts() (perJail map[string]int, permanent int) {
 	for _, name := range d.config().JailNames() {
 		perJail[name] = 0
 	}
-	for _, b := range d.mgr.Bans() {
+	d.mgr.EachBan(func(b store.Ban) {
 		perJail[b.Jail]++
 		if b.Permanent() {
 			permanent++
 		}
-	}
+	})
 	return perJail, permanent
 }
 

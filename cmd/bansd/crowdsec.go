@@ -297,10 +297,9 @@ func (e *pulledEnforcer) Lift(ctx context.Context, targets []netip.Prefix) error
 func (e *pulledEnforcer) Resynced(ctx context.Context, since time.Time) error {
 	var lift []netip.Prefix
 	e.mu.Lock()
-	for _, b := range e.mgr.Bans() {
-		if b.Pulled && e.applied[b.Target].Before(since) {
-			lift = append(lift, b.Target)
-		}
+	stale := func(b store.Ban) bool { return b.Pulled && e.applied[b.Target].Before(since) }
+	for _, b := range e.mgr.BansWhere(stale) {
+		lift = append(lift, b.Target)
 	}
 	for t, at := range e.applied {
 		if at.Before(since) {

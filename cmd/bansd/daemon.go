@@ -96,6 +96,9 @@ type daemon struct {
 	// store commits it, widening the window in which a kill must not lose
 	// the ban. Zero in service.
 	commitDelay time.Duration
+	// memProfile, when set, is where the heap profile goes at SIGTERM
+	// (BANSD_MEMPROFILE, main.go).
+	memProfile string
 }
 
 func newDaemon(cfg *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*daemon, error) {
@@ -170,9 +173,14 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		// The start's restore reads every ban and builds its kernel
 		// batches: garbage of a size the daemon never needs again, which
 		// the runtime would hand back to the OS only minutes later. Idle
-		// bansd is judged by its resident set, so it goes back at once.
+		// bansd is judged by its resident set, so it goes back at once,
+		// and so do the store's pages the restore read (they stay in
+		// the page cache).
 		select {
 		case <-d.mgr.Ready():
+			if err := d.db.ReleasePages(); err != nil {
+				d.log.Warn("releasing the store's pages", "err", err)
+			}
 			debug.FreeOSMemory()
 			if d.procsAfterStart > 0 {
 				runtime.GOMAXPROCS(d.procsAfterStart)
@@ -210,6 +218,9 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 		return err
 	}
 
+	if d.memProfile != "" {
+		writeHeapProfile(d.memProfile, d.log)
+	}
 	d.log.Info("stopping: flushing pending bans and cursors; kernel bans stay in place")
 	stopSrc()
 	<-pipeDone

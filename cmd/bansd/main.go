@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -24,6 +25,11 @@ var version = buildinfo.Version
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
 func run(args []string, stderr io.Writer) int {
+	if os.Getenv("BANSD_MEMPROFILE") != "" {
+		// Every allocation sampled, from the first: the profile is of a
+		// few MB, where the default rate (one per 512 KiB) is too coarse.
+		runtime.MemProfileRate = 1
+	}
 	fs := flag.NewFlagSet("bansd", flag.ContinueOnError)
 	// The flag package's own messages are replaced by argError's.
 	fs.SetOutput(io.Discard)
@@ -96,6 +102,10 @@ func run(args []string, stderr io.Writer) int {
 		logger.Error("start", "err", err)
 		return 1
 	}
+	// A heap profile (in-use memory after a GC) written when SIGTERM
+	// arrives, before anything is torn down: what a running bansd keeps
+	// alive, for its resident set.
+	d.memProfile = os.Getenv("BANSD_MEMPROFILE")
 	// One P once started, unless GOMAXPROCS says otherwise: every line goes
 	// through one chain of goroutines (Docker source, engine, bans), and on
 	// one P each hand-off is a switch on the same thread instead of a
@@ -125,6 +135,21 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("BANSD_CPUPROFILE: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes the in-use heap to path. The collection first
+// makes the profile current: in-use figures are those of the last GC.
+func writeHeapProfile(path string, logger *slog.Logger) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		logger.Error("BANSD_MEMPROFILE", "err", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		logger.Error("BANSD_MEMPROFILE", "err", fmt.Errorf("write %s: %w", path, err))
+	}
 }
 
 func parseLevel(s string) slog.Level {

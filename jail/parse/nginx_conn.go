@@ -9,9 +9,12 @@ import (
 // *CONNID was opened for. It is direct-mapped on CONNID: nginx draws CONNIDs
 // from one counter shared by all workers, so the slot a new connection takes
 // holds the connection opened N CONNIDs earlier, i.e. the oldest. Its size
-// is fixed at creation: no line can make it grow.
+// is fixed at creation: no line can make it grow. The slots are allocated
+// at the first "connected" line: a daemon that follows no nginx (or has not
+// heard from it yet) does not keep megabytes of zeroes resident.
 type connTable struct {
-	slots []connEntry
+	n     int
+	slots []connEntry // nil, or n entries
 }
 
 type connEntry struct {
@@ -40,9 +43,7 @@ const (
 // nginx (its counter starts again at 1) reuses a CONNID, and then long after.
 const connReuseAfter = 10 * time.Minute
 
-func newConnTable(n int) connTable {
-	return connTable{slots: make([]connEntry, n)}
-}
+func newConnTable(n int) connTable { return connTable{n: n} }
 
 func (t *connTable) slot(id uint64) *connEntry {
 	return &t.slots[id%uint64(len(t.slots))]
@@ -51,6 +52,9 @@ func (t *connTable) slot(id uint64) *connEntry {
 // open records a "connected" line. It returns false when the CONNID was
 // already open (the connection is then poisoned).
 func (t *connTable) open(id, worker uint64, addr netip.Addr, flags uint8, opened int64) bool {
+	if t.slots == nil {
+		t.slots = make([]connEntry, t.n)
+	}
 	e := t.slot(id)
 	if e.flags&connUsed != 0 && e.id == id {
 		if opened == 0 || e.opened == 0 || opened-e.opened < int64(connReuseAfter) {
@@ -65,6 +69,9 @@ func (t *connTable) open(id, worker uint64, addr netip.Addr, flags uint8, opened
 // lookup returns the entry for id, or nil if it was never opened or was
 // evicted.
 func (t *connTable) lookup(id uint64) *connEntry {
+	if t.slots == nil {
+		return nil
+	}
 	e := t.slot(id)
 	if e.flags&connUsed == 0 || e.id != id {
 		return nil

@@ -198,7 +198,8 @@ var forgeNames = [forgeReasonCount]string{
 	forgeStale:        ForgeStale,
 }
 
-// NewParser returns a Parser with its connection table allocated.
+// NewParser returns a Parser with its connection table sized (its slots
+// are allocated at the first connection).
 func NewParser(opt ParserOptions) *Parser {
 	n := opt.MaxConnections
 	if n <= 0 {
@@ -227,9 +228,9 @@ func (p *Parser) SetWitness(w Witness) {
 	p.front = frontGuard{}
 	p.connMax = connOrder{}
 	p.frontContainer = ""
-	if w != nil && len(p.kconns.slots) == 0 {
-		p.kconns = newKconnTable(len(p.conns.slots))
-		p.tuples = newTupleTable(len(p.conns.slots))
+	if w != nil && p.kconns.n == 0 {
+		p.kconns = newKconnTable(p.conns.n)
+		p.tuples = newTupleTable(p.conns.n)
 	}
 	p.kconns.reset()
 	clear(p.tuples.slots)

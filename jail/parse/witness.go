@@ -93,11 +93,13 @@ const (
 )
 
 // tupleTable remembers what each kernel connection (address, port, origin)
-// already counted. It is direct-mapped on a keyed hash and allocated whole:
-// no input makes it grow, and a collision only forgets the older entry.
+// already counted. It is direct-mapped on a keyed hash and allocated whole
+// at its first take: no input makes it grow, and a collision only forgets
+// the older entry.
 type tupleTable struct {
 	seed  maphash.Seed
-	slots []tupleEntry
+	n     int
+	slots []tupleEntry // nil, or n entries
 }
 
 type tupleEntry struct {
@@ -109,7 +111,7 @@ type tupleEntry struct {
 }
 
 func newTupleTable(n int) tupleTable {
-	return tupleTable{seed: maphash.MakeSeed(), slots: make([]tupleEntry, n)}
+	return tupleTable{seed: maphash.MakeSeed(), n: n}
 }
 
 func (t *tupleTable) slot(a netip.Addr, port uint16, o Origin) *tupleEntry {
@@ -126,6 +128,9 @@ func (t *tupleTable) slot(a netip.Addr, port uint16, o Origin) *tupleEntry {
 // take grants up to n of the limit units the connection (a, port) may
 // count at log time at, and returns how many it granted.
 func (t *tupleTable) take(a netip.Addr, port uint16, o Origin, at int64, n, limit int) int {
+	if t.slots == nil {
+		t.slots = make([]tupleEntry, t.n)
+	}
 	e := t.slot(a, port, o)
 	if e.addr != a || e.port != port || e.origin != o || at-e.at >= int64(tupleReuse) || e.at-at >= int64(tupleReuse) {
 		*e = tupleEntry{addr: a, port: port, origin: o, at: at}
@@ -141,6 +146,9 @@ func (t *tupleTable) take(a netip.Addr, port uint16, o Origin, at int64, n, limi
 // release forgets the connection (a, port): it was closed, and the same
 // port may open a new one at once.
 func (t *tupleTable) release(a netip.Addr, port uint16, o Origin) {
+	if t.slots == nil {
+		return
+	}
 	if e := t.slot(a, port, o); e.addr == a && e.port == port && e.origin == o {
 		*e = tupleEntry{}
 	}
@@ -148,9 +156,11 @@ func (t *tupleTable) release(a netip.Addr, port uint16, o Origin) {
 
 // kconnTable maps nginx *CONNIDs to the corroborated "connected" lines that
 // opened them. Direct-mapped on CONNID (nginx's counter only grows, so a
-// slot's previous owner is the oldest connection) and allocated whole.
+// slot's previous owner is the oldest connection) and allocated whole at
+// its first "connected" line.
 type kconnTable struct {
-	slots []kconn
+	n     int
+	slots []kconn // nil, or n entries
 }
 
 type kconn struct {
@@ -167,11 +177,14 @@ type kcand struct {
 	at     int64 // log time of its "connected" line
 }
 
-func newKconnTable(n int) kconnTable { return kconnTable{slots: make([]kconn, n)} }
+func newKconnTable(n int) kconnTable { return kconnTable{n: n} }
 
 // open adds a corroborated "connected" line. Candidates older than
 // tupleReuse (a CONNID reused by a restarted nginx) make room.
 func (t *kconnTable) open(id, worker uint64, a netip.Addr, port uint16, at int64) {
+	if t.slots == nil {
+		t.slots = make([]kconn, t.n)
+	}
 	s := &t.slots[id%uint64(len(t.slots))]
 	if s.id != id {
 		*s = kconn{id: id}
@@ -191,6 +204,9 @@ func (t *kconnTable) open(id, worker uint64, a netip.Addr, port uint16, at int64
 
 // find returns the candidate of CONNID id for that worker and address.
 func (t *kconnTable) find(id, worker uint64, a netip.Addr) *kcand {
+	if t.slots == nil {
+		return nil
+	}
 	s := &t.slots[id%uint64(len(t.slots))]
 	if s.id != id {
 		return nil

@@ -270,7 +270,8 @@ func FuzzKernelMode(f *testing.F) {
 				}
 			}
 		}
-		if len(p.kconns.slots) != 1024 || len(p.tuples.slots) != 1024 {
+		// Allocated at first use, then never resized.
+		if k, u := len(p.kconns.slots), len(p.tuples.slots); k != 0 && k != 1024 || u != 0 && u != 1024 {
 			t.Fatalf("tables grew: %d, %d", len(p.kconns.slots), len(p.tuples.slots))
 		}
 	})
