@@ -28,11 +28,7 @@ const maxBatch = 256
 func (b *batch) add(l sources.Line, a assembled) {
 	b.lines = append(b.lines, l)
 	for _, r := range a.runs {
-		if k := len(b.runs); k > 0 && b.runs[k-1].sec == r.sec {
-			b.runs[k-1].n += r.n
-			continue
-		}
-		b.runs = append(b.runs, r)
+		b.runs = addRun(b.runs, r.sec, r.n)
 	}
 	b.live++
 	if a.cut {

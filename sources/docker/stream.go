@@ -188,13 +188,13 @@ type secRun struct {
 	n   int
 }
 
-func addRun(runs []secRun, t time.Time) []secRun {
-	s := t.Unix()
-	if k := len(runs); k > 0 && runs[k-1].sec == s {
-		runs[k-1].n++
+// addRun counts n more messages of second sec at the end of runs.
+func addRun(runs []secRun, sec int64, n int) []secRun {
+	if k := len(runs); k > 0 && runs[k-1].sec == sec {
+		runs[k-1].n += n
 		return runs
 	}
-	return append(runs, secRun{s, 1})
+	return append(runs, secRun{sec, n})
 }
 
 // assembly joins the chunks of one stream's line.
@@ -244,7 +244,7 @@ func (a *assembler) add(m message, emit func(assembled)) {
 		text = text[i+1:]
 	}
 	as.cut = as.cut || m.cut
-	as.runs = addRun(as.runs, m.time)
+	as.runs = addRun(as.runs, m.time.Unix(), 1)
 	if m.complete {
 		a.flush(as, emit)
 	}
