@@ -99,14 +99,11 @@ func (d *daemon) startBlocklists(ctx context.Context, cfg *configs.Config, hc *h
 func (b *blocklists) restore(ctx context.Context, stored []store.Blocklist) {
 	// The bans of each list no longer configured, in one pass.
 	gone := map[string][]netip.Prefix{}
-	unlisted := func(bn store.Ban) bool {
-		name, ok := listOfJail(bn.Jail)
-		return ok && b.lists[name] == nil
-	}
-	for _, bn := range b.mgr.BansWhere(unlisted) {
-		name, _ := listOfJail(bn.Jail)
-		gone[name] = append(gone[name], bn.Target)
-	}
+	b.mgr.EachBan(func(bn store.Ban) {
+		if name, ok := listOfJail(bn.Jail); ok && b.lists[name] == nil {
+			gone[name] = append(gone[name], bn.Target)
+		}
+	})
 	for _, s := range stored {
 		if _, ok := gone[s.Name]; !ok && b.lists[s.Name] == nil {
 			gone[s.Name] = nil // its stored version goes, with no bans left
