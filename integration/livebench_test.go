@@ -62,26 +62,35 @@ func waitLines(tb testing.TB, b *bansd, service string, want uint64, within time
 	c := control.NewClient(b.socket)
 	deadline := time.Now().Add(within)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := c.Status(ctx)
-		cancel()
-		if err != nil {
-			tb.Fatalf("bansd status: %v", err)
+		lines, lag := sourceStatus(tb, c, service)
+		maxLag = max(maxLag, lag)
+		if lines >= want {
+			return maxLag, time.Now()
 		}
-		for _, s := range st.Sources {
-			if s.Service != service {
-				continue
-			}
-			maxLag = max(maxLag, time.Duration(s.LagSeconds*float64(time.Second)))
-			if s.Lines >= want {
-				return maxLag, time.Now()
-			}
-			if time.Now().After(deadline) {
-				tb.Fatalf("bansd delivered %d %s lines of %d after %s", s.Lines, service, want, within)
-			}
+		if time.Now().After(deadline) {
+			tb.Fatalf("bansd delivered %d %s lines of %d after %s", lines, service, want, within)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// sourceStatus is what bansd's status says of service's source: the lines
+// it delivered and the lag of the last.
+func sourceStatus(tb testing.TB, c *control.Client, service string) (lines uint64, lag time.Duration) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	st, err := c.Status(ctx)
+	cancel()
+	if err != nil {
+		tb.Fatalf("bansd status: %v", err)
+	}
+	for _, s := range st.Sources {
+		if s.Service == service {
+			return s.Lines, time.Duration(s.LagSeconds * float64(time.Second))
+		}
+	}
+	tb.Fatalf("bansd status has no source %q", service)
+	return 0, 0
 }
 
 // settled waits until pid uses at most 2% of a core over quiet (it has read
@@ -234,24 +243,13 @@ func lagPass(b *testing.B, e *dockertest.Engine, bd *bansd, f2bPid int, want uin
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		time.Sleep(250 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := c.Status(ctx)
-		cancel()
-		if err != nil {
-			b.Fatalf("bansd status: %v", err)
-		}
-		var lines uint64
-		for _, s := range st.Sources {
-			if s.Service == "front" {
-				lines = s.Lines
-				bansdLag = max(bansdLag, time.Duration(s.LagSeconds*float64(time.Second)))
-			}
-		}
-		n, lag, err := base.state()
+		lines, lag := sourceStatus(b, c, "front")
+		bansdLag = max(bansdLag, lag)
+		n, blag, err := base.state()
 		if err != nil {
 			b.Fatalf("docker logs -t: %v", err)
 		}
-		baseLag = max(baseLag, lag)
+		baseLag = max(baseLag, blag)
 		backlog = max(backlog, socketBacklog(b, e, bPid))
 		if lines >= 2*want && n >= want {
 			break
