@@ -26,11 +26,11 @@ build:
 	$(GO) build $(GOFLAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/bansctl ./cmd/bansctl
 
 # Man pages and completions come from the binaries' own flags and
-# commands; the installed config is the embedded default, commented out
+# commands (bansd's generator only in a build with the genman tag); the installed config is the embedded default, commented out
 # (an override file: what stays commented keeps the built-in value).
 docs: build
 	rm -rf $(BIN)/docs && mkdir -p $(BIN)/docs
-	$(BIN)/bansd --gen-man $(BIN)/docs/man8
+	$(GO) run $(GOFLAGS) -tags genman -trimpath -ldflags '$(LDFLAGS)' ./cmd/bansd --gen-man $(BIN)/docs/man8
 	$(BIN)/bansctl gen-docs $(BIN)/docs
 	{ printf '%s\n' \
 	    '# bansd overrides. Every key left commented keeps the built-in default shown' \

@@ -37,7 +37,7 @@ func run(args []string, stderr io.Writer) int {
 	check := fs.Bool("check", false, "check the config and exit")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default config and exit")
 	showVersion := fs.Bool("version", false, "print the version, commit and Go version and exit")
-	genMan := fs.String("gen-man", "", "write the man page bansd.8 into `DIR` and exit (for packaging)")
+	genMan := manFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(os.Stdout, fs)
@@ -57,11 +57,11 @@ func run(args []string, stderr io.Writer) int {
 	case *printDefault:
 		os.Stdout.Write(configs.DefaultTOML())
 		return 0
-	case *genMan != "":
-		if err := writeMan(fs, *genMan); err != nil {
-			fmt.Fprintln(stderr, "bansd:", err)
-			return 1
-		}
+	}
+	if wrote, err := genMan(); err != nil {
+		fmt.Fprintln(stderr, "bansd:", err)
+		return 1
+	} else if wrote {
 		return 0
 	}
 	cfg, err := configs.Load(*cfgPath)

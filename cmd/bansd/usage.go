@@ -4,13 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
-
-	"github.com/spf13/cobra"
-	"github.com/spf13/cobra/doc"
-	"github.com/spf13/pflag"
 )
 
 const synopsis = "bansd - ban daemon for Mailu on Docker"
@@ -49,37 +43,4 @@ func argError(err error) string {
 		return f + " needs a value"
 	}
 	return msg
-}
-
-// writeMan renders bansd.8 from the same flag set the daemon parses, so
-// the page cannot drift from the binary. cobra's generator wants a
-// command; this one only carries the flags and texts.
-func writeMan(fs *flag.FlagSet, dir string) error {
-	cmd := &cobra.Command{
-		Use:   "bansd",
-		Short: "ban daemon for Mailu on Docker",
-		Long:  description,
-		Run:   func(*cobra.Command, []string) {},
-	}
-	cmd.DisableAutoGenTag = true
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "gen-man" {
-			return
-		}
-		pf := pflag.PFlagFromGoFlag(f)
-		cmd.Flags().AddFlag(pf)
-	})
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	out, err := os.Create(filepath.Join(dir, "bansd.8"))
-	if err != nil {
-		return err
-	}
-	hdr := &doc.GenManHeader{Title: "BANSD", Section: "8", Source: "bansd " + version, Manual: "System Administration"}
-	if err := doc.GenMan(cmd, hdr, out); err != nil {
-		out.Close()
-		return fmt.Errorf("man page: %w", err)
-	}
-	return out.Close()
 }
