@@ -133,6 +133,7 @@ type Docker struct {
 	proj   string
 	notify chan struct{}       // closed and replaced when targets change
 	envs   map[string][]string // container id: its environment (watch's goroutine only)
+	spares spares              // batch slices back from Done (batch.go)
 }
 
 // NewDocker checks the options and prepares a client; nothing is contacted
@@ -171,6 +172,7 @@ func NewDocker(opt DockerOptions) (*Docker, error) {
 		svcs:   map[string]*service{},
 		proj:   opt.Project,
 		notify: make(chan struct{}),
+		spares: make(spares, maxSpares),
 	}
 	for _, name := range opt.Services {
 		if name == "" || d.svcs[name] != nil {
@@ -283,8 +285,10 @@ type pendingBatch struct {
 
 // Done tells the source that the consumer has processed a batch Run sent:
 // its service's cursor moves past it (and past any batch before it).
-// Batches must be Done in the order they came.
+// Batches must be Done in the order they came. The slice goes back to the
+// source, to carry later lines: the consumer must not keep it.
 func (d *Docker) Done(lines []sources.Line) {
+	defer d.spares.put(lines)
 	if d.opt.Cursors == nil {
 		return
 	}

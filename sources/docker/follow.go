@@ -139,7 +139,10 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	emit := func(a assembled) {
 		f.batch.add(sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}, a)
 	}
-	defer f.batch.reset()
+	if f.batch.lines == nil {
+		f.batch.next(f.d.spares.get())
+	}
+	defer func() { f.d.spares.put(f.batch.reset()) }()
 	for {
 		if f.batch.due(dm.buffered()) {
 			// The next read may wait for dockerd: what was read goes on first.
@@ -257,7 +260,7 @@ func (f *follower) send(ctx context.Context, id string) error {
 		s.lastLine, s.lag = b.last, now.Sub(b.last)
 		s.mu.Unlock()
 	}
-	b.next()
+	b.next(f.d.spares.get())
 	return nil
 }
 
