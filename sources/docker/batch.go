@@ -66,23 +66,25 @@ func (b *batch) reset() []sources.Line {
 // the GC to scan. The list is bounded, and a slice in it holds no line.
 type spares chan []sources.Line
 
-// maxSpares bounds what an idle source keeps: 8 slices of 20 KiB.
-const maxSpares = 8
+// maxSpares bounds what an idle source keeps: at most 16 slices of up to
+// a full batch (20 KiB).
+const maxSpares = 16
 
-// get returns an empty slice with room for a full batch.
-func (s spares) get() []sources.Line {
+// get returns an empty slice: a spare, or a new one with room for size
+// lines (the last batch's size is a fair guess of the next).
+func (s spares) get(size int) []sources.Line {
 	select {
 	case l := <-s:
 		return l
 	default:
-		return make([]sources.Line, 0, maxBatch)
+		return make([]sources.Line, 0, min(maxBatch, max(16, 2*size)))
 	}
 }
 
 // put takes back a batch's slice; its lines are dropped, so that a spare
 // keeps none of their text alive.
 func (s spares) put(l []sources.Line) {
-	if cap(l) != maxBatch {
+	if cap(l) == 0 || cap(l) > maxBatch {
 		return
 	}
 	clear(l)

@@ -140,7 +140,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		f.batch.add(sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}, a)
 	}
 	if f.batch.lines == nil {
-		f.batch.next(f.d.spares.get())
+		f.batch.next(f.d.spares.get(0))
 	}
 	defer func() { f.d.spares.put(f.batch.reset()) }()
 	for {
@@ -260,7 +260,7 @@ func (f *follower) send(ctx context.Context, id string) error {
 		s.lastLine, s.lag = b.last, now.Sub(b.last)
 		s.mu.Unlock()
 	}
-	b.next(f.d.spares.get())
+	b.next(f.d.spares.get(len(b.lines)))
 	return nil
 }
 
