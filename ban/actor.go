@@ -108,8 +108,6 @@ func (m *Manager) doBans(jobs []*job) {
 	m.mu.Unlock()
 
 	answer := func(err error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
 		for _, j := range jobs {
 			res := result{err: err, effective: make([]store.Ban, len(j.bans))}
 			if len(j.bans) == 0 && j.dropped > 0 && err == nil {
@@ -122,10 +120,10 @@ func (m *Manager) doBans(jobs []*job) {
 						continue
 					}
 				}
+				// best is what the index now holds for the target (the
+				// actor is its only writer), with the evidence of a ban
+				// just written, which the index need not keep.
 				eff := best[b.Target]
-				if cur, ok := m.index[b.Target]; ok && err == nil {
-					eff = cur
-				}
 				res.effective[k] = eff
 				if eff.Since.Equal(b.Since) && eff.Until.Equal(b.Until) && eff.Jail == b.Jail && err == nil {
 					res.n++

@@ -83,7 +83,26 @@ func (m *Manager) doAllow(j *job) {
 			lifts = append(lifts, Lift{Ban: b})
 		}
 	}
+	m.mu.Unlock()
 	slices.SortFunc(lifts, func(x, y Lift) int { return x.Ban.Target.Compare(y.Ban.Target) })
+	// A split ban's pieces keep its evidence, from the store: the index
+	// need not hold it. The index cannot change meanwhile: the actor is
+	// its only writer.
+	for i := range lifts {
+		l := &lifts[i]
+		if l.Ban.Target.Bits() >= hole.Bits() {
+			continue
+		}
+		stored, ok, err := m.db.GetBan(l.Ban.Target)
+		if err != nil {
+			j.done <- result{err: fmt.Errorf("ban: lift bans for %s: read the stored ban of %s: %w", w.rule, l.Ban.Target, err)}
+			return
+		}
+		if ok {
+			l.Ban.Evidence = stored.Evidence
+		}
+	}
+	m.mu.Lock()
 	var remove []netip.Prefix
 	// Nested wide bans (a /16 and a /24 around one hole) give some pieces
 	// twice: the longer one is kept, as for any target.

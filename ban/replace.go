@@ -97,6 +97,21 @@ func (m *Manager) doReplace(j *job) {
 		j.done <- result{}
 		return
 	}
+	// An extended ban is written whole, with its evidence from the store:
+	// the index need not keep it.
+	for i, b := range write {
+		if !extended[b.Target] {
+			continue
+		}
+		stored, ok, err := m.db.GetBan(b.Target)
+		if err != nil {
+			j.done <- result{err: fmt.Errorf("ban: replace %s: read the stored ban of %s: %w", j.replace, b.Target, err)}
+			return
+		}
+		if ok {
+			write[i].Evidence = stored.Evidence
+		}
+	}
 	evs := append(banEvents(news, refresh, uid, now), unbanEvs...)
 	if err := m.db.ReplaceBans(write, del, evs...); err != nil {
 		j.done <- result{err: fmt.Errorf("ban: replace %s in store: %w", j.replace, err)}
