@@ -10,9 +10,9 @@ import (
 	"github.com/bansd/bansd/store"
 )
 
-// TestEvidenceKeptInStore: the bans the manager writes from its index (the
-// pieces of a ban split around an allow entry, another jail's ban a list
-// extends) keep the stored ban's evidence.
+// TestEvidenceKeptInStore: the index holds no evidence, and the bans the
+// manager writes from it (the pieces of a ban split around an allow entry,
+// another jail's ban a list extends) keep the stored ban's evidence.
 func TestEvidenceKeptInStore(t *testing.T) {
 	requireRoot(t)
 	ns := netnstest.New(t)
@@ -26,6 +26,9 @@ func TestEvidenceKeptInStore(t *testing.T) {
 		if _, err := m.Ban(ctx, Request{Target: p, Jail: "auth", Reason: "test", Duration: time.Hour, Evidence: lines}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if b, ok := m.Lookup(single); !ok || b.Evidence != nil {
+		t.Errorf("Lookup = %+v, %v; want the ban without evidence", b, ok)
 	}
 	stored := func(p netip.Prefix) store.Ban {
 		t.Helper()
