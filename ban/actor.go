@@ -77,7 +77,7 @@ func (m *Manager) pick(jobs []*job, now time.Time, episodes bool) (best map[neti
 			}
 			cur, ok := best[b.Target]
 			if !ok {
-				cur, ok = m.index[b.Target]
+				cur, ok = m.index.get(b.Target)
 				ok = ok && cur.Until.After(now)
 			}
 			if !ok || cur.Until.Before(b.Until) {
@@ -89,7 +89,7 @@ func (m *Manager) pick(jobs []*job, now time.Time, episodes bool) (best map[neti
 	}
 	refresh = map[netip.Prefix]bool{}
 	for _, b := range best {
-		old, ok := m.index[b.Target]
+		old, ok := m.index.get(b.Target)
 		if !ok || old.Until.Before(b.Until) || !old.Until.After(now) {
 			write = append(write, b)
 			if ok && old.Until.After(now) {
@@ -108,8 +108,6 @@ func (m *Manager) doBans(jobs []*job) {
 	m.mu.Unlock()
 
 	answer := func(err error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
 		for _, j := range jobs {
 			res := result{err: err, effective: make([]store.Ban, len(j.bans))}
 			if len(j.bans) == 0 && j.dropped > 0 && err == nil {
@@ -122,10 +120,10 @@ func (m *Manager) doBans(jobs []*job) {
 						continue
 					}
 				}
+				// best is what the index now holds for the target (the
+				// actor is its only writer), with the evidence of a ban
+				// just written, which the index does not keep.
 				eff := best[b.Target]
-				if cur, ok := m.index[b.Target]; ok && err == nil {
-					eff = cur
-				}
 				res.effective[k] = eff
 				if eff.Since.Equal(b.Since) && eff.Until.Equal(b.Until) && eff.Jail == b.Jail && err == nil {
 					res.n++
@@ -148,7 +146,7 @@ func (m *Manager) doBans(jobs []*job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, b := range write {
-		m.putLocked(b)
+		m.index.put(b)
 	}
 	m.mu.Unlock()
 	answer(m.apply(write))
@@ -229,8 +227,8 @@ func (m *Manager) classes() []SetClass {
 		seen[c] = true
 	}
 	m.mu.Lock()
-	for t := range m.index {
-		if c := ClassOf(t); !seen[c] {
+	for b := range m.index.all() {
+		if c := ClassOf(b.Target); !seen[c] {
 			seen[c] = true
 			cs = append(cs, c)
 		}
@@ -245,7 +243,7 @@ func (m *Manager) doUnban(j *job) {
 	n := 0
 	var evs []store.Event
 	for _, t := range j.unban {
-		if b, ok := m.index[t]; ok {
+		if b, ok := m.index.get(t); ok {
 			n++
 			evs = append(evs, store.Event{Time: now, Kind: store.EventUnban, Target: t, Jail: b.Jail, Level: b.Level, UID: j.uid})
 		}
@@ -258,7 +256,7 @@ func (m *Manager) doUnban(j *job) {
 	m.logEvents(evs)
 	m.mu.Lock()
 	for _, t := range j.unban {
-		m.deleteLocked(t)
+		m.index.delete(t)
 	}
 	m.mu.Unlock()
 	// Unbanned in the store: if the kernel part fails, the next reconcile

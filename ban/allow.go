@@ -78,12 +78,31 @@ func (m *Manager) doAllow(j *job) {
 	now := m.now()
 	m.mu.Lock()
 	var lifts []Lift
-	for _, b := range m.index {
+	for b := range m.index.all() {
 		if b.Until.After(now) && b.Target.Overlaps(hole) {
 			lifts = append(lifts, Lift{Ban: b})
 		}
 	}
+	m.mu.Unlock()
 	slices.SortFunc(lifts, func(x, y Lift) int { return x.Ban.Target.Compare(y.Ban.Target) })
+	// A split ban's pieces keep its evidence, from the store: the index
+	// does not hold it. The index cannot change meanwhile: the actor is
+	// its only writer.
+	for i := range lifts {
+		l := &lifts[i]
+		if l.Ban.Target.Bits() >= hole.Bits() {
+			continue
+		}
+		stored, ok, err := m.db.GetBan(l.Ban.Target)
+		if err != nil {
+			j.done <- result{err: fmt.Errorf("ban: lift bans for %s: read the stored ban of %s: %w", w.rule, l.Ban.Target, err)}
+			return
+		}
+		if ok {
+			l.Ban.Evidence = stored.Evidence
+		}
+	}
+	m.mu.Lock()
 	var remove []netip.Prefix
 	// Nested wide bans (a /16 and a /24 around one hole) give some pieces
 	// twice: the longer one is kept, as for any target.
@@ -96,7 +115,7 @@ func (m *Manager) doAllow(j *job) {
 		}
 		l.Split = prefix.Exclude(l.Ban.Target, hole)
 		for _, p := range l.Split {
-			if cur, ok := m.index[p]; ok && cur.Until.After(now) && !cur.Until.Before(l.Ban.Until) {
+			if cur, ok := m.index.get(p); ok && cur.Until.After(now) && !cur.Until.Before(l.Ban.Until) {
 				continue // a ban of its own that lasts longer stays as it is
 			}
 			if cur, ok := pieces[p]; ok && !cur.Until.Before(l.Ban.Until) {

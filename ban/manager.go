@@ -88,7 +88,10 @@ type Options struct {
 }
 
 // Manager owns the ban state: the store, the in-memory index of live bans
-// and, through its Run goroutine, the firewall.
+// and, through its Run goroutine, the firewall. The bans it returns from the
+// index (Lookup, Covering, Bans, BansWhere, EachBan, and Ban's for a target
+// already banned) carry no Evidence, to keep it small: store.DB.GetBan
+// reads a ban's evidence.
 type Manager struct {
 	fw    Firewall
 	db    *store.DB
@@ -114,11 +117,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	running bool
-	index   map[netip.Prefix]store.Ban
-	// lengths counts the index's targets per family (0: IPv4) and prefix
-	// length, so that the search for covering bans tries only the lengths
-	// that are banned.
-	lengths [2][129]int32
+	index   *index
 	stats   stats
 }
 
@@ -182,7 +181,7 @@ func NewManager(opt Options) (*Manager, error) {
 		jobs:    make(chan *job, queueJobs),
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
-		index:   map[netip.Prefix]store.Ban{},
+		index:   newIndex(),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -290,7 +289,7 @@ func (m *Manager) load() error {
 	defer m.mu.Unlock()
 	for _, b := range bans {
 		if b.Until.After(now) {
-			m.putLocked(b)
+			m.index.put(b)
 		}
 	}
 	return nil
@@ -450,46 +449,23 @@ func (m *Manager) submit(ctx context.Context, j *job) (result, error) {
 	}
 }
 
-// putLocked puts b in the index (m.mu held).
-func (m *Manager) putLocked(b store.Ban) {
-	if _, ok := m.index[b.Target]; !ok {
-		m.lengths[family(b.Target)][b.Target.Bits()]++
-	}
-	m.index[b.Target] = b
-}
-
 // replaceIndex takes remove out of the index and puts put in, once the
 // store holds the change.
 func (m *Manager) replaceIndex(remove []netip.Prefix, put []store.Ban) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, t := range remove {
-		m.deleteLocked(t)
+		m.index.delete(t)
 	}
 	for _, b := range put {
-		m.putLocked(b)
+		m.index.put(b)
 	}
-}
-
-// deleteLocked takes t out of the index (m.mu held).
-func (m *Manager) deleteLocked(t netip.Prefix) {
-	if _, ok := m.index[t]; ok {
-		m.lengths[family(t)][t.Bits()]--
-		delete(m.index, t)
-	}
-}
-
-func family(t netip.Prefix) int {
-	if t.Addr().Is4() {
-		return 0
-	}
-	return 1
 }
 
 func (m *Manager) current(t netip.Prefix) (store.Ban, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b, ok := m.index[t]
+	b, ok := m.index.get(t)
 	return b, ok && b.Until.After(m.now())
 }
 
@@ -515,7 +491,7 @@ func (m *Manager) EachBan(fn func(store.Ban)) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, b := range m.index {
+	for b := range m.index.all() {
 		if b.Until.After(now) {
 			fn(b)
 		}
@@ -532,9 +508,9 @@ func (m *Manager) BansWhere(keep func(store.Ban) bool) []store.Ban {
 	m.mu.Lock()
 	var out []store.Ban
 	if keep == nil {
-		out = make([]store.Ban, 0, len(m.index))
+		out = make([]store.Ban, 0, m.index.len())
 	}
-	for _, b := range m.index {
+	for b := range m.index.all() {
 		if b.Until.After(now) && (keep == nil || keep(b)) {
 			out = append(out, b)
 		}

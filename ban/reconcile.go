@@ -201,10 +201,10 @@ func (m *Manager) dropExpired(now time.Time) ([]netip.Prefix, []store.Event) {
 	var evs []store.Event
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for t, b := range m.index {
+	for b := range m.index.all() {
 		if !b.Until.After(now) {
-			m.deleteLocked(t)
-			expired = append(expired, t)
+			m.index.delete(b.Target)
+			expired = append(expired, b.Target)
 			evs = append(evs, expireEvent(b, now))
 		}
 	}
@@ -268,14 +268,14 @@ func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
 	m.mu.Lock()
 	for _, e := range l.elems {
 		have[e.Target] = e
-		if b, ok := m.index[e.Target]; !ok || !b.Until.After(now) {
+		if b, ok := m.index.get(e.Target); !ok || !b.Until.After(now) {
 			extra = append(extra, e.Target)
 		}
 	}
 	var missing []store.Ban
 	var f fixes
-	for t, b := range m.index {
-		e, ok := have[t]
+	for b := range m.index.all() {
+		e, ok := have[b.Target]
 		kt := e.Timeout
 		switch {
 		case !ok:

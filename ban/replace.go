@@ -65,7 +65,7 @@ func (m *Manager) doReplace(j *job) {
 	// so is another list's when takeOver says so.
 	extended := map[netip.Prefix]bool{}
 	for i, b := range write {
-		old, ok := m.index[b.Target]
+		old, ok := m.index.get(b.Target)
 		if ok && old.Until.After(now) && old.Jail != j.replace && !old.Pulled && (j.takeOver == nil || !j.takeOver(old.Jail)) {
 			old.Until = b.Until
 			write[i] = old
@@ -80,14 +80,14 @@ func (m *Manager) doReplace(j *job) {
 	// event: the history (and the notifications) hear of changes only.
 	var news []store.Ban
 	for _, b := range write {
-		if !refresh[b.Target] || (m.index[b.Target].Jail != j.replace && !extended[b.Target]) {
+		if cur, _ := m.index.get(b.Target); !refresh[b.Target] || (cur.Jail != j.replace && !extended[b.Target]) {
 			news = append(news, b)
 		}
 	}
 	var del []netip.Prefix
 	var unbanEvs []store.Event
 	for _, t := range j.unban {
-		if b, ok := m.index[t]; ok && b.Jail == j.replace && !named[t] {
+		if b, ok := m.index.get(t); ok && b.Jail == j.replace && !named[t] {
 			del = append(del, t)
 			unbanEvs = append(unbanEvs, store.Event{Time: now, Kind: store.EventUnban, Target: t, Jail: b.Jail, Level: b.Level, UID: j.uid})
 		}
@@ -96,6 +96,21 @@ func (m *Manager) doReplace(j *job) {
 	if len(write) == 0 && len(del) == 0 {
 		j.done <- result{}
 		return
+	}
+	// An extended ban is written whole, with its evidence from the store:
+	// the index does not keep it.
+	for i, b := range write {
+		if !extended[b.Target] {
+			continue
+		}
+		stored, ok, err := m.db.GetBan(b.Target)
+		if err != nil {
+			j.done <- result{err: fmt.Errorf("ban: replace %s: read the stored ban of %s: %w", j.replace, b.Target, err)}
+			return
+		}
+		if ok {
+			write[i].Evidence = stored.Evidence
+		}
 	}
 	evs := append(banEvents(news, refresh, uid, now), unbanEvs...)
 	if err := m.db.ReplaceBans(write, del, evs...); err != nil {

@@ -102,7 +102,7 @@ func (m *Manager) episodeLocked(b store.Ban, base time.Duration, now time.Time) 
 	if c, ok := m.coveringLocked(b.Target, now); ok {
 		return b, c[0], true
 	}
-	if old, ok := m.index[b.Target]; ok && old.Until.After(now) && store.SameEpisode(old, b) {
+	if old, ok := m.index.get(b.Target); ok && old.Until.After(now) && store.SameEpisode(old, b) {
 		term := m.escalate(base, old.Level)
 		if until := b.Since.Add(term); until.Sub(old.Until) >= refreshStep(term) {
 			b.Level, b.Until = old.Level, until
@@ -125,13 +125,12 @@ func refreshStep(term time.Duration) time.Duration {
 // that contain it, widest first (m.mu held).
 func (m *Manager) coveringLocked(t netip.Prefix, now time.Time) ([]store.Ban, bool) {
 	var out []store.Ban
-	lengths := &m.lengths[family(t)]
 	for bits := minBits(t.Addr()); bits < t.Bits(); bits++ {
-		if lengths[bits] == 0 {
+		if !m.index.hasLength(t.Addr(), bits) {
 			continue
 		}
 		w := netip.PrefixFrom(t.Addr(), bits).Masked()
-		if b, ok := m.index[w]; ok && b.Until.After(now) {
+		if b, ok := m.index.get(w); ok && b.Until.After(now) {
 			out = append(out, b)
 		}
 	}

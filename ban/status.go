@@ -65,9 +65,9 @@ func (m *Manager) Status(ctx context.Context) (FirewallStatus, error) {
 	count := map[SetClass]int{}
 	now := m.now()
 	m.mu.Lock()
-	for t, b := range m.index {
+	for b := range m.index.all() {
 		if b.Until.After(now) {
-			count[ClassOf(t)]++
+			count[ClassOf(b.Target)]++
 		}
 	}
 	s := m.stats

@@ -329,7 +329,8 @@ func (db *DB) Bans() ([]Ban, error) {
 	return out, err
 }
 
-// GetBan returns the stored ban of t.
+// GetBan returns the stored ban of t, evidence included (the ban manager
+// keeps none in memory).
 func (db *DB) GetBan(t netip.Prefix) (Ban, bool, error) {
 	var (
 		b  Ban

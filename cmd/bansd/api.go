@@ -238,6 +238,14 @@ func (d *daemon) Why(ctx context.Context, a netip.Addr) (control.Why, error) {
 	}
 	w.Windows = windowsToAPI(d.engine.Why(a))
 	for _, b := range d.mgr.BansWhere(func(b store.Ban) bool { return b.Target.Contains(a) }) {
+		// Evidence from the store: the ban manager need not keep it in memory.
+		stored, ok, err := d.db.GetBan(b.Target)
+		if err != nil {
+			return w, fmt.Errorf("evidence of %s: %w", b.Target, err)
+		}
+		if ok {
+			b.Evidence = stored.Evidence
+		}
 		w.Bans = append(w.Bans, toAPI(b, true))
 	}
 	h, err := d.db.History(netip.PrefixFrom(a, a.BitLen()))

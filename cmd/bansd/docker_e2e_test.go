@@ -66,8 +66,10 @@ exec sleep 600`
 	if st.Docker.Project != "mailu" || st.Docker.State != "following" {
 		t.Errorf("docker status = %+v", st.Docker)
 	}
+	// why prints each evidence line of a ban after a "|".
+	evidence := regexp.MustCompile(`(?m)^ +\| .*"AUTH not supported".*client: 203\.0\.113\.9,`)
 	out := in.mustCtl(t, 0, "why", "203.0.113.9")
-	if !strings.Contains(out, "by jail smtp-auth-bots") || !strings.Contains(out, "AUTH not supported") {
+	if !strings.Contains(out, "by jail smtp-auth-bots") || !evidence.MatchString(out) {
 		t.Errorf("why shows no jail or evidence:\n%s", out)
 	}
 	if out := in.mustCtl(t, 0, "why", "192.0.2.161"); !strings.Contains(out, "never banned") {
@@ -116,6 +118,11 @@ exec sleep 600`
 	}
 	if l, _ := c.Bans(context.Background(), ""); len(l.Bans) != 1 {
 		t.Errorf("bans after restart: %+v", l.Bans)
+	}
+	// The evidence is read from the store: the restarted bansd, which
+	// never saw the lines, shows it too.
+	if out := in.mustCtl(t, 0, "why", "203.0.113.9"); !evidence.MatchString(out) {
+		t.Errorf("why after restart shows no evidence:\n%s", out)
 	}
 }
 
