@@ -299,6 +299,56 @@ func TestDocker(t *testing.T) {
 		src.waitState(t, "admin", StateStopped)
 	})
 
+	t.Run("log stream", func(t *testing.T) {
+		d, err := NewDocker(DockerOptions{Host: e.Host(), Project: "p0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.cli.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if _, err := d.followLogs(ctx, "nosuchcontainer", ""); err == nil || !strings.Contains(err.Error(), "No such container") {
+			t.Fatalf("followLogs of a missing container: %v, want the engine's refusal", err)
+		}
+		id := dkRun(t, e, "p0", "front", bb, "sh", "-c", "echo one; echo two >&2; exec sleep 600")
+		rc, err := d.followLogs(ctx, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		// Unframed by HTTP: the stream starts with a log frame's header,
+		// not a chunk size.
+		dm := newDemux(rc, false, 1024)
+		got := map[string]byte{}
+		for len(got) < 2 {
+			m, err := dm.next()
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			got[string(m.text)] = m.stream
+		}
+		if got["one"] != streamStdout || got["two"] != streamStderr {
+			t.Fatalf("messages %v, want one on stdout and two on stderr", got)
+		}
+		// The stream stays open while the container runs, and ctx ends it.
+		read := make(chan error, 1)
+		go func() { _, err := dm.next(); read <- err }()
+		select {
+		case err := <-read:
+			t.Fatalf("the followed stream ended while the container runs: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		cancel()
+		select {
+		case err := <-read:
+			if err == nil {
+				t.Fatal("a read after cancel returned a message")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("cancel did not end the read")
+		}
+	})
+
 	t.Run("long lines", func(t *testing.T) {
 		script := `head -c 102400 /dev/zero | tr '\0' a; echo; echo after; head -c 1000 /dev/zero | tr '\0' b; echo; sleep 600`
 		dkRun(t, e, "p2", "front", bb, "sh", "-c", script)

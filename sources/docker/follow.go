@@ -9,7 +9,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
 )
 
 // follower reads one service's container logs, one container at a time,
@@ -105,9 +104,9 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 		return 0, err
 	}
 	tty := insp.Config != nil && insp.Config.Tty
-	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true}
+	from := "" // the stream's since: from the container's start
 	if since > 0 {
-		opts.Since = strconv.FormatInt(since, 10)
+		from = strconv.FormatInt(since, 10)
 	}
 	// A warm-up replays what the stored cursor covers, in the same stream
 	// (dockerd scans the log from its start for any since: one request
@@ -118,7 +117,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	if stored && skip > 0 && f.d.opt.Warmup > 0 && since > 0 && !f.warmed {
 		f.warmed = true
 		warm = f.newWarmer(id, since, began, insp.Created)
-		opts.Since = strconv.FormatInt(warm.st.Want.Unix(), 10)
+		from = strconv.FormatInt(warm.st.Want.Unix(), 10)
 		defer func() {
 			if !warm.done && ctx.Err() == nil {
 				warm.partial("the log stream broke during the warm-up: the rest was not read again")
@@ -126,7 +125,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 			}
 		}()
 	}
-	rc, err := cli.ContainerLogs(ctx, id, opts)
+	rc, err := f.d.followLogs(ctx, id, from)
 	if err != nil {
 		return 0, fmt.Errorf("logs %s: %w", short(id), err)
 	}
