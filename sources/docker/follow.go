@@ -133,7 +133,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	f.d.log.Debug("attached", "service", s.name, "container", short(id), "since", since, "skip", skip, "tty", tty)
 	s.set(func(s *service) { s.state, s.container = StateAttached, id })
 
-	dm := newDemux(rc, tty, f.d.opt.MaxLine+64)
+	dm := newDemux(rc.body, tty, f.d.opt.MaxLine+64)
 	asm := assembler{max: f.d.opt.MaxLine}
 	emit := func(a assembled) {
 		f.batch.add(sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}, a)

@@ -22,7 +22,7 @@ import (
 // and two wrappers per read) was about 8% of bansd's CPU under a flood,
 // for nothing a stream that lasts as long as the container needs. The end
 // of the stream is the end of the connection.
-func (d *Docker) followLogs(ctx context.Context, id, since string) (io.ReadCloser, error) {
+func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, error) {
 	// The path carries the API version: negotiated (once) before.
 	d.cli.NegotiateAPIVersion(ctx)
 	q := url.Values{"stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}, "follow": {"1"}, "tail": {""}}
@@ -36,7 +36,7 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (io.ReadClose
 	}
 	// The connection is the stream: closing it is how ctx ends a read.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	fail := func(err error) (io.ReadCloser, error) {
+	fail := func(err error) (*logStream, error) {
 		stop()
 		conn.Close()
 		return nil, err
@@ -57,7 +57,7 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (io.ReadClose
 		// Something between (a proxy) framed the stream after all.
 		body = resp.Body
 	}
-	return &logStream{Reader: body, conn: conn, stop: stop}, nil
+	return &logStream{body: body, conn: conn, stop: stop}, nil
 }
 
 // engineError is the engine's refusal in its own words ({"message": ...}).
@@ -73,9 +73,12 @@ func engineError(resp *http.Response) error {
 	return fmt.Errorf("Error response from daemon (%s): %s", resp.Status, msg)
 }
 
-// logStream is the body of a followLogs answer; Close ends it.
+// logStream is a followLogs answer; Close ends it.
 type logStream struct {
-	io.Reader
+	// body is the stream: the connection's own 64 KiB reader, which the
+	// demuxer reads from as its buffer (bufio.NewReaderSize returns a
+	// large enough *bufio.Reader as it is), so every byte is copied once.
+	body io.Reader
 	conn interface{ Close() error }
 	stop func() bool
 }
