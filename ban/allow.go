@@ -88,19 +88,15 @@ func (m *Manager) doAllow(j *job) {
 	// A split ban's pieces keep its evidence, from the store: the index
 	// does not hold it. The index cannot change meanwhile: the actor is
 	// its only writer.
+	var wide []*store.Ban
 	for i := range lifts {
-		l := &lifts[i]
-		if l.Ban.Target.Bits() >= hole.Bits() {
-			continue
+		if lifts[i].Ban.Target.Bits() < hole.Bits() {
+			wide = append(wide, &lifts[i].Ban)
 		}
-		stored, ok, err := m.db.GetBan(l.Ban.Target)
-		if err != nil {
-			j.done <- result{err: fmt.Errorf("ban: lift bans for %s: read the stored ban of %s: %w", w.rule, l.Ban.Target, err)}
-			return
-		}
-		if ok {
-			l.Ban.Evidence = stored.Evidence
-		}
+	}
+	if err := m.db.WithEvidence(wide); err != nil {
+		j.done <- result{err: fmt.Errorf("ban: lift bans for %s: read the evidence of the bans split: %w", w.rule, err)}
+		return
 	}
 	m.mu.Lock()
 	var remove []netip.Prefix

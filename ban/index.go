@@ -14,7 +14,7 @@ import (
 // took 2.3 MB as a map[netip.Prefix]store.Ban). Keys and values hold no
 // pointer, so the collector never scans the map; jail, reason and flags are
 // shared through attrs. A ban read back has no Evidence: the store keeps
-// it (store.DB.GetBan). The Manager's mu guards it.
+// it (store.DB.WithEvidence). The Manager's mu guards it.
 type index struct {
 	bans  map[indexKey]indexEntry
 	attrs attrTable

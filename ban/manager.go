@@ -90,7 +90,7 @@ type Options struct {
 // Manager owns the ban state: the store, the in-memory index of live bans
 // and, through its Run goroutine, the firewall. The bans it returns from the
 // index (Lookup, Covering, Bans, BansWhere, EachBan, and Ban's for a target
-// already banned) carry no Evidence, to keep it small: store.DB.GetBan
+// already banned) carry no Evidence, to keep it small: store.DB.WithEvidence
 // reads a ban's evidence.
 type Manager struct {
 	fw    Firewall

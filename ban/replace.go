@@ -99,18 +99,15 @@ func (m *Manager) doReplace(j *job) {
 	}
 	// An extended ban is written whole, with its evidence from the store:
 	// the index does not keep it.
-	for i, b := range write {
-		if !extended[b.Target] {
-			continue
+	var ext []*store.Ban
+	for i := range write {
+		if extended[write[i].Target] {
+			ext = append(ext, &write[i])
 		}
-		stored, ok, err := m.db.GetBan(b.Target)
-		if err != nil {
-			j.done <- result{err: fmt.Errorf("ban: replace %s: read the stored ban of %s: %w", j.replace, b.Target, err)}
-			return
-		}
-		if ok {
-			write[i].Evidence = stored.Evidence
-		}
+	}
+	if err := m.db.WithEvidence(ext); err != nil {
+		j.done <- result{err: fmt.Errorf("ban: replace %s: read the evidence of the bans extended: %w", j.replace, err)}
+		return
 	}
 	evs := append(banEvents(news, refresh, uid, now), unbanEvs...)
 	if err := m.db.ReplaceBans(write, del, evs...); err != nil {

@@ -329,8 +329,7 @@ func (db *DB) Bans() ([]Ban, error) {
 	return out, err
 }
 
-// GetBan returns the stored ban of t, evidence included (the ban manager
-// keeps none in memory).
+// GetBan returns the stored ban of t.
 func (db *DB) GetBan(t netip.Prefix) (Ban, bool, error) {
 	var (
 		b  Ban
@@ -348,6 +347,33 @@ func (db *DB) GetBan(t netip.Prefix) (Ban, bool, error) {
 		return err
 	})
 	return b, ok, err
+}
+
+// WithEvidence sets each ban's Evidence to that of the stored ban of its
+// target (none where the store has no ban of it), in one read: the ban
+// manager keeps no evidence in memory, the store is where it lives.
+func (db *DB) WithEvidence(bans []*Ban) error {
+	if len(bans) == 0 {
+		return nil
+	}
+	return db.view(func(tx *bolt.Tx) error {
+		bb := tx.Bucket(bucketBans)
+		var k []byte
+		for _, b := range bans {
+			k = prefixKey(k, b.Target)
+			v := bb.Get(k)
+			if v == nil {
+				b.Evidence = nil
+				continue
+			}
+			stored, err := decodeBanKV(k, v, nil)
+			if err != nil {
+				return err
+			}
+			b.Evidence = stored.Evidence
+		}
+		return nil
+	})
 }
 
 // History returns t's offence record (zero if none).

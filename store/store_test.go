@@ -125,6 +125,16 @@ func TestBansRoundTrip(t *testing.T) {
 		t.Error("192.0.2.7/31 found; keys must include the prefix length")
 	}
 
+	// WithEvidence: each ban gets its stored evidence, a ban the store does
+	// not have none (whatever it carried).
+	withEv := []*Ban{{Target: bans[0].Target}, {Target: bans[1].Target, Evidence: []string{"stale"}}, {Target: netip.MustParsePrefix("192.0.2.8/32"), Evidence: []string{"stale"}}}
+	if err := db.WithEvidence(withEv); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(withEv[0].Evidence, bans[0].Evidence) || withEv[1].Evidence != nil || withEv[2].Evidence != nil {
+		t.Errorf("WithEvidence gave %q, %q, %q; want %q, none, none", withEv[0].Evidence, withEv[1].Evidence, withEv[2].Evidence, bans[0].Evidence)
+	}
+
 	if err := db.DeleteBans([]netip.Prefix{bans[0].Target, netip.MustParsePrefix("203.0.113.1/32")}); err != nil {
 		t.Fatal(err)
 	}

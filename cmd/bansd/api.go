@@ -237,15 +237,15 @@ func (d *daemon) Why(ctx context.Context, a netip.Addr) (control.Why, error) {
 		w.Protected = rule
 	}
 	w.Windows = windowsToAPI(d.engine.Why(a))
-	for _, b := range d.mgr.BansWhere(func(b store.Ban) bool { return b.Target.Contains(a) }) {
-		// Evidence from the store: the ban manager need not keep it in memory.
-		stored, ok, err := d.db.GetBan(b.Target)
-		if err != nil {
-			return w, fmt.Errorf("evidence of %s: %w", b.Target, err)
-		}
-		if ok {
-			b.Evidence = stored.Evidence
-		}
+	bans := d.mgr.BansWhere(func(b store.Ban) bool { return b.Target.Contains(a) })
+	withEv := make([]*store.Ban, len(bans))
+	for i := range bans {
+		withEv[i] = &bans[i]
+	}
+	if err := d.db.WithEvidence(withEv); err != nil {
+		return w, fmt.Errorf("evidence of the bans of %s: %w", a, err)
+	}
+	for _, b := range bans {
 		w.Bans = append(w.Bans, toAPI(b, true))
 	}
 	h, err := d.db.History(netip.PrefixFrom(a, a.BitLen()))
