@@ -26,8 +26,9 @@ build:
 	$(GO) build $(GOFLAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/bansctl ./cmd/bansctl
 
 # Man pages and completions come from the binaries' own flags and
-# commands (bansd's generator only in a build with the genman tag); the installed config is the embedded default, commented out
-# (an override file: what stays commented keeps the built-in value).
+# commands (bansd's generator only in a build with the genman tag); the
+# installed config is the embedded default, commented out (an override
+# file: what stays commented keeps the built-in value).
 docs: build
 	rm -rf $(BIN)/docs && mkdir -p $(BIN)/docs
 	$(GO) run $(GOFLAGS) -tags genman -trimpath -ldflags '$(LDFLAGS)' ./cmd/bansd --gen-man $(BIN)/docs/man8

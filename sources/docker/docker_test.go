@@ -307,6 +307,8 @@ func TestDocker(t *testing.T) {
 		defer d.cli.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
+		// As attach's inspect does before it.
+		d.cli.NegotiateAPIVersion(ctx)
 		if _, err := d.followLogs(ctx, "nosuchcontainer", ""); err == nil || !strings.Contains(err.Error(), "No such container") {
 			t.Fatalf("followLogs of a missing container: %v, want the engine's refusal", err)
 		}

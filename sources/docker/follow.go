@@ -138,9 +138,7 @@ func (f *follower) attach(ctx context.Context, id string) (end, error) {
 	emit := func(a assembled) {
 		f.batch.add(sources.Line{Service: s.name, Container: id, Time: a.time, Text: a.text}, a)
 	}
-	if f.batch.lines == nil {
-		f.batch.next(f.d.spares.get(0))
-	}
+	f.batch.next(f.d.spares.get(0))
 	defer func() { f.d.spares.put(f.batch.reset()) }()
 	for {
 		if f.batch.due(dm.buffered()) {

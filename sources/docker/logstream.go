@@ -21,24 +21,27 @@ import (
 // chunks back through net/http (chunk header, data, trailing CRLF, a body
 // and two wrappers per read) was about 8% of bansd's CPU under a flood,
 // for nothing a stream that lasts as long as the container needs. The end
-// of the stream is the end of the connection.
+// of the stream is the end of the connection. The path carries the
+// client's API version, which its first request negotiates: call it after
+// one (attach inspects the container first).
 func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, error) {
-	// The path carries the API version: negotiated (once) before.
-	d.cli.NegotiateAPIVersion(ctx)
 	q := url.Values{"stdout": {"1"}, "stderr": {"1"}, "timestamps": {"1"}, "follow": {"1"}, "tail": {""}}
 	if since != "" {
 		q.Set("since", since)
 	}
-	path := "/v" + d.cli.ClientVersion() + "/containers/" + url.PathEscape(id) + "/logs?" + q.Encode()
+	path := "/containers/" + url.PathEscape(id) + "/logs?" + q.Encode()
+	if v := d.cli.ClientVersion(); v != "" {
+		// As the client builds it: unversioned when it has no version.
+		path = "/v" + strings.TrimPrefix(v, "v") + path
+	}
 	conn, err := d.cli.Dialer()(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the engine: %w", err)
 	}
 	// The connection is the stream: closing it is how ctx ends a read.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	s := &logStream{conn: conn, stop: context.AfterFunc(ctx, func() { conn.Close() })}
 	fail := func(err error) (*logStream, error) {
-		stop()
-		conn.Close()
+		s.Close()
 		return nil, err
 	}
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bansd\r\n\r\n", path, client.DummyHost); err != nil {
@@ -52,12 +55,12 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, 
 	if resp.StatusCode != http.StatusOK {
 		return fail(engineError(resp))
 	}
-	var body io.Reader = br
+	s.body = br
 	if resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0 {
 		// Something between (a proxy) framed the stream after all.
-		body = resp.Body
+		s.body = resp.Body
 	}
-	return &logStream{body: body, conn: conn, stop: stop}, nil
+	return s, nil
 }
 
 // engineError is the engine's refusal in its own words ({"message": ...}).
@@ -79,7 +82,7 @@ type logStream struct {
 	// demuxer reads from as its buffer (bufio.NewReaderSize returns a
 	// large enough *bufio.Reader as it is), so every byte is copied once.
 	body io.Reader
-	conn interface{ Close() error }
+	conn io.Closer
 	stop func() bool
 }
 
