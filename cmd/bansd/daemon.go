@@ -55,6 +55,10 @@ type daemon struct {
 	// is in the kernel (main.go says why).
 	procsAfterStart int
 
+	// reloadMu lets one reload run at a time (SIGHUP and the API can
+	// ask together): each must diff against the config the last one left.
+	reloadMu sync.Mutex
+
 	mu         sync.Mutex // guards cfg, loadedAt, lastReload, live
 	cfg        *configs.Config
 	loadedAt   time.Time
@@ -542,6 +546,8 @@ func (d *daemon) config() *configs.Config {
 // reload re-reads the config file. A bad file is refused and the running
 // config stays; jails whose settings did not change keep their counts.
 func (d *daemon) reload(uid int) control.ReloadResult {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	res := control.ReloadResult{Time: time.Now()}
 	cfg, err := configs.Load(d.path)
 	if err == nil {
@@ -565,7 +571,6 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 			d.log.Warn("daemon, docker, firewall, ban, crowdsec or blocklists settings changed: they take effect at the next restart")
 		}
 	}
-	d.lastReload = &res
 	d.mu.Unlock()
 	if res.OK {
 		d.event(store.Event{Kind: store.EventReload, Detail: cfgName(d.path), UID: uid})
@@ -588,6 +593,11 @@ func (d *daemon) reload(uid int) control.ReloadResult {
 			d.log.Info("notify: channels restarted with the reloaded config", "channels", cfg.Notify.ChannelNames())
 		}
 	}
+	// Published last: whoever sees this reload in status (bansctl, a
+	// script after SIGHUP) must also find its history and its effects.
+	d.mu.Lock()
+	d.lastReload = &res
+	d.mu.Unlock()
 	return res
 }
 
