@@ -270,15 +270,23 @@ func (p *peer) probe(src netip.Addr, port int, timeout time.Duration) mailclient
 // nginx, Dovecot, admin and the backend are all up.
 func waitReady(t testing.TB, p *peer) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	if last, ok := ready(p, 60*time.Second); !ok {
+		t.Fatalf("front not ready after 60s: last login %+v", last)
+	}
+}
+
+// ready tries a legitimate IMAP login through front until one succeeds or
+// within has passed, and returns the last attempt.
+func ready(p *peer, within time.Duration) (mailclient.Result, bool) {
+	deadline := time.Now().Add(within)
 	var last mailclient.Result
 	for time.Now().Before(deadline) {
 		if last = p.login(p.addrs[0], mailclient.IMAPS, legitUser, legitPass); last.Outcome == mailclient.Success {
-			return
+			return last, true
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	t.Fatalf("front not ready after 60s: last login %+v", last)
+	return last, false
 }
 
 // bansd is a running daemon in the engine's namespace.
