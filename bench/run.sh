@@ -33,7 +33,7 @@ gobench -bench '^BenchmarkDockerSource$' -benchtime 1x ./sources/docker
 section "warm-up: bansd start-up to the first live line with an hour of a busy stack's logs (150k lines, 3 containers) behind its cursors, vs docker logs of the same"
 gobench -bench '^BenchmarkWarmupStartup$' -benchtime 3x -timeout 10m ./cmd/bansd
 
-section "live daemon: CPU per million lines of bansd, dockerd and fail2ban-server on the same container's Mailu mix; lag; RSS (peak, 200k tracked addresses)"
+section "live daemon: CPU per million lines of bansd, dockerd and fail2ban-server on the same container's Mailu mix; lag; RSS (peak, 200k tracked addresses); the floor: bansd beside curl and docker logs receiving the same stream"
 gobench -bench '^BenchmarkLiveDaemon$' -benchtime 1x -timeout 30m ./integration
 
 section "end to end: failed attempt to first dropped packet, real Docker log path (20 runs)"

@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(docker.io docker-compose nftables iptables iproute2 busybox-static fail2ban openssl
       nginx libnginx-mod-mail dovecot-core dovecot-imapd dovecot-pop3d
       dovecot-submissiond dovecot-managesieved dovecot-auth-lua util-linux python3 python3-pyinotify ipset
-      crowdsec postfix)
+      crowdsec postfix curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
