@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/docker/docker/client"
@@ -29,11 +30,11 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, 
 	if since != "" {
 		q.Set("since", since)
 	}
-	path := "/containers/" + url.PathEscape(id) + "/logs?" + q.Encode()
-	if v := d.cli.ClientVersion(); v != "" {
-		// As the client builds it: unversioned when it has no version.
-		path = "/v" + strings.TrimPrefix(v, "v") + path
+	base := ""
+	if u, err := client.ParseHostURL(d.cli.DaemonHost()); err == nil {
+		base = u.Path // a tcp:// host can carry a path prefix
 	}
+	target := logsPath(base, d.cli.ClientVersion(), id) + "?" + q.Encode()
 	conn, err := d.cli.Dialer()(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the engine: %w", err)
@@ -44,7 +45,7 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, 
 		s.Close()
 		return nil, err
 	}
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bansd\r\n\r\n", path, client.DummyHost); err != nil {
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bansd\r\n\r\n", target, client.DummyHost); err != nil {
 		return fail(fmt.Errorf("ask for the log: %w", err))
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
@@ -61,6 +62,17 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, 
 		s.body = resp.Body
 	}
 	return s, nil
+}
+
+// logsPath is the logs endpoint of container id as the client builds its
+// own paths: under the host's base path, and unversioned when no version
+// is known.
+func logsPath(base, version, id string) string {
+	p := "/containers/" + url.PathEscape(id) + "/logs"
+	if version != "" {
+		return path.Join(base, "/v"+strings.TrimPrefix(version, "v"), p)
+	}
+	return path.Join(base, p)
 }
 
 // engineError is the engine's refusal in its own words ({"message": ...}).

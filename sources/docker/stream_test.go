@@ -304,3 +304,18 @@ func BenchmarkDemux(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*lines)/b.Elapsed().Seconds(), "lines/s")
 }
+
+func TestLogsPath(t *testing.T) {
+	for _, c := range []struct{ base, version, id, want string }{
+		{"", "1.47", "abc", "/v1.47/containers/abc/logs"},
+		{"", "v1.47", "abc", "/v1.47/containers/abc/logs"},
+		{"", "", "abc", "/containers/abc/logs"},
+		{"/proxy/docker", "1.43", "abc", "/proxy/docker/v1.43/containers/abc/logs"},
+		{"/proxy/", "", "mailu_front_1", "/proxy/containers/mailu_front_1/logs"},
+		{"", "1.47", "a/b", "/v1.47/containers/a%2Fb/logs"},
+	} {
+		if got := logsPath(c.base, c.version, c.id); got != c.want {
+			t.Errorf("logsPath(%q, %q, %q) = %q, want %q", c.base, c.version, c.id, got, c.want)
+		}
+	}
+}
