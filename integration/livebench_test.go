@@ -226,6 +226,16 @@ func BenchmarkLiveDaemon(b *testing.B) {
 	}
 }
 
+// pause stops pid (SIGSTOP) so that it takes no CPU from a pass, and
+// returns what lets it go on.
+func pause(tb testing.TB, pid int) (resume func()) {
+	tb.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		tb.Fatal(err)
+	}
+	return func() { syscall.Kill(pid, syscall.SIGCONT) }
+}
+
 // floorPass: the front mix once more, followed side by side by bansd, by
 // `docker logs -f -t` (the docker CLI, its lines read as they come) and
 // by curl asking for the same stream in HTTP/1.0, as bansd does, and
@@ -240,10 +250,7 @@ func BenchmarkLiveDaemon(b *testing.B) {
 // one run), so only the consumers, under the same conditions, are.
 func floorPass(b *testing.B, e *dockertest.Engine, bd *bansd, f2bPid int, want uint64) {
 	b.Helper()
-	if err := syscall.Kill(f2bPid, syscall.SIGSTOP); err != nil {
-		b.Fatal(err)
-	}
-	defer syscall.Kill(f2bPid, syscall.SIGCONT)
+	defer pause(b, f2bPid)()
 	// The lag pass's last lines are stamped a second before.
 	time.Sleep(time.Second)
 	start := time.Now()
@@ -308,10 +315,7 @@ func floorPass(b *testing.B, e *dockertest.Engine, bd *bansd, f2bPid int, want u
 // written for bansd that it had not read yet, at most.
 func lagPass(b *testing.B, e *dockertest.Engine, bd *bansd, f2bPid int, want uint64) {
 	b.Helper()
-	if err := syscall.Kill(f2bPid, syscall.SIGSTOP); err != nil {
-		b.Fatal(err)
-	}
-	defer syscall.Kill(f2bPid, syscall.SIGCONT)
+	defer pause(b, f2bPid)()
 	bPid := bd.cmd.Process.Pid
 	c := control.NewClient(bd.socket)
 	base := followDockerLogs(b, e, "mailu_front_1", time.Now())

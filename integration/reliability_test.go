@@ -146,7 +146,7 @@ func TestReliability(t *testing.T) {
 				// address (moby#20716): a Docker fault, not bansd's. The
 				// test is about bansd following the engine, so it records
 				// what the engine had and restarts front, as an admin would.
-				t.Logf("front's published ports did not come back from dockerd's crash (last login %+v); the engine's NAT:\n%s\nrestarting front",
+				t.Logf("front's published ports did not come back from dockerd's crash (last login %+v); the engine's ruleset:\n%s\nrestarting front",
 					last, e.Exec(t, "nft", "list", "ruleset"))
 				s.composeRun(t, "restart", "front")
 				waitReady(t, legit)
