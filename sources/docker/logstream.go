@@ -39,16 +39,27 @@ func (d *Docker) followLogs(ctx context.Context, id, since string) (*logStream, 
 	if err != nil {
 		return nil, fmt.Errorf("connect to the engine: %w", err)
 	}
-	// The connection is the stream: closing it is how ctx ends a read.
+	// The connection is the stream: interrupting it is how ctx ends a read.
+	var rw io.ReadWriter = conn
 	s := &logStream{conn: conn, stop: context.AfterFunc(ctx, func() { conn.Close() })}
+	p, paced, err := pace(conn)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("take the log stream's socket: %w", err)
+	}
+	if paced {
+		s.stop()
+		rw, s.conn = p, p
+		s.stop = context.AfterFunc(ctx, p.interrupt)
+	}
 	fail := func(err error) (*logStream, error) {
 		s.Close()
 		return nil, err
 	}
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bansd\r\n\r\n", target, client.DummyHost); err != nil {
+	if _, err := fmt.Fprintf(rw, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bansd\r\n\r\n", target, client.DummyHost); err != nil {
 		return fail(fmt.Errorf("ask for the log: %w", err))
 	}
-	br := bufio.NewReaderSize(conn, 64<<10)
+	br := bufio.NewReaderSize(rw, 64<<10)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		return fail(fmt.Errorf("read the engine's answer: %w", err))
