@@ -37,9 +37,10 @@ type pacedConn struct {
 	rest    bool // the last read emptied the socket
 }
 
-// pace moves conn's socket to a pacedConn, closing conn. A connection
-// that is not a plain socket (an ssh or npipe host's) is kept as it is:
-// ok is false and conn stays open.
+// pace moves conn's socket to a pacedConn, closing conn. The client's
+// dialer gives a socket for every host bansd takes (unix://, tcp://); a
+// connection that is not one is kept as it is: ok is false and conn stays
+// open.
 func pace(conn net.Conn) (p *pacedConn, ok bool, err error) {
 	sc, isSocket := conn.(syscall.Conn)
 	if !isSocket {

@@ -131,7 +131,7 @@ func TestPacedConnEngineGone(t *testing.T) {
 }
 
 func TestPaceKeepsOtherConnections(t *testing.T) {
-	// An ssh host's connection is a pipe to a command, not a socket.
+	// A connection that is no socket (net.Pipe) is read as it is.
 	a, b := net.Pipe()
 	defer b.Close()
 	p, ok, err := pace(a)
