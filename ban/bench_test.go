@@ -222,8 +222,12 @@ func BenchmarkReconcile100k(b *testing.B) {
 		t0 := time.Now()
 		l := m.list()
 		t1 := time.Now()
-		if err := m.reconcile(l); err != nil {
+		confirm, err := m.reconcile(l)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if confirm {
+			b.Fatalf("an intact table's listing found elements out of place: %+v", m.suspect)
 		}
 		listing += t1.Sub(t0)
 		actor += time.Since(t1)

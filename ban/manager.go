@@ -114,6 +114,9 @@ type Manager struct {
 	eventsPruned time.Time
 	// gen is the actor's knowledge of the kernel's generation (actor only).
 	gen genState
+	// suspect is what a periodic listing found out of place, waiting for
+	// the next listing to confirm it (actor only; nil: none pending).
+	suspect *drift
 
 	mu      sync.Mutex
 	running bool
@@ -234,17 +237,20 @@ func (m *Manager) Run(ctx context.Context) error {
 				continue
 			}
 			if m.kernelUnchanged() {
-				if err := m.reconcile(listing{unchanged: true, start: m.now()}); err != nil {
+				if _, err := m.reconcile(listing{unchanged: true, start: m.now()}); err != nil {
 					m.log.Error("reconcile failed", "err", err)
 				}
 				continue
 			}
-			listed = make(chan listing, 1)
-			go func(ch chan<- listing) { ch <- m.list() }(listed)
+			listed = m.listBeside()
 		case l := <-listed:
 			listed = nil
-			if err := m.reconcile(l); err != nil {
+			confirm, err := m.reconcile(l)
+			if err != nil {
 				m.log.Error("reconcile failed", "err", err)
+			}
+			if confirm {
+				listed = m.listBeside()
 			}
 		case <-ctx.Done():
 			for {

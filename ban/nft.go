@@ -123,8 +123,13 @@ type Firewall interface {
 	// Swap removes and adds elements in one transaction (Remove then Add,
 	// with nothing enforced in between).
 	Swap(remove []netip.Prefix, add []Element) error
-	// List returns every element of our sets with its remaining time.
+	// List returns every element of our sets with its remaining time. It
+	// walks the sets in parts, so changes during it can make it miss an
+	// element or show one twice.
 	List() ([]Element, error)
+	// Lookup returns those of targets that are in their sets, each with
+	// its remaining time: one exact lookup each, not a walk.
+	Lookup(targets []netip.Prefix) ([]Element, error)
 	// Status reads the table's shape and the counters.
 	Status() (TableStatus, error)
 	// Generation is the namespace's ruleset generation: every committed
@@ -638,6 +643,30 @@ func (n *NFT) List() ([]Element, error) {
 				continue
 			}
 			out = append(out, Element{Target: netip.PrefixFrom(a, c.Bits), Timeout: e.Expires, Permanent: e.Timeout == 0 && e.Expires == 0})
+		}
+	}
+	return out, nil
+}
+
+// Lookup implements Firewall with one NFT_MSG_GETSETELEM request per
+// target: the kernel answers a request for several with ENOENT at the
+// first one it lacks.
+func (n *NFT) Lookup(targets []netip.Prefix) ([]Element, error) {
+	var out []Element
+	for _, t := range targets {
+		set := n.sets[ClassOf(t)]
+		if set == nil {
+			continue
+		}
+		els, err := n.conn.FindSetElements(set, []nftables.SetElement{{Key: keyOf(t)}})
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nftables: look up %s in %s: %w", t, set.Name, err)
+		}
+		for _, e := range els {
+			out = append(out, Element{Target: t.Masked(), Timeout: e.Expires, Permanent: e.Timeout == 0 && e.Expires == 0})
 		}
 	}
 	return out, nil

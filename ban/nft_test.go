@@ -249,3 +249,45 @@ func TestPriorityChange(t *testing.T) {
 		t.Error("element lost when the chain was replaced")
 	}
 }
+
+// TestLookup: exact lookups find what is in the kernel, with its time
+// left, and pass over what is not: an address never added, one removed,
+// one whose class has no set.
+func TestLookup(t *testing.T) {
+	ns := netnstest.New(t)
+	fw := ensuredNFT(t, ns, testConfig(t))
+	if err := fw.Add([]Element{
+		{Target: pfx("192.0.2.7/32"), Timeout: time.Hour},
+		{Target: pfx("192.0.2.8/32"), Timeout: time.Hour},
+		{Target: pfx("2001:db8:a:b::/64"), Timeout: 2 * time.Hour},
+		{Target: pfx("198.51.100.0/24"), Permanent: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fw.Remove([]netip.Prefix{pfx("192.0.2.8/32")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fw.Lookup([]netip.Prefix{
+		pfx("192.0.2.7/32"), pfx("192.0.2.8/32"), pfx("192.0.2.9/32"),
+		pfx("2001:db8:a:b::/64"), pfx("198.51.100.0/24"), pfx("203.0.113.0/25"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[netip.Prefix]Element{}
+	for _, e := range got {
+		found[e.Target] = e
+	}
+	if len(got) != 3 || len(found) != 3 {
+		t.Fatalf("Lookup = %+v, want 192.0.2.7/32, 2001:db8:a:b::/64 and 198.51.100.0/24", got)
+	}
+	for p, want := range map[string]time.Duration{"192.0.2.7/32": time.Hour, "2001:db8:a:b::/64": 2 * time.Hour} {
+		e, ok := found[pfx(p)]
+		if !ok || e.Permanent || e.Timeout > want || e.Timeout < want-5*time.Second {
+			t.Errorf("%s: %+v, want about %s left", p, e, want)
+		}
+	}
+	if e := found[pfx("198.51.100.0/24")]; !e.Permanent {
+		t.Errorf("198.51.100.0/24: %+v, want permanent", e)
+	}
+}

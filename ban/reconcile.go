@@ -83,6 +83,14 @@ type listing struct {
 	err   error
 }
 
+// listBeside lists the kernel on a goroutine of its own, so that the
+// actor goes on applying bans during a listing of seconds.
+func (m *Manager) listBeside() chan listing {
+	ch := make(chan listing, 1)
+	go func() { ch <- m.list() }()
+	return ch
+}
+
 func (m *Manager) list() listing {
 	l := listing{start: m.now()}
 	t0 := time.Now()
@@ -135,12 +143,29 @@ func (m *Manager) restore() (err error) {
 // kernel match the store (the table's shape, every live ban with its
 // remaining time, nothing else in our sets), from l, a listing taken
 // beside the actor.
-func (m *Manager) reconcile(l listing) (err error) {
+//
+// A listing is not a snapshot. The actor's own commits while it runs
+// (bans and unbans during its seconds at 100k), and the kernel moving a
+// set's elements (a hash set's resize after growth, the garbage
+// collection of expired elements) between the parts of its netlink dump,
+// make it miss elements or show ones already gone. So what a listing
+// finds out of place is only suspect: each suspect is looked up in the
+// kernel (confirm), and a repair, with the alarm it raises, is what the
+// lookups confirm. More suspects than lookupMax are first narrowed by a
+// second listing (confirm asks for it): those two agree on, and damage
+// that large (a set flushed) is no walk's artefact. Damage to the
+// table's shape is repaired at once: that check reads the chain and its
+// rules, not a walk of a set.
+func (m *Manager) reconcile(l listing) (confirm bool, err error) {
 	start := time.Now()
 	var repaired []string
 	defer func() {
 		if err != nil {
 			m.gen.ok = false
+			m.suspect = nil
+		}
+		if confirm {
+			return // the next listing decides what to say
 		}
 		m.reconciled(time.Since(start)+l.took, repaired, err)
 		// Only the periodic run: the start's restore of every ban is
@@ -152,29 +177,91 @@ func (m *Manager) reconcile(l listing) (err error) {
 	now := m.now()
 	if expired, evs := m.dropExpired(now); len(expired) > 0 {
 		if err := m.db.DeleteBans(expired, evs...); err != nil {
-			return err
+			return false, err
 		}
 		m.logEvents(evs)
 	}
 	if err := m.purgeHistory(now); err != nil {
-		return err
+		return false, err
 	}
 	if l.unchanged {
 		// The bans that ended above left the kernel on their own timeouts.
-		return nil
+		return false, nil
 	}
 	if l.err != nil {
-		return l.err
+		return false, l.err
 	}
 	if !l.health.OK {
+		m.suspect = nil
 		repaired = append(repaired, l.health.Problem)
 		if l, err = m.ensureListed(); err != nil {
-			return err
+			return false, err
+		}
+		fix, err := m.converge(l, now)
+		repaired = append(repaired, fix.said()...)
+		return false, err
+	}
+	d := m.drift(l, now)
+	if m.suspect != nil {
+		d = d.within(*m.suspect)
+		m.suspect = nil
+	} else if d.size() > lookupMax {
+		m.suspect = &d
+		return true, nil
+	}
+	if d.size() <= lookupMax {
+		if d, err = m.confirm(d); err != nil {
+			return false, err
 		}
 	}
-	fix, err := m.converge(l, now)
+	fix, err := m.correct(d)
 	repaired = append(repaired, fix.said()...)
-	return err
+	return false, err
+}
+
+// lookupMax bounds the kernel lookups of one reconcile (tens of µs each).
+const lookupMax = 256
+
+// confirm keeps of d what exact lookups in the kernel confirm: extra
+// elements that are there, missing bans that are not (or are, with a
+// wrong timeout). It runs in the actor, so none of its own commits falls
+// between the index and the lookups.
+func (m *Manager) confirm(d drift) (drift, error) {
+	if d.empty() {
+		return d, nil
+	}
+	targets := slices.Clone(d.extra)
+	for _, b := range d.missing {
+		targets = append(targets, b.Target)
+	}
+	start := m.now()
+	t0 := time.Now()
+	found, err := m.fw.Lookup(targets)
+	if err != nil {
+		return drift{}, err
+	}
+	took := time.Since(t0)
+	have := make(map[netip.Prefix]Element, len(found))
+	for _, e := range found {
+		have[e.Target] = e
+	}
+	out := drift{wrong: map[netip.Prefix]bool{}}
+	for _, p := range d.extra {
+		if _, ok := have[p]; ok {
+			out.extra = append(out.extra, p)
+		}
+	}
+	for _, b := range d.missing {
+		e, ok := have[b.Target]
+		switch {
+		case !ok:
+			out.missing = append(out.missing, b)
+		case wrongTimeout(b, e, start, took):
+			out.missing = append(out.missing, b)
+			out.wrong[b.Target] = true
+		}
+	}
+	return out, nil
 }
 
 // reconciled records a reconcile's outcome for Status and the log.
@@ -258,51 +345,104 @@ func (f fixes) said() []string {
 	return out
 }
 
-// converge removes the elements the index does not hold and (re)adds the
-// bans the kernel lacks or holds with a wrong timeout.
-func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
-	// Each element's remaining time was read at some instant of the
-	// listing: its kernel expiry lies in [start+t, start+took+t].
+// drift is how a listing differs from the index.
+type drift struct {
+	// extra: elements the index does not hold (or holds as over).
+	extra []netip.Prefix
+	// missing: bans the kernel lacks, or holds with a wrong timeout
+	// (those are in wrong too).
+	missing []store.Ban
+	wrong   map[netip.Prefix]bool
+}
+
+func (d drift) empty() bool { return d.size() == 0 }
+
+func (d drift) size() int { return len(d.extra) + len(d.missing) }
+
+// within keeps what earlier found too, with d's bans (the newer times).
+func (d drift) within(earlier drift) drift {
+	extra := make(map[netip.Prefix]bool, len(earlier.extra))
+	for _, p := range earlier.extra {
+		extra[p] = true
+	}
+	missing := make(map[netip.Prefix]bool, len(earlier.missing))
+	for _, b := range earlier.missing {
+		missing[b.Target] = true
+	}
+	out := drift{wrong: map[netip.Prefix]bool{}}
+	for _, p := range d.extra {
+		if extra[p] {
+			out.extra = append(out.extra, p)
+		}
+	}
+	for _, b := range d.missing {
+		if missing[b.Target] {
+			out.missing = append(out.missing, b)
+			if d.wrong[b.Target] {
+				out.wrong[b.Target] = true
+			}
+		}
+	}
+	return out
+}
+
+// drift compares a listing with the index.
+func (m *Manager) drift(l listing, now time.Time) drift {
 	have := make(map[netip.Prefix]Element, len(l.elems))
-	var extra []netip.Prefix
+	d := drift{wrong: map[netip.Prefix]bool{}}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, e := range l.elems {
 		have[e.Target] = e
 		if b, ok := m.index.get(e.Target); !ok || !b.Until.After(now) {
-			extra = append(extra, e.Target)
+			d.extra = append(d.extra, e.Target)
 		}
 	}
-	var missing []store.Ban
-	var f fixes
 	for b := range m.index.all() {
 		e, ok := have[b.Target]
-		kt := e.Timeout
 		switch {
 		case !ok:
-			missing = append(missing, b)
-		case b.Permanent() || e.Permanent:
-			// Neither expires on its own: each must be the other.
-			if b.Permanent() != e.Permanent {
-				missing = append(missing, b)
-				f.wrong++
-			}
-		case b.Until.Before(l.start.Add(kt-timeoutSlack)) || b.Until.After(l.start.Add(l.took+kt+timeoutSlack)):
-			missing = append(missing, b)
-			f.wrong++
+			d.missing = append(d.missing, b)
+		case wrongTimeout(b, e, l.start, l.took):
+			d.missing = append(d.missing, b)
+			d.wrong[b.Target] = true
 		}
 	}
-	m.mu.Unlock()
-	for chunk := range slices.Chunk(extra, m.batch) {
+	return d
+}
+
+// wrongTimeout says whether e, read between start and start+took, does
+// not expire when b ends.
+func wrongTimeout(b store.Ban, e Element, start time.Time, took time.Duration) bool {
+	if b.Permanent() || e.Permanent {
+		// Neither expires on its own: each must be the other.
+		return b.Permanent() != e.Permanent
+	}
+	// Its kernel expiry lies in [start+t, start+took+t].
+	return b.Until.Before(start.Add(e.Timeout-timeoutSlack)) || b.Until.After(start.Add(took+e.Timeout+timeoutSlack))
+}
+
+// converge makes the kernel match the index from one listing, as the
+// start's restore and the repair of a damaged table do.
+func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
+	return m.correct(m.drift(l, now))
+}
+
+// correct removes d's extra elements and (re)adds its missing bans.
+func (m *Manager) correct(d drift) (fixes, error) {
+	var f fixes
+	for chunk := range slices.Chunk(d.extra, m.batch) {
 		if err := m.own(func() error { return m.fw.Remove(chunk) }); err != nil {
 			return f, err
 		}
 		f.removed += len(chunk)
 	}
-	if len(missing) > 0 {
-		if err := m.apply(missing); err != nil {
+	if len(d.missing) > 0 {
+		if err := m.apply(d.missing); err != nil {
 			return f, err
 		}
-		f.restored = len(missing)
+		f.restored = len(d.missing)
+		f.wrong = len(d.wrong)
 	}
 	return f, nil
 }
