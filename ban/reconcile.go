@@ -209,12 +209,7 @@ func (m *Manager) reconcile(l listing) (confirm bool, err error) {
 		m.suspect = &d
 		return true, nil
 	}
-	if d.size() <= lookupMax {
-		if d, err = m.confirm(d); err != nil {
-			return false, err
-		}
-	}
-	fix, err := m.correct(d)
+	fix, err := m.settle(d)
 	repaired = append(repaired, fix.said()...)
 	return false, err
 }
@@ -426,7 +421,19 @@ func wrongTimeout(b store.Ban, e Element, start time.Time, took time.Duration) b
 // converge makes the kernel match the index from one listing, as the
 // start's restore and the repair of a damaged table do.
 func (m *Manager) converge(l listing, now time.Time) (fixes, error) {
-	return m.correct(m.drift(l, now))
+	return m.settle(m.drift(l, now))
+}
+
+// settle corrects d, after lookups have confirmed it when it is small
+// enough to look up.
+func (m *Manager) settle(d drift) (fixes, error) {
+	if d.size() <= lookupMax {
+		var err error
+		if d, err = m.confirm(d); err != nil {
+			return fixes{}, err
+		}
+	}
+	return m.correct(d)
 }
 
 // correct removes d's extra elements and (re)adds its missing bans.
