@@ -164,9 +164,10 @@ type Counter struct {
 // prerouting, one timeout hash set per class.
 type NFT struct {
 	conn *nftables.Conn
-	// gen is a lasting connection for Generation, which the manager calls
-	// around every flush: a socket per call cost more than the flush.
-	gen      *nftables.Conn
+	// lasting is a connection kept open for the actor's small, frequent
+	// reads: Generation around every flush (a socket per call cost more
+	// than the flush) and Lookup's one request per target.
+	lasting  *nftables.Conn
 	table    *nftables.Table
 	chain    *nftables.Chain
 	priority int
@@ -259,10 +260,10 @@ func NewNFT(table string, priority int, opts ...NFTOption) (*NFT, error) {
 	}
 	accept := nftables.ChainPolicyAccept
 	return &NFT{
-		scope: sc,
-		conn:  conn,
-		gen:   gen,
-		table: t,
+		scope:   sc,
+		conn:    conn,
+		lasting: gen,
+		table:   t,
 		chain: &nftables.Chain{
 			Name: chainName, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(priority)),
@@ -642,15 +643,16 @@ func (n *NFT) List() ([]Element, error) {
 			if !ok || a.Is6() != c.V6 {
 				continue
 			}
-			out = append(out, Element{Target: netip.PrefixFrom(a, c.Bits), Timeout: e.Expires, Permanent: e.Timeout == 0 && e.Expires == 0})
+			out = append(out, elementOf(netip.PrefixFrom(a, c.Bits), e))
 		}
 	}
 	return out, nil
 }
 
 // Lookup implements Firewall with one NFT_MSG_GETSETELEM request per
-// target: the kernel answers a request for several with ENOENT at the
-// first one it lacks.
+// target (the kernel answers a request for several with ENOENT at the
+// first one it lacks), on the lasting connection: it is called from the
+// actor only.
 func (n *NFT) Lookup(targets []netip.Prefix) ([]Element, error) {
 	var out []Element
 	for _, t := range targets {
@@ -658,7 +660,7 @@ func (n *NFT) Lookup(targets []netip.Prefix) ([]Element, error) {
 		if set == nil {
 			continue
 		}
-		els, err := n.conn.FindSetElements(set, []nftables.SetElement{{Key: keyOf(t)}})
+		els, err := n.lasting.FindSetElements(set, []nftables.SetElement{{Key: keyOf(t)}})
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
@@ -666,16 +668,22 @@ func (n *NFT) Lookup(targets []netip.Prefix) ([]Element, error) {
 			return nil, fmt.Errorf("nftables: look up %s in %s: %w", t, set.Name, err)
 		}
 		for _, e := range els {
-			out = append(out, Element{Target: t.Masked(), Timeout: e.Expires, Permanent: e.Timeout == 0 && e.Expires == 0})
+			out = append(out, elementOf(t.Masked(), e))
 		}
 	}
 	return out, nil
 }
 
+// elementOf is a kernel element of target's set as the manager sees it:
+// one added without a timeout never expires.
+func elementOf(target netip.Prefix, e nftables.SetElement) Element {
+	return Element{Target: target, Timeout: e.Expires, Permanent: e.Timeout == 0 && e.Expires == 0}
+}
+
 // Generation implements Firewall with one NFT_MSG_GETGEN round trip on
 // the lasting connection; it is called from one goroutine (the actor).
 func (n *NFT) Generation() (uint32, error) {
-	g, err := n.gen.GetGen()
+	g, err := n.lasting.GetGen()
 	if err != nil {
 		return 0, fmt.Errorf("nftables: get ruleset generation: %w", err)
 	}
@@ -683,7 +691,7 @@ func (n *NFT) Generation() (uint32, error) {
 }
 
 // Close releases the lasting connection. The kernel's table stays.
-func (n *NFT) Close() error { return n.gen.CloseLasting() }
+func (n *NFT) Close() error { return n.lasting.CloseLasting() }
 
 // Status implements Firewall.
 func (n *NFT) Status() (TableStatus, error) {
